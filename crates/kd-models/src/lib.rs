@@ -1,1 +1,114 @@
-//! kd-models
+//! # kd-models
+//!
+//! ResNet 18/34/50/101/152 for knowledge distillation: torchvision layout and initialisation,
+//! **named feature taps** (ask for any module paths and get them with the logits from one
+//! forward pass), a layer listing like fastai's `get_model_layers`, fastai's `vision_learner`
+//! model (pretrained body + fastai head, fastai path names), and weight import.
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor};
+//! use kd_models::{Arch, FeatureModel, ResNetConfig};
+//!
+//! let device = Device::flex();
+//! let model = ResNetConfig::new(Arch::ResNet18).with_classes(Some(2)).init(&device);
+//! let plan = model.tap_plan(&["layer1", "layer4"]).unwrap();
+//! let out = model.forward_taps(Tensor::zeros([1, 3, 64, 64], &device), &plan);
+//! assert_eq!(out.logits.dims(), [1, 2]);
+//! assert_eq!(out.taps["layer1"].dims(), [1, 64, 16, 16]);
+//! assert!(model.tap_plan(&["layer5"]).is_err()); // lists the nearest valid names
+//! ```
+
+mod learner;
+mod resnet;
+mod taps;
+pub mod weights;
+
+use std::path::PathBuf;
+
+pub use learner::{FastaiHead, VisionLearner};
+pub use resnet::{Arch, Block, Downsample, ResNet, ResNetConfig, StridePlacement};
+pub use taps::{FeatureModel, LayerInfo, Outputs, TapPlan, nearest_names};
+
+/// Everything that can go wrong when building, tapping or loading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// An architecture name that is not one of ours.
+    #[error("unknown architecture `{name}`; expected one of: {}", allowed.join(", "))]
+    UnknownArch {
+        /// What was asked for.
+        name: String,
+        /// The valid names.
+        allowed: Vec<String>,
+    },
+    /// A tap name the model does not have.
+    #[error("unknown layer `{name}`; nearest valid names: {}", nearest.join(", "))]
+    UnknownTap {
+        /// What was asked for.
+        name: String,
+        /// The closest valid names, nearest first.
+        nearest: Vec<String>,
+    },
+    /// A tap that was not part of the forward pass's plan.
+    #[error("tap `{name}` was not computed; computed taps: [{}]", available.join(", "))]
+    TapNotComputed {
+        /// What was asked for.
+        name: String,
+        /// What the forward pass produced.
+        available: Vec<String>,
+    },
+    /// A weights file that could not be read.
+    #[error("cannot read weights from {}: {reason}", path.display())]
+    WeightsRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A checkpoint whose keys or shapes do not fit the model.
+    #[error("{}", mismatch_message(checkpoint, missing, unexpected, misshaped))]
+    WeightsMismatch {
+        /// The checkpoint.
+        checkpoint: String,
+        /// Keys the model needs that the checkpoint lacks.
+        missing: Vec<String>,
+        /// Checkpoint keys the model has no place for.
+        unexpected: Vec<String>,
+        /// `(key, model shape, checkpoint shape)`.
+        misshaped: Vec<(String, Vec<usize>, Vec<usize>)>,
+    },
+    /// Burn refused to apply tensors that passed our checks.
+    #[error("cannot apply weights from {checkpoint}: {reason}")]
+    WeightsApply {
+        /// The checkpoint.
+        checkpoint: String,
+        /// Burn's report.
+        reason: String,
+    },
+    /// A model that could not be written.
+    #[error("cannot save model to {}: {reason}", path.display())]
+    Save {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn mismatch_message(
+    source: &str,
+    missing: &[String],
+    unexpected: &[String],
+    misshaped: &[(String, Vec<usize>, Vec<usize>)],
+) -> String {
+    let mut msg = format!("weights in {source} do not fit the model:");
+    if !missing.is_empty() {
+        msg += &format!("\n  missing keys: {}", missing.join(", "));
+    }
+    if !unexpected.is_empty() {
+        msg += &format!("\n  unexpected keys: {}", unexpected.join(", "));
+    }
+    for (key, want, have) in misshaped {
+        msg += &format!("\n  `{key}`: model expects shape {want:?}, checkpoint has {have:?}");
+    }
+    msg
+}

@@ -1,0 +1,247 @@
+//! Named feature taps: ask a model for any set of module paths and get them back with the
+//! logits from one forward pass.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::tensor::{Device, Tensor};
+
+use crate::ModelError;
+
+/// The result of one forward pass: the logits plus every requested tap.
+///
+/// Taps are keyed by the name the caller asked for (so `"0.4"` comes back as `"0.4"` even though
+/// it resolves to `layer1`). Every tap is rank 4: flat outputs (`fc`, the head's linear layers)
+/// come back as `[batch, features, 1, 1]`.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// Class scores, `[batch, classes]`.
+    pub logits: Tensor<2>,
+    /// Requested feature maps by requested name.
+    pub taps: BTreeMap<String, Tensor<4>>,
+}
+
+impl Outputs {
+    /// The tap asked for as `name`, or an error naming what was available.
+    pub fn tap(&self, name: &str) -> Result<&Tensor<4>, ModelError> {
+        self.taps
+            .get(name)
+            .ok_or_else(|| ModelError::TapNotComputed {
+                name: name.to_string(),
+                available: self.taps.keys().cloned().collect(),
+            })
+    }
+}
+
+/// A validated set of taps for one model: canonical module path → the names it was requested as.
+///
+/// Build it once with [`FeatureModel::tap_plan`] and reuse it every batch: resolution and
+/// validation happen here, not in the forward pass.
+#[derive(Debug, Clone, Default)]
+pub struct TapPlan {
+    wanted: HashMap<String, Vec<String>>,
+}
+
+impl TapPlan {
+    /// A plan that taps nothing: the forward pass costs exactly what a plain forward costs.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// True when no tap is requested.
+    pub fn is_empty(&self) -> bool {
+        self.wanted.is_empty()
+    }
+
+    /// Whether any requested canonical path is `prefix` itself or lies below it.
+    pub(crate) fn wants_under(&self, prefix: &str) -> bool {
+        self.wanted.keys().any(|path| {
+            path == prefix
+                || (path.len() > prefix.len()
+                    && path.starts_with(prefix)
+                    && path.as_bytes()[prefix.len()] == b'.')
+        })
+    }
+
+    fn add(&mut self, canonical: String, requested: String) {
+        let names = self.wanted.entry(canonical).or_default();
+        if !names.contains(&requested) {
+            names.push(requested);
+        }
+    }
+}
+
+/// Collects tap values during a forward pass.
+pub(crate) struct TapSink<'a> {
+    plan: &'a TapPlan,
+    pub(crate) taps: BTreeMap<String, Tensor<4>>,
+}
+
+impl<'a> TapSink<'a> {
+    pub(crate) fn new(plan: &'a TapPlan) -> Self {
+        Self {
+            plan,
+            taps: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn plan(&self) -> &TapPlan {
+        self.plan
+    }
+
+    /// Record `value` under every name that requested `path`.
+    pub(crate) fn offer(&mut self, path: &str, value: &Tensor<4>) {
+        if let Some(names) = self.plan.wanted.get(path) {
+            for name in names {
+                self.taps.insert(name.clone(), value.clone());
+            }
+        }
+    }
+
+    /// Same as [`offer`](Self::offer) for a flat `[batch, features]` output.
+    pub(crate) fn offer_flat(&mut self, path: &str, value: &Tensor<2>) {
+        if self.plan.wanted.contains_key(path) {
+            let [b, f] = value.dims();
+            self.offer(path, &value.clone().reshape([b, f, 1, 1]));
+        }
+    }
+}
+
+/// One row of a layer listing (see [`FeatureModel::layers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// The module path, as the model names it (fastai-style for a [`crate::VisionLearner`]).
+    pub path: String,
+    /// Another name that resolves to the same tap (the torchvision name of a fastai path).
+    pub alias: Option<String>,
+    /// Output shape `[batch, channels, height, width]` (flat outputs as `[batch, f, 1, 1]`).
+    pub shape: [usize; 4],
+}
+
+/// A model whose intermediate outputs can be tapped by name.
+pub trait FeatureModel {
+    /// Every tappable module path, in forward (pre-)order, with an optional alias each.
+    fn layer_paths(&self) -> Vec<(String, Option<String>)>;
+
+    /// Map a requested name (path or alias) to the canonical path used by the forward pass.
+    fn canonical(&self, name: &str) -> Option<String>;
+
+    /// Forward pass returning logits and the taps of `plan`.
+    fn forward_taps(&self, input: Tensor<4>, plan: &TapPlan) -> Outputs;
+
+    /// The device the model's parameters live on.
+    fn device(&self) -> Device;
+
+    /// Forward pass returning logits only.
+    fn forward_logits(&self, input: Tensor<4>) -> Tensor<2> {
+        self.forward_taps(input, &TapPlan::none()).logits
+    }
+
+    /// Validate and resolve tap names. An unknown name is an error listing the nearest valid
+    /// names.
+    fn tap_plan<S: AsRef<str>>(&self, names: &[S]) -> Result<TapPlan, ModelError> {
+        let mut plan = TapPlan::none();
+        for name in names {
+            let name = name.as_ref();
+            match self.canonical(name) {
+                Some(canonical) => plan.add(canonical, name.to_string()),
+                None => {
+                    let candidates = self
+                        .layer_paths()
+                        .into_iter()
+                        .flat_map(|(path, alias)| std::iter::once(path).chain(alias));
+                    return Err(ModelError::UnknownTap {
+                        name: name.to_string(),
+                        nearest: nearest_names(name, candidates, 5),
+                    });
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Every layer path with its output shape for a `[1, 3, size, size]` input, like fastai's
+    /// `get_model_layers` plus shapes. Runs one forward pass of batch 1.
+    fn layers(&self, size: usize) -> Vec<LayerInfo> {
+        let paths = self.layer_paths();
+        let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
+        // Every listed path resolves by construction.
+        let plan = match self.tap_plan(&names) {
+            Ok(plan) => plan,
+            Err(_) => return Vec::new(),
+        };
+        let input = Tensor::<4>::zeros([1, 3, size, size], &self.device());
+        let out = self.forward_taps(input, &plan);
+        paths
+            .into_iter()
+            .filter_map(|(path, alias)| {
+                let shape = out.taps.get(&path)?.dims();
+                Some(LayerInfo { path, alias, shape })
+            })
+            .collect()
+    }
+}
+
+/// The `limit` candidates closest to `name` by edit distance (ties broken alphabetically).
+pub fn nearest_names(
+    name: &str,
+    candidates: impl IntoIterator<Item = String>,
+    limit: usize,
+) -> Vec<String> {
+    let mut scored: Vec<(usize, String)> = candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, &c), c))
+        .collect();
+    scored.sort();
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().take(limit).map(|(_, c)| c).collect()
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_substitutions() {
+        assert_eq!(edit_distance("layer1", "layer1"), 0);
+        assert_eq!(edit_distance("layr1", "layer1"), 1);
+        assert_eq!(edit_distance("layer5", "layer1"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn nearest_names_ranks_by_distance() {
+        let names = ["layer1", "layer2", "conv1", "fc"].map(String::from);
+        assert_eq!(
+            nearest_names("layr2", names.clone(), 2),
+            vec!["layer2", "layer1"]
+        );
+        assert_eq!(nearest_names("fx", names, 1), vec!["fc"]);
+    }
+
+    #[test]
+    fn wants_under_matches_whole_path_segments_only() {
+        let mut plan = TapPlan::none();
+        plan.add("layer1.0.conv1".into(), "x".into());
+        assert!(plan.wants_under("layer1"));
+        assert!(plan.wants_under("layer1.0"));
+        assert!(plan.wants_under("layer1.0.conv1"));
+        assert!(!plan.wants_under("layer1.1"));
+        assert!(!plan.wants_under("layer1.0.conv"));
+    }
+}

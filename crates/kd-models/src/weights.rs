@@ -1,0 +1,228 @@
+//! Weight import (torchvision state dicts from `.pth` / `.safetensors`) and our own
+//! save / load in Burn's native burnpack format.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{
+    BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
+};
+
+use crate::ModelError;
+use crate::resnet::ResNet;
+
+/// What to do with a checkpoint's classifier (`fc.*`) when its class count differs from the
+/// model's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Classifier {
+    /// The classifier must match; a different shape is an error.
+    #[default]
+    Strict,
+    /// Keep the model's freshly initialised classifier when the shapes differ (fastai cuts
+    /// and re-heads a pretrained model the same way).
+    ReplaceIfDifferent,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Tensors copied into the model.
+    pub applied: usize,
+    /// Checkpoint tensors deliberately left out (a replaced classifier, BN batch counters).
+    pub skipped: Vec<String>,
+}
+
+/// Our module paths differ from torchvision's only in the shortcut: `downsample.conv` /
+/// `downsample.bn` versus `downsample.0` / `downsample.1`.
+fn ours_to_torchvision(name: &str) -> String {
+    name.replace(".downsample.conv.", ".downsample.0.")
+        .replace(".downsample.bn.", ".downsample.1.")
+}
+
+fn torchvision_to_ours(name: &str) -> String {
+    name.replace(".downsample.0.", ".downsample.conv.")
+        .replace(".downsample.1.", ".downsample.bn.")
+}
+
+/// Read every tensor of a torchvision checkpoint: `.safetensors`, or a PyTorch pickle
+/// (`.pth` / `.pt` / `.bin`). A `state_dict` / `model` wrapper is unwrapped.
+pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, PackTensor>, ModelError> {
+    let read_err = |reason: String| ModelError::WeightsRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(read_err("no such file".into()));
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let tensors = if ext == "safetensors" {
+        let mut store = SafetensorsStore::from_file(path);
+        store
+            .get_all_tensors()
+            .map_err(|e| read_err(e.to_string()))?
+            .clone()
+    } else {
+        let mut found = PytorchStore::from_file(path)
+            .get_all_tensors()
+            .cloned()
+            .map_err(|e| read_err(e.to_string()))?;
+        // Checkpoints often wrap the state dict.
+        for key in ["state_dict", "model"] {
+            if !found.is_empty() {
+                break;
+            }
+            if let Ok(t) = PytorchStore::from_file(path)
+                .with_top_level_key(key)
+                .get_all_tensors()
+            {
+                found = t.clone();
+            }
+        }
+        found
+    };
+    if tensors.is_empty() {
+        return Err(read_err("the file holds no tensors".into()));
+    }
+    Ok(tensors)
+}
+
+/// The torchvision key and shape of every tensor `model` holds (BatchNorm statistics included,
+/// `fc.weight` as `[out, in]`).
+pub fn torchvision_keys<M: ModuleSnapshot>(model: &M) -> BTreeMap<String, Vec<usize>> {
+    model
+        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
+        .into_iter()
+        .map(|t| (ours_to_torchvision(&t.name), t.shape.to_vec()))
+        .collect()
+}
+
+/// Copy torchvision-named tensors into `model`.
+///
+/// Every problem is reported at once, by key: tensors the model needs that the checkpoint
+/// lacks, checkpoint tensors the model has no place for, and shape mismatches. `source` names the
+/// checkpoint in messages.
+pub fn apply_torchvision<M: ModuleSnapshot + Module>(
+    model: &mut M,
+    tensors: BTreeMap<String, PackTensor>,
+    classifier: Classifier,
+    source: &str,
+) -> Result<ImportReport, ModelError> {
+    let mut expected = torchvision_keys(model);
+    let mut report = ImportReport::default();
+    let mut given = BTreeMap::new();
+    for (name, tensor) in tensors {
+        if name.ends_with("num_batches_tracked") {
+            report.skipped.push(name);
+        } else {
+            given.insert(name, tensor);
+        }
+    }
+    if classifier == Classifier::ReplaceIfDifferent {
+        let fc_differs = ["fc.weight", "fc.bias"].iter().any(|k| {
+            let want = expected.get(*k);
+            let have = given.get(*k).map(|t| t.shape.to_vec());
+            want.is_some() && have.is_some() && want != have.as_ref()
+        }) || (!expected.contains_key("fc.weight")
+            && given.contains_key("fc.weight"));
+        if fc_differs {
+            for key in ["fc.weight", "fc.bias"] {
+                expected.remove(key);
+                if given.remove(key).is_some() {
+                    report.skipped.push(key.to_string());
+                }
+            }
+        }
+    }
+    let missing: Vec<String> = expected
+        .keys()
+        .filter(|k| !given.contains_key(*k))
+        .cloned()
+        .collect();
+    let unexpected: Vec<String> = given
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .cloned()
+        .collect();
+    let misshaped: Vec<(String, Vec<usize>, Vec<usize>)> = given
+        .iter()
+        .filter_map(|(k, t)| {
+            let want = expected.get(k)?;
+            let have = t.shape.to_vec();
+            (*want != have).then(|| (k.clone(), want.clone(), have))
+        })
+        .collect();
+    if !missing.is_empty() || !unexpected.is_empty() || !misshaped.is_empty() {
+        return Err(ModelError::WeightsMismatch {
+            checkpoint: source.to_string(),
+            missing,
+            unexpected,
+            misshaped,
+        });
+    }
+    let renamed: Vec<PackTensor> = given
+        .into_values()
+        .map(|mut t| {
+            t.name = torchvision_to_ours(&t.name);
+            t
+        })
+        .collect();
+    let result = model.apply(renamed, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+    // A replaced classifier is missing on purpose.
+    let missing = result
+        .missing
+        .iter()
+        .filter(|(path, _)| !report.skipped.contains(&ours_to_torchvision(path)));
+    if !result.errors.is_empty() || missing.count() > 0 {
+        return Err(ModelError::WeightsApply {
+            checkpoint: source.to_string(),
+            reason: result.to_string(),
+        });
+    }
+    report.applied = result.applied.len();
+    Ok(report)
+}
+
+/// Load a torchvision ResNet checkpoint (`.pth`, `.pt` or `.safetensors`) into `model`.
+pub fn load_torchvision(
+    model: &mut ResNet,
+    path: &Path,
+    classifier: Classifier,
+) -> Result<ImportReport, ModelError> {
+    let tensors = read_state_dict(path)?;
+    apply_torchvision(model, tensors, classifier, &path.display().to_string())
+}
+
+/// Save any model (parameters and BatchNorm statistics) in Burn's burnpack format.
+pub fn save_model<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<(), ModelError> {
+    let mut store = BurnpackStore::from_file(path).overwrite(true);
+    model.save_into(&mut store).map_err(|e| ModelError::Save {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Load a model saved by [`save_model`] into `model`, which must have the same structure.
+pub fn load_model<M: ModuleSnapshot>(model: &mut M, path: &Path) -> Result<(), ModelError> {
+    let read_err = |reason: String| ModelError::WeightsRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(read_err("no such file".into()));
+    }
+    let mut store = BurnpackStore::from_file(path);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| read_err(e.to_string()))?;
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+        return Err(read_err(result.to_string()));
+    }
+    Ok(())
+}
