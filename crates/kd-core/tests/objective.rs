@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Int, Tensor};
 use kd_core::{
-    Connectors, KdInput, KdLoss, LayerPair, LossConfig, LossError, Mix, Objective,
-    ObjectiveConfig, Schedule, Term, match_feature_layers,
+    Connectors, KdInput, KdLoss, LayerPair, LossConfig, LossError, Mix, Objective, ObjectiveConfig,
+    Schedule, Term, match_feature_layers,
 };
 use kd_models::{Arch, Outputs, ResNetConfig, VisionLearner};
 
@@ -17,7 +17,10 @@ fn out(logits: Vec<f32>, batch: usize, taps: &[(&str, Tensor<4>)]) -> Outputs {
     let classes = logits.len() / batch;
     Outputs {
         logits: Tensor::<1>::from_floats(logits.as_slice(), &device()).reshape([batch, classes]),
-        taps: taps.iter().map(|(n, t)| (n.to_string(), t.clone())).collect(),
+        taps: taps
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect(),
     }
 }
 
@@ -62,34 +65,66 @@ fn lerp_and_sum_mixes_match_hand_computation() {
 
     let sum = Objective {
         mix: Mix::Sum { ce: 0.25 },
-        terms: vec![Term { weight: 3.0, ..Term::new(LossConfig::soft_target()) }],
+        terms: vec![Term {
+            weight: 3.0,
+            ..Term::new(LossConfig::soft_target())
+        }],
     };
-    let total = sum.compute(&so, Some(&to), &targets, 0.0).unwrap().check_finite().unwrap();
+    let total = sum
+        .compute(&so, Some(&to), &targets, 0.0)
+        .unwrap()
+        .check_finite()
+        .unwrap();
     assert!((total - (0.25 * ce + 3.0 * kd)).abs() < 1e-4);
 
     // Weight schedule: fasterai's cos ramp at 0 and at the end.
     let ramp = Objective {
-        mix: Mix::Lerp { weight: 0.8, schedule: Schedule::COS_RAMP },
+        mix: Mix::Lerp {
+            weight: 0.8,
+            schedule: Schedule::COS_RAMP,
+        },
         terms: vec![Term::new(LossConfig::soft_target())],
     };
-    let start = ramp.compute(&so, Some(&to), &targets, 0.0).unwrap().check_finite().unwrap();
-    let end = ramp.compute(&so, Some(&to), &targets, 1.0).unwrap().check_finite().unwrap();
+    let start = ramp
+        .compute(&so, Some(&to), &targets, 0.0)
+        .unwrap()
+        .check_finite()
+        .unwrap();
+    let end = ramp
+        .compute(&so, Some(&to), &targets, 1.0)
+        .unwrap()
+        .check_finite()
+        .unwrap();
     assert!((start - ce).abs() < 1e-5);
     assert!((end - (0.2 * ce + 0.8 * kd)).abs() < 1e-5);
 
     // Temperature schedule: scale 2 at the end gives T = 10.
     let hot = Objective {
         mix: Mix::Sum { ce: 0.0 },
-        terms: vec![Term { temperature: Schedule::Linear { start: 1.0, end: 2.0 }, ..Term::new(LossConfig::soft_target()) }],
+        terms: vec![Term {
+            temperature: Schedule::Linear {
+                start: 1.0,
+                end: 2.0,
+            },
+            ..Term::new(LossConfig::soft_target())
+        }],
     };
     let (_, kd10) = hand_ce_and_soft_target(&s, &t, &y, 10.0);
-    let v = hot.compute(&so, Some(&to), &targets, 1.0).unwrap().check_finite().unwrap();
+    let v = hot
+        .compute(&so, Some(&to), &targets, 1.0)
+        .unwrap()
+        .check_finite()
+        .unwrap();
     assert!((v - kd10).abs() < 1e-5);
 
     // No terms: plain cross-entropy, no teacher needed.
     let alone = Objective::cross_entropy_only();
     assert!(!alone.needs_teacher());
-    let v = alone.compute(&so, None, &targets, 0.0).unwrap().check_finite().unwrap();
+    let v = alone
+        .compute(&so, None, &targets, 0.0)
+        .unwrap()
+        .check_finite()
+        .unwrap();
     assert!((v - ce).abs() < 1e-5);
 }
 
@@ -99,30 +134,72 @@ fn errors_name_the_loss_the_taps_and_the_shapes() {
     let so = out(vec![0.0; 4], 2, &[("layer1", f(64, 8))]);
     let to = out(vec![0.0; 6], 2, &[("0.4", f(256, 8))]);
     let y = Tensor::<1, Int>::from_ints([0, 1], &device());
-    let input = KdInput { student: &so, teacher: &to, targets: Some(&y), temperature_scale: 1.0 };
+    let input = KdInput {
+        student: &so,
+        teacher: &to,
+        targets: Some(&y),
+        temperature_scale: 1.0,
+    };
 
-    let msg = LossConfig::soft_target().compute(&input).unwrap_err().to_string();
-    assert!(msg.contains("SoftTarget") && msg.contains("[2, 2]") && msg.contains("[2, 3]"), "{msg}");
+    let msg = LossConfig::soft_target()
+        .compute(&input)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("SoftTarget") && msg.contains("[2, 2]") && msg.contains("[2, 3]"),
+        "{msg}"
+    );
 
-    let fit = LossConfig::FitNet { pairs: vec![LayerPair::new("layer1", "0.4")], scale: 1.0 };
+    let fit = LossConfig::FitNet {
+        pairs: vec![LayerPair::new("layer1", "0.4")],
+        scale: 1.0,
+    };
     let msg = fit.compute(&input).unwrap_err().to_string();
-    assert!(msg.contains("FitNet") && msg.contains("layer1 ↔ 0.4") && msg.contains("connector"), "{msg}");
+    assert!(
+        msg.contains("FitNet") && msg.contains("layer1 ↔ 0.4") && msg.contains("connector"),
+        "{msg}"
+    );
 
     let at = LossConfig::attention(vec![LayerPair::new("layer2", "0.4")]);
     let err = at.compute(&input).unwrap_err();
     assert!(matches!(&err, LossError::MissingTap { side: "student", tap, .. } if tap == "layer2"));
-    assert!(err.to_string().contains("layer1"), "lists what is available: {err}");
+    assert!(
+        err.to_string().contains("layer1"),
+        "lists what is available: {err}"
+    );
     // Attention tolerates different channel counts.
-    assert!(LossConfig::attention(vec![LayerPair::new("layer1", "0.4")]).compute(&input).is_ok());
+    assert!(
+        LossConfig::attention(vec![LayerPair::new("layer1", "0.4")])
+            .compute(&input)
+            .is_ok()
+    );
 
     let so2 = out(vec![0.0; 4], 2, &[]);
     let to2 = out(vec![0.0; 4], 2, &[]);
-    let no_targets = KdInput { student: &so2, teacher: &to2, targets: None, temperature_scale: 1.0 };
-    let dkd = LossConfig::DecoupledKd { temperature: 4.0, alpha: 1.0, beta: 8.0, normalize: false };
-    assert_eq!(dkd.compute(&no_targets).unwrap_err(), LossError::MissingTargets { loss: "DecoupledKD" });
+    let no_targets = KdInput {
+        student: &so2,
+        teacher: &to2,
+        targets: None,
+        temperature_scale: 1.0,
+    };
+    let dkd = LossConfig::DecoupledKd {
+        temperature: 4.0,
+        alpha: 1.0,
+        beta: 8.0,
+        normalize: false,
+    };
+    assert_eq!(
+        dkd.compute(&no_targets).unwrap_err(),
+        LossError::MissingTargets {
+            loss: "DecoupledKD"
+        }
+    );
 
     let no_pairs = LossConfig::attention(vec![]);
-    assert_eq!(no_pairs.compute(&input).unwrap_err(), LossError::NoPairs { loss: "Attention" });
+    assert_eq!(
+        no_pairs.compute(&input).unwrap_err(),
+        LossError::NoPairs { loss: "Attention" }
+    );
 }
 
 #[test]
@@ -143,37 +220,79 @@ fn a_nan_input_is_reported_with_the_loss_that_produced_it() {
         .unwrap()
         .check_finite()
         .unwrap_err();
-    assert!(matches!(err, LossError::NonFinite { loss: "SoftTarget", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            LossError::NonFinite {
+                loss: "SoftTarget",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("SoftTarget"));
 }
 
 #[test]
 fn connectors_appear_only_where_channels_differ_and_fix_them() {
-    let pairs = vec![LayerPair::new("layer1", "layer1"), LayerPair::new("layer2", "layer2")];
-    let objective = Objective::lerp(LossConfig::FitNet { pairs: pairs.clone(), scale: 1.0 }, 0.5);
+    let pairs = vec![
+        LayerPair::new("layer1", "layer1"),
+        LayerPair::new("layer2", "layer2"),
+    ];
+    let objective = Objective::lerp(
+        LossConfig::FitNet {
+            pairs: pairs.clone(),
+            scale: 1.0,
+        },
+        0.5,
+    );
     let student = BTreeMap::from([("layer1".to_string(), 64), ("layer2".to_string(), 128)]);
     let teacher = BTreeMap::from([("layer1".to_string(), 64), ("layer2".to_string(), 512)]);
     let conns = Connectors::for_objective(&objective, &student, &teacher, &device()).unwrap();
     assert_eq!(conns.taps, vec!["layer2"]);
-    let so = out(vec![0.0; 4], 2, &[("layer1", Tensor::ones([2, 64, 4, 4], &device())), ("layer2", Tensor::ones([2, 128, 2, 2], &device()))]);
+    let so = out(
+        vec![0.0; 4],
+        2,
+        &[
+            ("layer1", Tensor::ones([2, 64, 4, 4], &device())),
+            ("layer2", Tensor::ones([2, 128, 2, 2], &device())),
+        ],
+    );
     let mapped = conns.apply(so);
     assert_eq!(mapped.taps["layer2"].dims(), [2, 512, 2, 2]);
     assert_eq!(mapped.taps["layer1"].dims(), [2, 64, 4, 4]);
     // Attention needs no connector.
     let at = Objective::lerp(LossConfig::attention(pairs), 0.5);
-    assert!(Connectors::for_objective(&at, &student, &teacher, &device()).unwrap().taps.is_empty());
+    assert!(
+        Connectors::for_objective(&at, &student, &teacher, &device())
+            .unwrap()
+            .taps
+            .is_empty()
+    );
     // A tap without a known channel count is an error naming it.
-    let err = Connectors::for_objective(&objective, &BTreeMap::new(), &teacher, &device()).unwrap_err();
+    let err =
+        Connectors::for_objective(&objective, &BTreeMap::new(), &teacher, &device()).unwrap_err();
     assert!(err.to_string().contains("layer1"));
 }
 
 #[test]
 fn automatic_matching_pairs_shallowest_layers_by_resolution() {
-    let student = ResNetConfig::new(Arch::ResNet18).with_classes(Some(2)).init(&device());
+    let student = ResNetConfig::new(Arch::ResNet18)
+        .with_classes(Some(2))
+        .init(&device());
     let teacher = VisionLearner::new(ResNetConfig::new(Arch::ResNet50).init(&device()), 2);
     let pairs = match_feature_layers(&student, &teacher, 64);
-    let expect = [("conv1", "0.0"), ("maxpool", "0.3"), ("layer2", "0.5"), ("layer3", "0.6"), ("layer4", "0.7")];
-    let got: Vec<(&str, &str)> = pairs.iter().map(|p| (p.student.as_str(), p.teacher.as_str())).collect();
+    let expect = [
+        ("conv1", "0.0"),
+        ("maxpool", "0.3"),
+        ("layer2", "0.5"),
+        ("layer3", "0.6"),
+        ("layer4", "0.7"),
+    ];
+    let got: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|p| (p.student.as_str(), p.teacher.as_str()))
+        .collect();
     assert_eq!(got, expect);
 }
 
@@ -189,7 +308,10 @@ fn objectives_round_trip_through_toml_and_reject_unknown_keys() {
     "#;
     let config: ObjectiveConfig = toml::from_str(text).unwrap();
     assert_eq!(config.losses.len(), 2);
-    assert_eq!(config.losses[1].loss, LossConfig::SoftTarget { temperature: 5.0 });
+    assert_eq!(
+        config.losses[1].loss,
+        LossConfig::SoftTarget { temperature: 5.0 }
+    );
     let again: ObjectiveConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
     assert_eq!(again, config);
     let objective = config.build();
@@ -197,9 +319,16 @@ fn objectives_round_trip_through_toml_and_reject_unknown_keys() {
     assert_eq!(objective.teacher_taps(), vec!["0.4"]);
 
     let bad = "[[losses]]\nloss = { kind = \"soft_target\", temprature = 3.0 }";
-    let err = toml::from_str::<ObjectiveConfig>(bad).unwrap_err().to_string();
+    let err = toml::from_str::<ObjectiveConfig>(bad)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("temprature"), "{err}");
     let bad = "[[losses]]\nloss = { kind = \"soft_targets\" }";
-    let err = toml::from_str::<ObjectiveConfig>(bad).unwrap_err().to_string();
-    assert!(err.contains("soft_target"), "lists the allowed kinds: {err}");
+    let err = toml::from_str::<ObjectiveConfig>(bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("soft_target"),
+        "lists the allowed kinds: {err}"
+    );
 }

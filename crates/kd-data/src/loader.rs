@@ -250,6 +250,8 @@ pub struct ImageBatch {
     pub targets: Tensor<1, Int>,
     /// The items' indices in the image set.
     pub items: Vec<usize>,
+    /// Whether each item's pixels are the same every epoch (a teacher may cache its outputs).
+    pub deterministic: Vec<bool>,
 }
 
 /// Turns items into batches: crop (random on train), optional flip, normalisation.
@@ -325,6 +327,10 @@ impl ImageBatcher {
             images: Tensor::from_data(TensorData::new(data, [items.len(), 3, size, size]), device),
             targets: Tensor::from_data(TensorData::new(labels, [items.len()]), device),
             items: items.to_vec(),
+            deterministic: items
+                .iter()
+                .map(|&i| self.set.is_deterministic(i, self.train, self.flip))
+                .collect(),
         }
     }
 }

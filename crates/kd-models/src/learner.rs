@@ -55,14 +55,16 @@ impl FastaiHead {
                 })
                 .init(device)
         };
-        Self {
+        let head = Self {
             bn1: bn(2 * nf),
             drop1: DropoutConfig::new(0.25).init(),
             lin1: lin(2 * nf, 512),
             bn2: bn(512),
             drop2: DropoutConfig::new(0.5).init(),
             lin2: lin(512, num_classes),
-        }
+        };
+        crate::resnet::initialize_now(&head);
+        head
     }
 
     fn forward(&self, x: Tensor<4>, sink: &mut TapSink) -> Tensor<2> {

@@ -112,3 +112,6 @@ fn mismatch_message(
     }
     msg
 }
+
+mod network;
+pub use network::{Head, Network, NetworkConfig};

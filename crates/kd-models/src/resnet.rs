@@ -197,7 +197,7 @@ impl ResNetConfig {
         }
         let mut stages = stages.into_iter();
         let mut next = || stages.next().unwrap_or_default();
-        ResNet {
+        let model = ResNet {
             conv1: Conv2dConfig::new([3, 64], [7, 7])
                 .with_stride([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
@@ -216,8 +216,23 @@ impl ResNetConfig {
             fc: self
                 .num_classes
                 .map(|n| LinearConfig::new(in_ch, n).init(device)),
+        };
+        initialize_now(&model);
+        model
+    }
+}
+
+/// Burn initialises parameters lazily, on first use, drawing from the device's generator in
+/// whatever order they happen to be used. Drawing them all right away makes an initialisation
+/// after `device.seed(s)` reproducible.
+pub(crate) fn initialize_now<M: Module>(model: &M) {
+    struct Touch;
+    impl burn::module::ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let _ = param.val();
         }
     }
+    model.visit(&mut Touch);
 }
 
 fn conv_init() -> Initializer {

@@ -1,1 +1,72 @@
-//! kd-train
+//! # kd-train
+//!
+//! Knowledge distillation as a plug-in to Burn's training: [`DistillModel`] implements Burn's
+//! `TrainStep` / `InferenceStep`, so it runs under `burn::train::Learner` like any model, and
+//! [`fit_one_cycle`] is fastai's recipe on top of the same steps (AdamW β=(0.9, 0.99), eps 1e-5,
+//! decoupled weight decay off for BatchNorm and biases, [`OneCycle`] learning rate).
+//!
+//! - The teacher is frozen: a copy in eval mode on the tape-free device (BatchNorm uses its
+//!   running statistics and never updates them), not a parameter of the trained module, so the
+//!   optimizer never sees it and checkpoints never contain it.
+//! - The teacher's outputs are cached per item when the item's pixels never change (square
+//!   images under `Crop` without flips, validation items) — see [`TeacherRunner`].
+//! - Metrics: train/valid objective, CE and KD separately, accuracy, learning rate; fastai's
+//!   table after each epoch; checkpoints after each epoch, resumed automatically.
+
+mod distill;
+mod fit;
+mod one_cycle;
+pub mod report;
+mod teacher;
+
+use std::path::PathBuf;
+
+pub use distill::{DistillModel, DistillSetup, KdOutput};
+pub use fit::{EpochRecord, Evaluation, FitConfig, History, evaluate, fastai_adam, fit_one_cycle};
+pub use one_cycle::OneCycle;
+pub use teacher::TeacherRunner;
+
+/// Everything that can stop training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A model problem (unknown tap, weights).
+    #[error(transparent)]
+    Model(#[from] kd_models::ModelError),
+    /// A loss problem (shapes, taps, targets).
+    #[error(transparent)]
+    Loss(#[from] kd_core::LossError),
+    /// A data problem.
+    #[error("data: {0}")]
+    Data(String),
+    /// The objective needs a teacher and none was given.
+    #[error("the distillation objective needs a teacher, but none was given")]
+    NoTeacher,
+    /// Fewer training items than one batch.
+    #[error("only {items} training items: fewer than one batch (drop_last)")]
+    TooFewItems {
+        /// Training items.
+        items: usize,
+    },
+    /// The loss became NaN or infinite.
+    #[error(
+        "{run}: the loss is not finite at epoch {epoch}, step {step} ({what} diverged); lower the learning rate"
+    )]
+    NonFinite {
+        /// Run name.
+        run: String,
+        /// Epoch.
+        epoch: usize,
+        /// Step in the epoch.
+        step: usize,
+        /// Which part.
+        what: &'static str,
+    },
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint {}: {reason}", path.display())]
+    Checkpoint {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}

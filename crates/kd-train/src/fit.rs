@@ -1,0 +1,319 @@
+//! fastai's `fit_one_cycle` for a [`DistillModel`]: Adam(β=(0.9, 0.99), eps 1e-5) with
+//! decoupled weight decay 0.01 on every weight but BatchNorm and biases, one-cycle learning
+//! rate stepped per batch, per-epoch metrics, checkpoints, resume.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{Module, ParamGroup};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::tensor::Tensor;
+use burn::train::TrainStep;
+use kd_data::{DataBundle, ImageBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::distill::DistillModel;
+use crate::one_cycle::OneCycle;
+use crate::report::Reporter;
+
+/// Optimiser and schedule settings (fastai's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FitConfig {
+    /// Epochs.
+    pub epochs: usize,
+    /// Peak learning rate of the one-cycle schedule.
+    pub lr: f64,
+    /// Decoupled weight decay (not applied to BatchNorm and biases).
+    pub weight_decay: f64,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            lr: 1e-3,
+            weight_decay: 0.01,
+        }
+    }
+}
+
+/// Metrics of one epoch. `valid_loss` is the full objective on the validation set (CE plus
+/// the distillation terms, as fasterai reports it); `valid_ce` is the student's CE alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Mean training objective.
+    pub train_loss: f64,
+    /// Mean training cross-entropy.
+    pub train_ce: f64,
+    /// Mean weighted distillation term on training batches.
+    pub train_kd: Option<f64>,
+    /// Validation objective.
+    pub valid_loss: f64,
+    /// Validation cross-entropy.
+    pub valid_ce: f64,
+    /// Validation distillation term.
+    pub valid_kd: Option<f64>,
+    /// Validation accuracy.
+    pub accuracy: f64,
+    /// Learning rate at the last step of the epoch.
+    pub lr: f64,
+    /// Wall time of the epoch (training and validation), seconds.
+    pub seconds: f64,
+}
+
+/// Every epoch of one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Run name.
+    pub name: String,
+    /// Epoch records in order.
+    pub epochs: Vec<EpochRecord>,
+}
+
+impl History {
+    /// Accuracy after the last epoch.
+    pub fn final_accuracy(&self) -> Option<f64> {
+        self.epochs.last().map(|e| e.accuracy)
+    }
+}
+
+/// fastai's optimiser: AdamW, no weight decay on BatchNorm parameters and biases.
+pub fn fastai_adam(weight_decay: f64) -> ModuleOptimizer {
+    let adam = |wd: f64| {
+        AdamWConfig::new()
+            .with_beta_1(0.9)
+            .with_beta_2(0.99)
+            .with_epsilon(1e-5)
+            .with_weight_decay(wd as f32)
+    };
+    let no_decay = ParamGroup::from_regex(r"(gamma|beta|bias)$").expect("valid regex");
+    adam(weight_decay)
+        .init()
+        .with_group(no_decay, adam(0.0).build(), None)
+}
+
+struct Checkpoints {
+    dir: PathBuf,
+}
+
+impl Checkpoints {
+    fn epoch_dir(&self, epoch: usize) -> PathBuf {
+        self.dir.join(format!("epoch-{epoch:03}"))
+    }
+
+    /// The last complete checkpoint (renamed into place only when fully written).
+    fn latest(&self) -> Option<usize> {
+        let entries = std::fs::read_dir(&self.dir).ok()?;
+        entries
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_prefix("epoch-")?
+                    .parse()
+                    .ok()
+            })
+            .max()
+    }
+
+    fn save(
+        &self,
+        epoch: usize,
+        model: &DistillModel,
+        optim: &ModuleOptimizer,
+        history: &History,
+    ) -> Result<(), TrainError> {
+        let tmp = self.dir.join(format!(".tmp-epoch-{epoch:03}"));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| TrainError::Checkpoint {
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+        };
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        kd_models::weights::save_model(model, &tmp.join("model.bpk"))?;
+        optim
+            .save(tmp.join("optim.bpk"))
+            .map_err(|e| TrainError::Checkpoint {
+                path: tmp.join("optim.bpk"),
+                reason: e.to_string(),
+            })?;
+        let json = serde_json::to_string_pretty(history).expect("history serialises");
+        std::fs::write(tmp.join("history.json"), json).map_err(io(&tmp))?;
+        let dest = self.epoch_dir(epoch);
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        // Keep only the newest checkpoint.
+        if epoch > 0 {
+            let _ = std::fs::remove_dir_all(self.epoch_dir(epoch - 1));
+        }
+        Ok(())
+    }
+
+    fn load(
+        &self,
+        epoch: usize,
+        model: &mut DistillModel,
+        optim: ModuleOptimizer,
+    ) -> Result<(ModuleOptimizer, History), TrainError> {
+        let dir = self.epoch_dir(epoch);
+        kd_models::weights::load_model(model, &dir.join("model.bpk"))?;
+        let optim = optim
+            .load(dir.join("optim.bpk"))
+            .map_err(|e| TrainError::Checkpoint {
+                path: dir.join("optim.bpk"),
+                reason: e.to_string(),
+            })?;
+        let text = std::fs::read_to_string(dir.join("history.json")).map_err(|e| {
+            TrainError::Checkpoint {
+                path: dir.join("history.json"),
+                reason: e.to_string(),
+            }
+        })?;
+        let history = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+            path: dir.join("history.json"),
+            reason: e.to_string(),
+        })?;
+        Ok((optim, history))
+    }
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    t.into_scalar::<f32>() as f64
+}
+
+/// Train `model` with fastai's one-cycle recipe. With `checkpoint_dir`, a checkpoint is
+/// written after every epoch and a run that finds one resumes after it.
+pub fn fit_one_cycle(
+    mut model: DistillModel,
+    data: &DataBundle,
+    config: &FitConfig,
+    name: &str,
+    checkpoint_dir: Option<&Path>,
+    reporter: &mut dyn Reporter,
+) -> Result<(DistillModel, History), TrainError> {
+    let steps_per_epoch = data.train.num_batches();
+    if steps_per_epoch == 0 {
+        return Err(TrainError::TooFewItems {
+            items: data.train.indices().len(),
+        });
+    }
+    let schedule = OneCycle::new(config.lr, config.epochs * steps_per_epoch);
+    let mut optim = fastai_adam(config.weight_decay);
+    let mut history = History {
+        name: name.to_string(),
+        epochs: Vec::new(),
+    };
+    let checkpoints = checkpoint_dir.map(|d| Checkpoints {
+        dir: d.to_path_buf(),
+    });
+    let mut start = 0;
+    if let Some(ck) = &checkpoints
+        && let Some(epoch) = ck.latest()
+    {
+        let (o, h) = ck.load(epoch, &mut model, optim)?;
+        optim = o;
+        history = h;
+        start = epoch + 1;
+        reporter.resumed(name, start);
+    }
+    reporter.start(name, config.epochs, model.setup.teacher.is_some());
+    for epoch in start..config.epochs {
+        let clock = Instant::now();
+        let (mut loss, mut ce, mut kd) = (0.0, 0.0, 0.0);
+        let mut lr = 0.0;
+        for (i, batch) in data.train.iter_epoch(epoch as u64).enumerate() {
+            let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
+            let step = epoch * steps_per_epoch + i;
+            lr = schedule.lr(step);
+            model.set_progress(step as f64 / schedule.total_steps as f64);
+            let out = TrainStep::step(&model, batch);
+            let value = scalar(out.item.loss.clone());
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite {
+                    run: name.to_string(),
+                    epoch,
+                    step: i,
+                    what: if scalar(out.item.ce.clone()).is_finite() {
+                        "the distillation term"
+                    } else {
+                        "the cross-entropy"
+                    },
+                });
+            }
+            loss += value;
+            ce += scalar(out.item.ce.clone());
+            kd += out.item.kd.clone().map(scalar).unwrap_or(0.0);
+            model = optim.step(lr, model, out.grads);
+            reporter.step(name, epoch, i + 1, steps_per_epoch, loss / (i + 1) as f64);
+        }
+        let n = steps_per_epoch as f64;
+        let valid = evaluate(&model, data)?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss / n,
+            train_ce: ce / n,
+            train_kd: model.setup.teacher.as_ref().map(|_| kd / n),
+            valid_loss: valid.loss,
+            valid_ce: valid.ce,
+            valid_kd: valid.kd,
+            accuracy: valid.accuracy,
+            lr,
+            seconds: clock.elapsed().as_secs_f64(),
+        };
+        reporter.epoch(name, &record);
+        history.epochs.push(record);
+        if let Some(ck) = &checkpoints {
+            ck.save(epoch, &model, &optim, &history)?;
+        }
+    }
+    Ok((model, history))
+}
+
+/// Validation metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean objective.
+    pub loss: f64,
+    /// Mean cross-entropy.
+    pub ce: f64,
+    /// Mean distillation term.
+    pub kd: Option<f64>,
+    /// Accuracy.
+    pub accuracy: f64,
+}
+
+/// Evaluate the student (eval mode, no tape) on the validation loader.
+pub fn evaluate(model: &DistillModel, data: &DataBundle) -> Result<Evaluation, TrainError> {
+    let valid = model.valid();
+    let (mut loss, mut ce, mut kd, mut correct, mut count) = (0.0, 0.0, 0.0, 0usize, 0usize);
+    for batch in data.valid.iter_epoch(0) {
+        let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
+        let b = batch.items.len();
+        let batch = ImageBatch {
+            images: batch.images.inner(),
+            targets: batch.targets.inner(),
+            ..batch
+        };
+        let (parts, logits) = valid.loss(&batch)?;
+        loss += scalar(parts.total) * b as f64;
+        ce += scalar(parts.ce) * b as f64;
+        kd += parts.kd.map(scalar).unwrap_or(0.0) * b as f64;
+        let pred = logits.argmax(1).reshape([b]);
+        correct += pred.equal(batch.targets).int().sum().into_scalar::<i64>() as usize;
+        count += b;
+    }
+    let n = count.max(1) as f64;
+    Ok(Evaluation {
+        loss: loss / n,
+        ce: ce / n,
+        kd: model.setup.teacher.as_ref().map(|_| kd / n),
+        accuracy: correct as f64 / n,
+    })
+}

@@ -1,0 +1,236 @@
+//! Distillation training on tiny generated data: frozen teacher, optimizer updates, losses
+//! against hand computation, resume, teacher cache.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use image::{Rgb, RgbImage};
+use kd_core::{LayerPair, LossConfig, Objective};
+use kd_data::{DataBundle, DataConfig, ImageSet, LabelFn};
+use kd_models::{Arch, FeatureModel, Head, Network, NetworkConfig};
+use kd_train::report::Silent;
+use kd_train::{DistillModel, FitConfig, fit_one_cycle};
+
+fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+/// 24 cats (bright) and 24 dogs (dark), 16×16, square so every item is deterministic.
+fn tiny_data(size: usize) -> (tempfile::TempDir, DataBundle) {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..24u32 {
+        let cat = RgbImage::from_fn(16, 16, |x, y| Rgb([200, (x * 8 + i) as u8, (y * 8) as u8]));
+        cat.save(dir.path().join(format!("Cat_{i}.png"))).unwrap();
+        let dog = RgbImage::from_fn(16, 16, |x, y| Rgb([30, (y * 4 + i) as u8, (x * 4) as u8]));
+        dog.save(dir.path().join(format!("dog_{i}.png"))).unwrap();
+    }
+    let config = DataConfig {
+        size,
+        batch_size: 8,
+        valid_pct: 0.25,
+        ..DataConfig::default()
+    };
+    let set = ImageSet::from_folder(dir.path(), &LabelFn::PetsCatDog, &config, &|_, _| {}).unwrap();
+    let data = DataBundle::new(set, &config, &device()).unwrap();
+    (dir, data)
+}
+
+/// A seeded initialisation. The lock keeps tests running in parallel from drawing from the
+/// seeded generator in between; a fresh network per run also matters because Burn's `clone`
+/// shares BatchNorm running statistics between the copies.
+fn net(arch: Arch, seed: u64) -> Network {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let device = device();
+    device.seed(seed);
+    NetworkConfig::new(arch, Head::Linear).init(2, &device)
+}
+
+fn flat(t: Tensor<4>) -> Vec<f32> {
+    t.to_data().iter::<f32>().collect()
+}
+
+/// Every float tensor of a module (parameters and BatchNorm statistics), flattened.
+fn snapshot(m: &impl burn::store::ModuleSnapshot) -> Vec<(String, Vec<f32>)> {
+    m.collect(None, None, false)
+        .into_iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                burn::store::bridge::to_data(&t)
+                    .unwrap()
+                    .iter::<f32>()
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn soft_target_pairs() -> Objective {
+    Objective::lerp(LossConfig::soft_target(), 0.5)
+}
+
+#[test]
+fn teacher_stays_bit_identical_and_the_student_learns() {
+    let (_dir, data) = tiny_data(16);
+    let teacher = net(Arch::ResNet18, 1);
+    let before_teacher = snapshot(&teacher);
+    let student = net(Arch::ResNet18, 2);
+    let before_student = snapshot(&student);
+    let pairs = LayerPair::zip(&["layer1", "layer2"], &["layer1", "layer2"]);
+    let mut objective = soft_target_pairs();
+    objective
+        .terms
+        .push(kd_core::Term::new(LossConfig::attention(pairs)));
+    let model = DistillModel::new(student, Some(&teacher), objective, false, 16).unwrap();
+    let config = FitConfig {
+        epochs: 1,
+        lr: 1e-3,
+        weight_decay: 0.01,
+    };
+    let (model, history) = fit_one_cycle(model, &data, &config, "kd", None, &mut Silent).unwrap();
+    assert_eq!(history.epochs.len(), 1);
+    // The caller's teacher and the runner's frozen copy are untouched, BatchNorm statistics too.
+    assert_eq!(snapshot(&teacher), before_teacher);
+    let runner = model.setup.teacher.as_ref().unwrap();
+    assert_eq!(snapshot(runner.model()), before_teacher);
+    // The student moved: weights and BatchNorm running statistics.
+    let after = snapshot(&model.student);
+    let changed = |key: &str| {
+        let a = after.iter().find(|(n, _)| n.ends_with(key)).unwrap();
+        let b = before_student.iter().find(|(n, _)| n == &a.0).unwrap();
+        a.1 != b.1
+    };
+    assert!(changed("conv1.weight"));
+    assert!(changed("layer1.0.bn1.running_mean"));
+    assert!(changed("fc.weight"));
+    // The checkpointed module holds the student only.
+    let names: Vec<String> = snapshot(&model).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("student.") || n.starts_with("connectors.")),
+        "{names:?}"
+    );
+}
+
+/// CE and KL written out by hand in f64 from logits.
+fn hand_loss(s: &[f32], t: &[f32], y: &[i64], temp: f64, w: f64) -> f64 {
+    let b = y.len();
+    let softmax = |z: &[f32], tau: f64| {
+        let m = z.iter().map(|v| *v as f64).fold(f64::MIN, f64::max);
+        let e: Vec<f64> = z.iter().map(|v| ((*v as f64 - m) / tau).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(|v| v / s).collect::<Vec<_>>()
+    };
+    let (mut ce, mut kl) = (0.0, 0.0);
+    for i in 0..b {
+        let (sr, tr) = (&s[i * 2..i * 2 + 2], &t[i * 2..i * 2 + 2]);
+        ce -= softmax(sr, 1.0)[y[i] as usize].ln();
+        let (q, p) = (softmax(sr, temp), softmax(tr, temp));
+        kl += p.iter().zip(&q).map(|(p, q)| p * (p / q).ln()).sum::<f64>();
+    }
+    (1.0 - w) * ce / b as f64 + w * kl / b as f64 * temp * temp
+}
+
+#[test]
+fn two_kd_steps_match_a_hand_computed_loss() {
+    use burn::train::TrainStep;
+    let (_dir, data) = tiny_data(16);
+    let teacher = net(Arch::ResNet18, 3);
+    let student = net(Arch::ResNet18, 4);
+    let mut model =
+        DistillModel::new(student, Some(&teacher), soft_target_pairs(), false, 16).unwrap();
+    let mut optim = kd_train::fastai_adam(0.01);
+    let frozen = teacher.valid();
+    for batch in data.train.iter_epoch(0).take(2) {
+        let batch = batch.unwrap();
+        // Independent forward passes: the student as it is now, in training mode (batch
+        // statistics, as in the step); the teacher in eval mode.
+        let s = model.student.forward_logits(batch.images.clone());
+        let t = frozen.forward_logits(batch.images.clone().inner());
+        let y: Vec<i64> = batch.targets.to_data().iter::<i64>().collect();
+        let want = hand_loss(
+            &s.to_data().iter::<f32>().collect::<Vec<_>>(),
+            &t.to_data().iter::<f32>().collect::<Vec<_>>(),
+            &y,
+            5.0,
+            0.5,
+        );
+        let out = TrainStep::step(&model, batch);
+        let got = out.item.loss.clone().into_scalar::<f32>() as f64;
+        assert!(
+            (got - want).abs() < 1e-4 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
+        model = optim.step(1e-3, model, out.grads);
+    }
+}
+
+#[test]
+fn cached_and_uncached_teacher_outputs_give_the_same_training() {
+    let (_dir, data) = tiny_data(16);
+    let config = FitConfig {
+        epochs: 2,
+        lr: 1e-3,
+        weight_decay: 0.01,
+    };
+    let teacher = net(Arch::ResNet34, 7);
+    let pairs = LayerPair::zip(&["layer1", "layer3"], &["layer1", "layer3"]);
+    let run = |cache: bool| {
+        let mut objective = soft_target_pairs();
+        objective
+            .terms
+            .push(kd_core::Term::new(LossConfig::attention(pairs.clone())));
+        let model = DistillModel::new(net(Arch::ResNet18, 8), Some(&teacher), objective, cache, 16)
+            .unwrap();
+        let (model, h) = fit_one_cycle(model, &data, &config, "kd", None, &mut Silent).unwrap();
+        (model.setup.teacher.as_ref().unwrap().cached_items(), h)
+    };
+    let (n_cached, cached) = run(true);
+    let (n_plain, plain) = run(false);
+    assert_eq!(n_plain, 0);
+    // Every (square, unflipped) item seen is cached: the training items the two epochs drew
+    // (drop_last leaves some out) and the 12 validation items.
+    let mut seen: Vec<usize> = (0..2)
+        .flat_map(|e| data.train.epoch_batches(e).concat())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(n_cached, seen.len() + 12);
+    for (a, b) in cached.epochs.iter().zip(&plain.epochs) {
+        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!((a.valid_loss - b.valid_loss).abs() < 1e-5);
+        assert_eq!(a.accuracy, b.accuracy);
+    }
+}
+
+#[test]
+fn bad_layer_names_and_missing_teachers_fail_before_training() {
+    let student = net(Arch::ResNet18, 9);
+    let teacher = net(Arch::ResNet34, 9);
+    let at = Objective::lerp(
+        LossConfig::attention(vec![LayerPair::new("layer1", "layer9")]),
+        0.9,
+    );
+    let err = DistillModel::new(student.clone(), Some(&teacher), at, false, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("layer9"), "{err}");
+    let err = DistillModel::new(student.clone(), None, soft_target_pairs(), false, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("teacher"), "{err}");
+    // FitNet across widths gets a connector; its output matches the teacher's channels.
+    let fit = Objective::lerp(
+        LossConfig::FitNet {
+            pairs: vec![LayerPair::new("layer2", "layer2")],
+            scale: 1.0,
+        },
+        0.5,
+    );
+    let wide = net(Arch::ResNet50, 9);
+    let model = DistillModel::new(student, Some(&wide), fit, false, 16).unwrap();
+    assert_eq!(model.connectors.taps, vec!["layer2"]);
+    let x = Tensor::<4>::zeros([2, 3, 16, 16], &device());
+    let _ = flat(x);
+}
