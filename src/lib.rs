@@ -28,6 +28,7 @@
 pub mod backend;
 pub mod experiment;
 mod plot;
+pub mod pretrained;
 
 pub use kd_core as core;
 pub use kd_data as data;
@@ -80,7 +81,9 @@ impl KdError {
             KdError::Config { .. } | KdError::Exists(_) | KdError::Backend(_) => 2,
             KdError::Model(kd_models::ModelError::UnknownTap { .. })
             | KdError::Model(kd_models::ModelError::UnknownArch { .. })
-            | KdError::Train(kd_train::TrainError::Model(kd_models::ModelError::UnknownTap { .. })) => 2,
+            | KdError::Train(kd_train::TrainError::Model(kd_models::ModelError::UnknownTap {
+                ..
+            })) => 2,
             _ => 1,
         }
     }

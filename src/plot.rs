@@ -95,7 +95,11 @@ impl Canvas {
                     if bits & (1 << (4 - col)) != 0 {
                         for dy in 0..SCALE as i64 {
                             for dx in 0..SCALE as i64 {
-                                self.put(ox + col * SCALE as i64 + dx, y + row as i64 * SCALE as i64 + dy, c);
+                                self.put(
+                                    ox + col * SCALE as i64 + dx,
+                                    y + row as i64 * SCALE as i64 + dy,
+                                    c,
+                                );
                             }
                         }
                     }
@@ -142,11 +146,17 @@ fn panel(
     let (w, h) = size;
     let grey = [120, 120, 120];
     cv.text(x0, y0 - 28, title, [0, 0, 0]);
-    let values: Vec<f64> = series.iter().flat_map(|s| s.2.iter().cloned()).filter(|v| v.is_finite()).collect();
+    let values: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.2.iter().cloned())
+        .filter(|v| v.is_finite())
+        .collect();
     if values.is_empty() {
         return;
     }
-    let (mut lo, mut hi) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    let (mut lo, mut hi) = values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
     if hi - lo < 1e-9 {
         lo -= 0.5;
         hi += 0.5;
@@ -169,7 +179,11 @@ fn panel(
     }
     cv.text(x0 + w / 2 - 30, y0 + h + 34, "epoch", grey);
     for (_, colour, vals) in series {
-        let pts: Vec<(i64, i64)> = vals.iter().enumerate().map(|(i, v)| (px(i), py(*v))).collect();
+        let pts: Vec<(i64, i64)> = vals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (px(i), py(*v)))
+            .collect();
         for p in pts.windows(2) {
             cv.line(p[0], p[1], *colour);
         }
@@ -187,11 +201,29 @@ pub fn curves_png(runs: &[History], path: &Path) -> Result<(), KdError> {
     let series = |f: &dyn Fn(&kd_train::EpochRecord) -> f64| -> Vec<(String, [u8; 3], Vec<f64>)> {
         runs.iter()
             .enumerate()
-            .map(|(i, h)| (h.name.clone(), PALETTE[i % PALETTE.len()], h.epochs.iter().map(f).collect()))
+            .map(|(i, h)| {
+                (
+                    h.name.clone(),
+                    PALETTE[i % PALETTE.len()],
+                    h.epochs.iter().map(f).collect(),
+                )
+            })
             .collect()
     };
-    panel(&mut cv, (110, 60), (480, 440), "validation accuracy", &series(&|e| e.accuracy));
-    panel(&mut cv, (710, 60), (480, 440), "training loss", &series(&|e| e.train_loss));
+    panel(
+        &mut cv,
+        (110, 60),
+        (480, 440),
+        "validation accuracy",
+        &series(&|e| e.accuracy),
+    );
+    panel(
+        &mut cv,
+        (710, 60),
+        (480, 440),
+        "training loss",
+        &series(&|e| e.train_loss),
+    );
     for (i, h) in runs.iter().enumerate() {
         let c = PALETTE[i % PALETTE.len()];
         let y = 60 + i as i64 * 26;

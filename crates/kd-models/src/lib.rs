@@ -18,6 +18,7 @@
 //! assert!(model.tap_plan(&["layer5"]).is_err()); // lists the nearest valid names
 //! ```
 
+pub mod keras;
 mod learner;
 mod resnet;
 mod taps;
@@ -28,6 +29,12 @@ use std::path::PathBuf;
 pub use learner::{FastaiHead, VisionLearner};
 pub use resnet::{Arch, Block, Downsample, ResNet, ResNetConfig, StridePlacement};
 pub use taps::{FeatureModel, LayerInfo, Outputs, TapPlan, nearest_names};
+
+/// ImageNet channel means (RGB, pixels in [0, 1]): the input normalisation every model here
+/// expects, the Keras teacher included.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations.
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Everything that can go wrong when building, tapping or loading a model.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +89,14 @@ pub enum ModelError {
         /// The checkpoint.
         checkpoint: String,
         /// Burn's report.
+        reason: String,
+    },
+    /// A Keras / TF.js model that does not have the expected structure.
+    #[error("Keras model, layer `{layer}`: {reason}")]
+    Keras {
+        /// The layer or weight.
+        layer: String,
+        /// What is unexpected.
         reason: String,
     },
     /// A model that could not be written.

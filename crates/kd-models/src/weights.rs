@@ -226,3 +226,47 @@ pub fn load_model<M: ModuleSnapshot>(model: &mut M, path: &Path) -> Result<(), M
     }
     Ok(())
 }
+
+/// Write float32 tensors as a `.safetensors` file (atomically: a temporary file renamed into
+/// place), keys sorted.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, PackTensor>,
+) -> Result<(), ModelError> {
+    let save_err = |reason: String| ModelError::Save {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut header = serde_json::Map::new();
+    let mut data: Vec<u8> = Vec::new();
+    for (name, t) in tensors {
+        let td = burn::store::bridge::to_data(t).map_err(|e| save_err(format!("{name}: {e}")))?;
+        let values: Vec<f32> = td
+            .convert::<f32>()
+            .try_into_vec()
+            .map_err(|e| save_err(format!("{name}: {e:?}")))?;
+        let start = data.len();
+        for v in values {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": t.shape.to_vec(), "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut header = serde_json::to_vec(&header).map_err(|e| save_err(e.to_string()))?;
+    // The data section starts 8-byte aligned.
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend(data);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tmp = path.with_extension(format!("{}-{nanos}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| save_err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| save_err(e.to_string()))
+}

@@ -1,7 +1,6 @@
 //! Tap shapes, layer listing, fastai names, error reporting and weight files.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use burn::module::Module;
 use burn::store::bridge;
@@ -9,6 +8,7 @@ use burn::store::burn_pack::Tensor as PackTensor;
 use burn::tensor::{Device, Tensor, TensorData};
 use kd_models::weights::{
     Classifier, apply_torchvision, load_model, load_torchvision, save_model, torchvision_keys,
+    write_safetensors,
 };
 use kd_models::{Arch, FeatureModel, ModelError, ResNetConfig, StridePlacement, VisionLearner};
 
@@ -289,26 +289,6 @@ fn classifier_is_replaced_only_when_asked() {
     assert_eq!(rv[1], -0.02);
 }
 
-/// Minimal safetensors writer (8-byte header length, JSON header, little-endian data).
-fn write_safetensors(path: &Path, tensors: &BTreeMap<String, PackTensor>) {
-    let mut header = serde_json::Map::new();
-    let mut data = Vec::new();
-    for (name, t) in tensors {
-        let bytes = bridge::to_data(t).unwrap().bytes().to_vec();
-        let start = data.len();
-        data.extend_from_slice(&bytes);
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": t.shape.to_vec(), "data_offsets": [start, data.len()]}),
-        );
-    }
-    let header = serde_json::to_vec(&header).unwrap();
-    let mut file = (header.len() as u64).to_le_bytes().to_vec();
-    file.extend(header);
-    file.extend(data);
-    std::fs::write(path, file).unwrap();
-}
-
 #[test]
 fn safetensors_file_loads_and_missing_key_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -317,12 +297,12 @@ fn safetensors_file_loads_and_missing_key_names_the_key() {
         .init(&device());
     let mut weights = formula_weights(&model);
     let good = dir.path().join("resnet18.safetensors");
-    write_safetensors(&good, &weights);
+    write_safetensors(&good, &weights).unwrap();
     let report = load_torchvision(&mut model, &good, Classifier::Strict).unwrap();
     assert_eq!(report.applied, torchvision_keys(&model).len());
     weights.remove("layer2.0.downsample.0.weight");
     let bad = dir.path().join("missing.safetensors");
-    write_safetensors(&bad, &weights);
+    write_safetensors(&bad, &weights).unwrap();
     let msg = load_torchvision(&mut model, &bad, Classifier::Strict)
         .unwrap_err()
         .to_string();
@@ -349,7 +329,7 @@ fn corrupt_or_absent_weights_files_are_errors_naming_the_file() {
     // Truncated safetensors: a header promising more bytes than the file has.
     let weights = formula_weights(&model);
     let path = dir.path().join("truncated.safetensors");
-    write_safetensors(&path, &weights);
+    write_safetensors(&path, &weights).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let err = load_torchvision(&mut model, &path, Classifier::Strict).unwrap_err();
