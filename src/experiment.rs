@@ -431,7 +431,7 @@ pub fn load_images(section: &DataSection, cache: &Path) -> Result<ImageSet, KdEr
     }
     let clock = Instant::now();
     let progress = |done: usize, total: usize| {
-        if done == total || done % 500 == 0 {
+        if done == total || done.is_multiple_of(500) {
             eprintln!("decoding images: {done}/{total}");
         }
     };
@@ -577,6 +577,34 @@ pub fn summary_table(report: &Report) -> String {
     out
 }
 
+/// Every run's layer names exist on the student and the teacher (checked before any work).
+fn check_layer_names(exp: &Experiment, device: &Device) -> Result<(), KdError> {
+    use kd_models::FeatureModel;
+    let device = device.clone().inner();
+    let student = exp.student.init(2, &device);
+    let teacher = exp.teacher.network().init(2, &device);
+    for (i, run) in exp.runs.iter().enumerate() {
+        let objective = ObjectiveConfig {
+            mix: run.mix,
+            losses: run.losses.clone(),
+        }
+        .build();
+        let checks = [
+            ("student", student.tap_plan(&objective.student_taps())),
+            ("teacher", teacher.tap_plan(&objective.teacher_taps())),
+        ];
+        for (side, check) in checks {
+            if let Err(e) = check {
+                return Err(KdError::Config {
+                    origin: format!("runs[{i}] (`{}`), {side} layer", run.name),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Run the experiment: teacher, then every run for every seed; write the run directory.
 pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let clock = Instant::now();
@@ -598,6 +626,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         .clone()
         .unwrap_or_else(crate::backend::default_backend);
     let device = crate::backend::device(&backend)?.autodiff();
+    check_layer_names(exp, &device)?;
     let cache = opts
         .cache_dir
         .clone()

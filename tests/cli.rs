@@ -1,0 +1,243 @@
+//! Experiment files, the run directory, `--force`, and the `kd` binary's errors and exit codes.
+
+use std::path::Path;
+use std::process::Command;
+
+use image::{Rgb, RgbImage};
+use kd::KdError;
+use kd::experiment::{DEFAULT_EXPERIMENT, Experiment, RunOptions, run};
+
+fn kd_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kd"))
+}
+
+/// 20 cats and 20 dogs, 16×16.
+fn tiny_images(dir: &Path) {
+    for i in 0..20u32 {
+        RgbImage::from_fn(16, 16, |x, y| Rgb([220, (x * 9 + i) as u8, y as u8]))
+            .save(dir.join(format!("Cat_{i}.png")))
+            .unwrap();
+        RgbImage::from_fn(16, 16, |x, y| Rgb([20, y as u8, (x * 9 + i) as u8]))
+            .save(dir.join(format!("dog_{i}.png")))
+            .unwrap();
+    }
+}
+
+fn tiny_experiment(images: &Path, output: &Path) -> String {
+    format!(
+        r#"
+output = "{}"
+[data]
+source = "{}"
+size = 16
+batch_size = 8
+[teacher]
+arch = "resnet18"
+head = "fastai"
+epochs = 1
+[student]
+arch = "resnet18"
+[training]
+epochs = 1
+backend = "flex"
+[[runs]]
+name = "student alone"
+[[runs]]
+name = "Attention"
+mix = {{ kind = "lerp", weight = 0.9 }}
+losses = [{{ loss = {{ kind = "attention", pairs = [{{ student = "layer1", teacher = "0.4" }}] }} }}]
+"#,
+        output.display(),
+        images.display()
+    )
+}
+
+#[test]
+fn the_shipped_main_job_parses() {
+    let exp = Experiment::from_toml(DEFAULT_EXPERIMENT, "examples/pets_kd.toml").unwrap();
+    assert_eq!(exp.runs.len(), 3);
+    assert_eq!(exp.data.size, 64);
+    assert_eq!(exp.training.epochs, 10);
+    let from_file =
+        Experiment::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pets_kd.toml"))
+            .unwrap();
+    assert_eq!(from_file, exp);
+}
+
+fn config_error(text: &str) -> String {
+    match Experiment::from_toml(text, "test.toml") {
+        Err(e @ KdError::Config { .. }) => {
+            assert_eq!(e.exit_code(), 2);
+            e.to_string()
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[test]
+fn malformed_experiments_name_the_problem() {
+    let base = tiny_experiment(Path::new("/tmp/none"), Path::new("/tmp/out"));
+    let err = config_error(&base.replace("batch_size = 8", "batch_size = 8\nbatchsize = 3"));
+    assert!(
+        err.contains("batchsize") && err.contains("batch_size"),
+        "{err}"
+    );
+    let err = config_error(&base.replace("size = 16", "size = \"big\""));
+    assert!(err.contains("size") && err.contains("test.toml"), "{err}");
+    let err = config_error(&base.replace("arch = \"resnet18\"\nhead", "arch = \"resnet19\"\nhead"));
+    assert!(
+        err.contains("resnet19") && err.contains("resnet18"),
+        "{err}"
+    );
+    let err = config_error(&base.replace(
+        "epochs = 1\n[student]",
+        "epochs = 1\nweights = { file = \"/no/such/teacher.pth\" }\n[student]",
+    ));
+    assert!(err.contains("/no/such/teacher.pth"), "{err}");
+    let err = config_error(&base.replace("kind = \"attention\"", "kind = \"atention\""));
+    assert!(
+        err.contains("atention") && err.contains("attention"),
+        "{err}"
+    );
+    let err = config_error(&base.replace(
+        "arch = \"resnet18\"\nhead = \"fastai\"",
+        "arch = \"resnet18\"\nhead = \"fastai\"\nweights = \"imagenet-keras\"",
+    ));
+    assert!(err.contains("ResNet-50"), "{err}");
+}
+
+#[test]
+fn a_run_writes_its_directory_and_refuses_to_overwrite_it() {
+    let images = tempfile::tempdir().unwrap();
+    tiny_images(images.path());
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().join("run");
+    let cache = tempfile::tempdir().unwrap();
+    let exp =
+        Experiment::from_toml(&tiny_experiment(images.path(), &out_dir), "tiny.toml").unwrap();
+    let opts = RunOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let report = run(&exp, &opts).unwrap();
+    assert_eq!(report.runs.len(), 2);
+    assert_eq!(report.summary[1].name, "Attention");
+    for file in ["config.toml", "metrics.json", "report.md", "curves.png"] {
+        assert!(out_dir.join(file).is_file(), "{file} missing");
+    }
+    assert!(
+        out_dir
+            .join("checkpoints/attention/epoch-000/model.bpk")
+            .is_file()
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(metrics["runs"][1]["epochs"][0]["epoch"], 0);
+    let report_md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(report_md.contains("| Attention |"), "{report_md}");
+    let png = image::open(out_dir.join("curves.png")).unwrap();
+    assert!(png.width() >= 1000);
+    // The resolved config reads back as the same experiment.
+    let resolved = Experiment::from_file(&out_dir.join("config.toml")).unwrap();
+    assert_eq!(resolved, exp);
+    // The fine-tuned teacher went to the cache and is reused.
+    assert_eq!(
+        std::fs::read_dir(cache.path().join("teachers"))
+            .unwrap()
+            .count(),
+        2
+    );
+
+    let before = std::fs::read(out_dir.join("metrics.json")).unwrap();
+    let err = run(&exp, &opts).unwrap_err();
+    assert!(matches!(err, KdError::Exists(_)), "{err}");
+    assert!(err.to_string().contains("--force"));
+    assert_eq!(
+        std::fs::read(out_dir.join("metrics.json")).unwrap(),
+        before,
+        "nothing overwritten"
+    );
+    let forced = run(
+        &exp,
+        &RunOptions {
+            force: true,
+            ..opts
+        },
+    )
+    .unwrap();
+    let losses = |h: &kd::train::History| {
+        h.epochs
+            .iter()
+            .map(|e| (e.train_loss, e.accuracy))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        losses(&forced.teacher),
+        losses(&report.teacher),
+        "the cached teacher is reused"
+    );
+}
+
+#[test]
+fn the_binary_reports_usage_and_config_errors_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[data]\nsize = 64\nflavour = 3\n").unwrap();
+    let out = kd_bin().args(["run"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("flavour") && stderr.lines().count() < 25,
+        "{stderr}"
+    );
+
+    let out = kd_bin().args(["layers", "resnet7"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resnet18"));
+
+    let out = kd_bin().args(["--backend", "tpu"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tpu"));
+
+    let out = kd_bin()
+        .args(["layers", "resnet18", "--size", "32"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("layer1 ") && l.contains("[1, 64, 8, 8]")),
+        "{text}"
+    );
+
+    let out = kd_bin()
+        .args([
+            "match-layers",
+            "--student",
+            "resnet18",
+            "--teacher",
+            "resnet50",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("layer2       <-> layer2"));
+
+    // An unknown layer name is found before any data is loaded or model trained.
+    let typo = dir.path().join("typo.toml");
+    let text = tiny_experiment(Path::new("/no/such/images"), &dir.path().join("out"))
+        .replace("student = \"layer1\"", "student = \"layr1\"");
+    std::fs::write(&typo, text).unwrap();
+    let out = kd_bin().args(["run"]).arg(&typo).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("layr1") && stderr.contains("layer1") && stderr.contains("Attention"),
+        "{stderr}"
+    );
+
+    let out = kd_bin().arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
+}
