@@ -1,53 +1,14 @@
 //! Distillation training on tiny generated data: frozen teacher, optimizer updates, losses
 //! against hand computation, resume, teacher cache.
 
+mod common;
+
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
-use image::{Rgb, RgbImage};
+use common::{net, soft_target_pairs, tiny_data};
 use kd_core::{LayerPair, LossConfig, Objective};
-use kd_data::{DataBundle, DataConfig, ImageSet, LabelFn};
-use kd_models::{Arch, FeatureModel, Head, Network, NetworkConfig};
+use kd_models::{Arch, FeatureModel};
 use kd_train::report::Silent;
 use kd_train::{DistillModel, FitConfig, fit_one_cycle};
-
-fn device() -> Device {
-    Device::flex().autodiff()
-}
-
-/// 24 cats (bright) and 24 dogs (dark), 16×16, square so every item is deterministic.
-fn tiny_data(size: usize) -> (tempfile::TempDir, DataBundle) {
-    let dir = tempfile::tempdir().unwrap();
-    for i in 0..24u32 {
-        let cat = RgbImage::from_fn(16, 16, |x, y| Rgb([200, (x * 8 + i) as u8, (y * 8) as u8]));
-        cat.save(dir.path().join(format!("Cat_{i}.png"))).unwrap();
-        let dog = RgbImage::from_fn(16, 16, |x, y| Rgb([30, (y * 4 + i) as u8, (x * 4) as u8]));
-        dog.save(dir.path().join(format!("dog_{i}.png"))).unwrap();
-    }
-    let config = DataConfig {
-        size,
-        batch_size: 8,
-        valid_pct: 0.25,
-        ..DataConfig::default()
-    };
-    let set = ImageSet::from_folder(dir.path(), &LabelFn::PetsCatDog, &config, &|_, _| {}).unwrap();
-    let data = DataBundle::new(set, &config, &device()).unwrap();
-    (dir, data)
-}
-
-/// A seeded initialisation. The lock keeps tests running in parallel from drawing from the
-/// seeded generator in between; a fresh network per run also matters because Burn's `clone`
-/// shares BatchNorm running statistics between the copies.
-fn net(arch: Arch, seed: u64) -> Network {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    let device = device();
-    device.seed(seed);
-    NetworkConfig::new(arch, Head::Linear).init(2, &device)
-}
-
-fn flat(t: Tensor<4>) -> Vec<f32> {
-    t.to_data().iter::<f32>().collect()
-}
 
 /// Every float tensor of a module (parameters and BatchNorm statistics), flattened.
 fn snapshot(m: &impl burn::store::ModuleSnapshot) -> Vec<(String, Vec<f32>)> {
@@ -63,10 +24,6 @@ fn snapshot(m: &impl burn::store::ModuleSnapshot) -> Vec<(String, Vec<f32>)> {
             )
         })
         .collect()
-}
-
-fn soft_target_pairs() -> Objective {
-    Objective::lerp(LossConfig::soft_target(), 0.5)
 }
 
 #[test]
@@ -231,6 +188,4 @@ fn bad_layer_names_and_missing_teachers_fail_before_training() {
     let wide = net(Arch::ResNet50, 9);
     let model = DistillModel::new(student, Some(&wide), fit, false, 16).unwrap();
     assert_eq!(model.connectors.taps, vec!["layer2"]);
-    let x = Tensor::<4>::zeros([2, 3, 16, 16], &device());
-    let _ = flat(x);
 }

@@ -1,0 +1,234 @@
+//! Backend parity: every other compiled backend agrees with flex on ResNet logits and taps,
+//! every loss and its gradient, and a full KD optimizer step — within 1e-4 of the reference
+//! magnitude. Built only with a second backend, e.g.
+//! `cargo test -p kd --features ndarray,tch,wgpu --test backends` (see `.ci/run`).
+#![cfg(any(feature = "ndarray", feature = "tch", feature = "wgpu"))]
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::train::TrainStep;
+use kd::core::{KdInput, KdLoss, LayerPair, LossConfig, Objective};
+use kd::data::ImageBatch;
+use kd::models::{Arch, FeatureModel, Head, Network, NetworkConfig, Outputs};
+use kd::train::{DistillModel, fastai_adam};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn others() -> Vec<(&'static str, Device)> {
+    let mut out = Vec::new();
+    for name in ["ndarray", "tch", "wgpu"] {
+        if let Ok(d) = kd::backend::device(name) {
+            out.push((name, d));
+        }
+    }
+    out
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.to_data().convert::<f32>().iter::<f32>().collect()
+}
+
+/// max |a − b| / max |b|.
+fn rel(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+fn copy<const D: usize>(t: &Tensor<D>, device: &Device) -> Tensor<D> {
+    Tensor::from_data(t.to_data(), device)
+}
+
+/// The same network on another device, with its own parameters and BatchNorm statistics.
+fn same_weights(config: &NetworkConfig, source: &Network, device: &Device) -> Network {
+    config
+        .init(2, device)
+        .load_record(source.clone().into_record())
+}
+
+#[test]
+fn resnet_logits_and_taps_agree() {
+    let flex = Device::flex();
+    flex.seed(1);
+    let taps = ["conv1", "layer1", "layer2", "layer3", "layer4"];
+    for arch in [Arch::ResNet18, Arch::ResNet34] {
+        let config = NetworkConfig::new(arch, Head::Linear);
+        let reference = config.init(2, &flex);
+        let x = Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &flex);
+        let want = reference.forward_taps(x.clone(), &reference.tap_plan(&taps).unwrap());
+        for (name, device) in others() {
+            let model = same_weights(&config, &reference, &device);
+            let got = model.forward_taps(copy(&x, &device), &model.tap_plan(&taps).unwrap());
+            let e = rel(&values(got.logits), &values(want.logits.clone()));
+            assert!(e < TOLERANCE, "{name} {arch} logits: {e}");
+            for tap in taps {
+                let e = rel(
+                    &values(got.taps[tap].clone()),
+                    &values(want.taps[tap].clone()),
+                );
+                assert!(e < TOLERANCE, "{name} {arch} {tap}: {e}");
+            }
+        }
+    }
+}
+
+fn loss_cases() -> Vec<LossConfig> {
+    let pairs = vec![LayerPair::new("f", "f")];
+    vec![
+        LossConfig::soft_target(),
+        LossConfig::Logits,
+        LossConfig::Mutual,
+        LossConfig::DecoupledKd {
+            temperature: 4.0,
+            alpha: 1.0,
+            beta: 8.0,
+            normalize: false,
+        },
+        LossConfig::Dist {
+            beta: 1.0,
+            gamma: 1.0,
+            tau: 1.0,
+        },
+        LossConfig::attention(pairs.clone()),
+        LossConfig::FitNet {
+            pairs: pairs.clone(),
+            scale: 1.0,
+        },
+        LossConfig::Similarity {
+            pairs: pairs.clone(),
+            scale: 1.0,
+        },
+        LossConfig::ActivationBoundaries {
+            pairs: pairs.clone(),
+            margin: 2.0,
+            scale: 1.0,
+        },
+        LossConfig::Rkd {
+            pairs: pairs.clone(),
+            distance_weight: 25.0,
+            angle_weight: 50.0,
+        },
+        LossConfig::Pkt {
+            pairs: pairs.clone(),
+            scale: 1.0,
+        },
+        LossConfig::Nst { pairs, scale: 1.0 },
+    ]
+}
+
+/// Loss value and gradient w.r.t. the student's logits and feature map.
+fn loss_and_grads(
+    loss: &LossConfig,
+    s: (&Tensor<2>, &Tensor<4>),
+    t: (&Tensor<2>, &Tensor<4>),
+    y: &Tensor<1, Int>,
+    device: &Device,
+) -> (f32, Vec<f32>) {
+    let device = device.clone().autodiff();
+    let sl = copy(s.0, &device).require_grad();
+    let sf = copy(s.1, &device).require_grad();
+    let so = Outputs {
+        logits: sl.clone(),
+        taps: BTreeMap::from([("f".to_string(), sf.clone())]),
+    };
+    let to = Outputs {
+        logits: copy(t.0, &device),
+        taps: BTreeMap::from([("f".to_string(), copy(t.1, &device))]),
+    };
+    let y = Tensor::<1, Int>::from_data(y.to_data(), &device);
+    let input = KdInput {
+        student: &so,
+        teacher: &to,
+        targets: Some(&y),
+        temperature_scale: 1.0,
+    };
+    let value = loss.compute(&input).unwrap();
+    let grads = value.backward();
+    let mut g = sl.grad(&grads).map(values).unwrap_or_default();
+    g.extend(sf.grad(&grads).map(values).unwrap_or_default());
+    (value.into_scalar::<f32>(), g)
+}
+
+#[test]
+fn every_loss_and_its_gradient_agree() {
+    let flex = Device::flex();
+    flex.seed(2);
+    let logits = |d| Tensor::<2>::random([6, 5], Distribution::Normal(0.0, 2.0), d);
+    let feats = |d| Tensor::<4>::random([6, 8, 4, 4], Distribution::Normal(0.0, 1.0), d);
+    let (sl, tl, sf, tf) = (logits(&flex), logits(&flex), feats(&flex), feats(&flex));
+    let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 3, 4, 0], [6]), &flex);
+    for loss in loss_cases() {
+        let (want, want_g) = loss_and_grads(&loss, (&sl, &sf), (&tl, &tf), &y, &flex);
+        for (name, device) in others() {
+            let (got, got_g) = loss_and_grads(&loss, (&sl, &sf), (&tl, &tf), &y, &device);
+            let e = (got - want).abs() / want.abs().max(1e-6);
+            assert!(e < TOLERANCE, "{name} {}: {got} vs {want}", loss.name());
+            let e = rel(&got_g, &want_g);
+            assert!(e < TOLERANCE, "{name} {} gradient: {e}", loss.name());
+        }
+    }
+}
+
+fn kd_step(
+    objective: Objective,
+    device: &Device,
+    student: &Network,
+    teacher: &Network,
+    x: &Tensor<4>,
+) -> (f32, Vec<f32>) {
+    let device = device.clone().autodiff();
+    let s_cfg = NetworkConfig::new(Arch::ResNet18, Head::Linear);
+    let t_cfg = NetworkConfig::new(Arch::ResNet34, Head::Fastai);
+    let s = same_weights(&s_cfg, student, &device);
+    let t = same_weights(&t_cfg, teacher, &device);
+    let model = DistillModel::new(s, Some(&t), objective, false, 32).unwrap();
+    let batch = ImageBatch {
+        images: copy(x, &device),
+        targets: Tensor::from_data(TensorData::new(vec![0i64, 1, 1, 0], [4]), &device),
+        items: vec![0, 1, 2, 3],
+        deterministic: vec![false; 4],
+    };
+    let out = TrainStep::step(&model, batch);
+    let loss: f32 = out.item.loss.clone().into_scalar();
+    let model = fastai_adam(0.01).step(1e-4, model, out.grads);
+    let w = match &model.student {
+        Network::ResNet(r) => values(r.conv1.weight.val()),
+        Network::Learner(_) => unreachable!("linear head"),
+    };
+    (loss, w)
+}
+
+#[test]
+fn one_kd_optimizer_step_agrees() {
+    let flex = Device::flex();
+    flex.seed(3);
+    let student = NetworkConfig::new(Arch::ResNet18, Head::Linear).init(2, &flex);
+    let teacher = NetworkConfig::new(Arch::ResNet34, Head::Fastai).init(2, &flex);
+    let x = Tensor::<4>::random([4, 3, 32, 32], Distribution::Normal(0.0, 1.0), &flex);
+    let pairs = LayerPair::zip(
+        &["layer1", "layer2", "layer3", "layer4"],
+        &["0.4", "0.5", "0.6", "0.7"],
+    );
+    let objectives = [
+        (
+            "SoftTarget",
+            Objective::lerp(LossConfig::soft_target(), 0.5),
+        ),
+        (
+            "Attention",
+            Objective::lerp(LossConfig::attention(pairs), 0.9),
+        ),
+    ];
+    for (label, objective) in objectives {
+        let (want_loss, want_w) = kd_step(objective.clone(), &flex, &student, &teacher, &x);
+        for (name, device) in others() {
+            let (loss, w) = kd_step(objective.clone(), &device, &student, &teacher, &x);
+            let e = (loss - want_loss).abs() / want_loss.abs().max(1e-6);
+            assert!(e < TOLERANCE, "{name} {label} loss: {loss} vs {want_loss}");
+            let e = rel(&w, &want_w);
+            assert!(e < TOLERANCE, "{name} {label} updated weights: {e}");
+        }
+    }
+}
