@@ -26,6 +26,7 @@
 //! ```
 
 pub mod backend;
+pub mod bench;
 pub mod experiment;
 mod plot;
 pub mod pretrained;

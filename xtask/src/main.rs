@@ -1,18 +1,9 @@
-//! `cargo xtask bench-backends`: median images/s of the distillation workloads on every
-//! compiled backend, as a Markdown table (stdout) and JSON (a file).
+//! Project tasks. `cargo xtask bench-backends`: see `kd::bench`.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use burn::module::Module;
-use burn::tensor::{Device, Distribution, Int, Tensor};
-use burn::train::TrainStep;
 use clap::{Parser, Subcommand};
-use kd::core::{LayerPair, LossConfig, Objective};
-use kd::data::{DataBundle, DataConfig, ImageSet, LabelFn};
-use kd::models::{Arch, FeatureModel, Head, Network, NetworkConfig};
-use kd::train::{DistillModel, fastai_adam};
-use serde::Serialize;
+use kd::bench::{BenchOptions, markdown, run};
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -49,292 +40,26 @@ enum Task {
     },
 }
 
-#[derive(Serialize, Clone)]
-struct Row {
-    backend: String,
-    workload: String,
-    median_ms: f64,
-    images_per_s: f64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Time `f` on fresh inputs: `warmup` untimed calls, then `iters` timed ones.
-fn time(label: &str, warmup: usize, iters: usize, mut f: impl FnMut(usize)) -> f64 {
-    for i in 0..warmup {
-        f(i);
-    }
-    let mut ms = Vec::with_capacity(iters);
-    for i in 0..iters {
-        let t = Instant::now();
-        f(warmup + i);
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-        eprint!("\r  {label}: {}/{iters}   ", i + 1);
-    }
-    eprintln!();
-    median(ms)
-}
-
-fn batch(device: &Device, b: usize, size: usize) -> (Tensor<4>, Tensor<1, Int>) {
-    let x = Tensor::random([b, 3, size, size], Distribution::Normal(0.0, 1.0), device);
-    let y = Tensor::<1>::random([b], Distribution::Uniform(0.0, 2.0), device).int();
-    (x, y)
-}
-
-fn net(arch: Arch, head: Head, device: &Device) -> Network {
-    NetworkConfig::new(arch, head).init(2, device)
-}
-
-fn train_step(
-    model: DistillModel,
-    device: &Device,
-    b: usize,
-    size: usize,
-    warmup: usize,
-    iters: usize,
-    label: &str,
-) -> f64 {
-    let mut model = Some(model);
-    let mut optim = fastai_adam(0.01);
-    time(label, warmup, iters, |_| {
-        let (images, targets) = batch(device, b, size);
-        let item = kd::data::ImageBatch {
-            images,
-            targets,
-            items: vec![usize::MAX; b],
-            deterministic: vec![false; b],
-        };
-        let m = model.take().expect("model");
-        let out = TrainStep::step(&m, item);
-        let _: f32 = out.item.loss.clone().into_scalar();
-        let m = optim.step(1e-4, m, out.grads);
-        // Reading one weight waits for the update.
-        let probe: f32 = match &m.student {
-            Network::ResNet(r) => r
-                .conv1
-                .weight
-                .val()
-                .slice([0..1, 0..1, 0..1, 0..1])
-                .into_scalar(),
-            Network::Learner(l) => l
-                .body
-                .conv1
-                .weight
-                .val()
-                .slice([0..1, 0..1, 0..1, 0..1])
-                .into_scalar(),
-        };
-        std::hint::black_box(probe);
-        model = Some(m);
-    })
-}
-
-fn bench_backend(
-    name: &str,
-    b: usize,
-    size: usize,
-    warmup: usize,
-    iters: usize,
-) -> Result<Vec<Row>, String> {
-    let device = kd::backend::device(name)
-        .map_err(|e| e.to_string())?
-        .autodiff();
-    let inner = device.clone().inner();
-    eprintln!("{name}:");
-    let mut rows = Vec::new();
-    let mut push = |workload: &str, ms: f64| {
-        rows.push(Row {
-            backend: name.into(),
-            workload: workload.into(),
-            median_ms: ms,
-            images_per_s: b as f64 / (ms / 1e3),
-        });
-    };
-    let student = || net(Arch::ResNet18, Head::Linear, &device);
-    let alone = DistillModel::new(
-        student(),
-        None,
-        Objective::cross_entropy_only(),
-        false,
-        size,
-    )
-    .map_err(|e| e.to_string())?;
-    let student_ms = train_step(
-        alone,
-        &device,
-        b,
-        size,
-        warmup,
-        iters,
-        "student train step (resnet18)",
-    );
-    push("student train step (resnet18)", student_ms);
-    let mut teacher_ms = 0.0;
-    for arch in [Arch::ResNet34, Arch::ResNet50] {
-        let t = net(arch, Head::Fastai, &device).valid();
-        let label = format!("teacher eval forward ({arch})");
-        let ms = time(&label, warmup, iters, |_| {
-            let x = Tensor::random([b, 3, size, size], Distribution::Normal(0.0, 1.0), &inner);
-            let y: f32 = t.forward_logits(x).slice([0..1, 0..1]).into_scalar();
-            std::hint::black_box(y);
-        });
-        if arch == Arch::ResNet34 {
-            teacher_ms = ms;
-        }
-        push(&label, ms);
-    }
-    let teacher = net(Arch::ResNet34, Head::Fastai, &device);
-    let st = DistillModel::new(
-        student(),
-        Some(&teacher),
-        Objective::lerp(LossConfig::soft_target(), 0.5),
-        false,
-        size,
-    )
-    .map_err(|e| e.to_string())?;
-    let st_ms = train_step(
-        st,
-        &device,
-        b,
-        size,
-        warmup,
-        iters,
-        "KD step SoftTarget (r34 → r18)",
-    );
-    push("KD step SoftTarget (r34 → r18)", st_ms);
-    let pairs = LayerPair::zip(
-        &["layer1", "layer2", "layer3", "layer4"],
-        &["0.4", "0.5", "0.6", "0.7"],
-    );
-    let at = DistillModel::new(
-        student(),
-        Some(&teacher),
-        Objective::lerp(LossConfig::attention(pairs), 0.9),
-        false,
-        size,
-    )
-    .map_err(|e| e.to_string())?;
-    let at_ms = train_step(
-        at,
-        &device,
-        b,
-        size,
-        warmup,
-        iters,
-        "KD step Attention ×4 (r34 → r18)",
-    );
-    push("KD step Attention ×4 (r34 → r18)", at_ms);
-    rows.push(Row {
-        backend: name.into(),
-        workload: "ratio SoftTarget / (student + teacher)".into(),
-        median_ms: st_ms / (student_ms + teacher_ms),
-        images_per_s: f64::NAN,
-    });
-    rows.push(Row {
-        backend: name.into(),
-        workload: "ratio Attention / (student + teacher)".into(),
-        median_ms: at_ms / (student_ms + teacher_ms),
-        images_per_s: f64::NAN,
-    });
-    Ok(rows)
-}
-
-/// First-epoch decode (disk → cached u8) and later-epoch batch assembly, images/s.
-fn bench_data(n: usize, size: usize, b: usize) -> Vec<Row> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    eprintln!("data: writing {n} JPEGs of 500×375 …");
-    for i in 0..n {
-        let img = image::RgbImage::from_fn(500, 375, |x, y| {
-            image::Rgb([
-                (x + i as u32) as u8,
-                (y * 2) as u8,
-                ((x ^ y) + i as u32) as u8,
-            ])
-        });
-        let name = if i % 2 == 0 {
-            format!("Cat_{i}.jpg")
-        } else {
-            format!("dog_{i}.jpg")
-        };
-        img.save(dir.path().join(name)).expect("write jpeg");
-    }
-    let config = DataConfig {
-        size,
-        batch_size: b,
-        ..DataConfig::default()
-    };
-    let t = Instant::now();
-    let set = ImageSet::from_folder(dir.path(), &LabelFn::PetsCatDog, &config, &|_, _| {})
-        .expect("decode");
-    let first = t.elapsed().as_secs_f64();
-    let data = DataBundle::new(set, &config, &Device::flex()).expect("bundle");
-    let items = data.train.num_batches() * b;
-    let t = Instant::now();
-    let epochs = 5;
-    for e in 0..epochs {
-        for batch in data.train.iter_epoch(e) {
-            std::hint::black_box(batch.expect("batch").images.dims());
-        }
-    }
-    let later = t.elapsed().as_secs_f64() / epochs as f64;
-    vec![
-        Row {
-            backend: "cpu".into(),
-            workload: "data: first epoch (decode + resize)".into(),
-            median_ms: first * 1e3,
-            images_per_s: n as f64 / first,
-        },
-        Row {
-            backend: "cpu".into(),
-            workload: "data: later epochs (crop + normalise + batch)".into(),
-            median_ms: later * 1e3,
-            images_per_s: items as f64 / later,
-        },
-    ]
-}
-
 fn main() {
     let Task::BenchBackends {
         backends,
-        batch: b,
+        batch,
         size,
         iters,
         warmup,
         images,
         json,
     } = Cli::parse().task;
-    let backends = backends.unwrap_or_else(|| {
-        kd::backend::compiled_backends()
-            .into_iter()
-            .filter(|n| !n.contains(":N"))
-            .map(String::from)
-            .collect()
-    });
-    let mut rows = bench_data(images, size, b);
-    for name in &backends {
-        match bench_backend(name, b, size, warmup, iters) {
-            Ok(r) => rows.extend(r),
-            Err(e) => eprintln!("{name}: skipped: {e}"),
-        }
-    }
-    println!("batch {b}, {size}×{size}, median of {iters} after {warmup} warm-up iterations\n");
-    println!("| backend | workload | median ms | images/s |\n|---|---|---|---|");
-    for r in &rows {
-        if r.workload.starts_with("ratio") {
-            println!(
-                "| {} | {} | **{:.3}** | |",
-                r.backend, r.workload, r.median_ms
-            );
-        } else {
-            println!(
-                "| {} | {} | {:.1} | {:.1} |",
-                r.backend, r.workload, r.median_ms, r.images_per_s
-            );
-        }
-    }
+    let opts = BenchOptions {
+        backends: backends.unwrap_or_default(),
+        batch,
+        size,
+        iters,
+        warmup,
+        images,
+    };
+    let rows = run(&opts);
+    println!("{}", markdown(&rows, &opts));
     let text = serde_json::to_string_pretty(&rows).expect("rows serialise");
     if let Err(e) = std::fs::write(&json, text) {
         eprintln!("cannot write {}: {e}", json.display());

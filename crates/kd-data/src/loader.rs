@@ -254,6 +254,17 @@ pub struct ImageBatch {
     pub deterministic: Vec<bool>,
 }
 
+impl ImageBatch {
+    /// The same batch on the tape-free device (for evaluation).
+    pub fn without_autodiff(self) -> Self {
+        Self {
+            images: self.images.without_autodiff(),
+            targets: self.targets.without_autodiff(),
+            ..self
+        }
+    }
+}
+
 /// Turns items into batches: crop (random on train), optional flip, normalisation.
 #[derive(Debug, Clone)]
 pub struct ImageBatcher {

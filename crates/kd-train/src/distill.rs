@@ -197,7 +197,7 @@ impl InferenceStep for DistillModel {
     type Output = KdOutput;
 
     fn step(&self, batch: ImageBatch) -> KdOutput {
-        self.output(batch).0
+        self.output(batch.without_autodiff()).0
     }
 }
 

@@ -9,7 +9,7 @@ use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Tensor;
 use burn::train::TrainStep;
-use kd_data::{DataBundle, ImageBatch};
+use kd_data::DataBundle;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -296,11 +296,7 @@ pub fn evaluate(model: &DistillModel, data: &DataBundle) -> Result<Evaluation, T
     for batch in data.valid.iter_epoch(0) {
         let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
         let b = batch.items.len();
-        let batch = ImageBatch {
-            images: batch.images.inner(),
-            targets: batch.targets.inner(),
-            ..batch
-        };
+        let batch = batch.without_autodiff();
         let (parts, logits) = valid.loss(&batch)?;
         loss += scalar(parts.total) * b as f64;
         ce += scalar(parts.ce) * b as f64;

@@ -1,0 +1,65 @@
+//! `DistillModel` runs under Burn's own `Learner` + `SupervisedTraining`, with Burn's metrics.
+
+mod common;
+
+use std::sync::Arc;
+
+use burn::train::metric::{AccuracyMetric, LossMetric};
+use burn::train::{Learner, SupervisedTraining};
+use common::{net, soft_target_pairs, tiny_data};
+use kd_models::Arch;
+use kd_train::{DistillModel, OneCycle, fastai_adam};
+
+#[test]
+fn distillation_trains_under_burns_supervised_training() {
+    let (_dir, data) = tiny_data(16);
+    let teacher = net(Arch::ResNet34, 11);
+    let model = DistillModel::new(
+        net(Arch::ResNet18, 12),
+        Some(&teacher),
+        soft_target_pairs(),
+        true,
+        16,
+    )
+    .unwrap();
+    let before: Vec<f32> = match &model.student {
+        kd_models::Network::ResNet(r) => {
+            r.fc.as_ref()
+                .unwrap()
+                .weight
+                .val()
+                .to_data()
+                .iter::<f32>()
+                .collect()
+        }
+        kd_models::Network::Learner(_) => unreachable!(),
+    };
+    let steps = data.train.num_batches();
+    let learner = Learner::new(model, fastai_adam(0.01), OneCycle::new(1e-3, steps));
+    let out = tempfile::tempdir().unwrap();
+    let result = SupervisedTraining::new(
+        out.path(),
+        Arc::new(data.train.clone()),
+        Arc::new(data.valid.clone()),
+    )
+    .metric_train_numeric(LossMetric::new())
+    .metric_valid_numeric(LossMetric::new())
+    .metric_valid_numeric(AccuracyMetric::new())
+    .num_epochs(1)
+    .launch(learner);
+    let after: Vec<f32> = match &result.model.student {
+        kd_models::Network::ResNet(r) => {
+            r.fc.as_ref()
+                .unwrap()
+                .weight
+                .val()
+                .to_data()
+                .iter::<f32>()
+                .collect()
+        }
+        kd_models::Network::Learner(_) => unreachable!(),
+    };
+    assert_ne!(before, after, "the optimizer updated the student");
+    // The teacher's outputs were cached by the training steps.
+    assert!(result.model.setup.teacher.as_ref().unwrap().cached_items() > 0);
+}

@@ -1,0 +1,341 @@
+//! `kd bench` / `cargo xtask bench-backends`: median images/s of the distillation workloads on
+//! every compiled backend (fresh inputs each iteration, after warm-up, results read back so the
+//! device has finished), plus the data pipeline.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use burn::train::TrainStep;
+use serde::Serialize;
+
+use crate::core::{LayerPair, LossConfig, Objective};
+use crate::data::{DataBundle, DataConfig, ImageSet, LabelFn};
+use crate::models::{Arch, FeatureModel, Head, Network, NetworkConfig};
+use crate::train::{DistillModel, fastai_adam};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Backends (empty: every compiled one).
+    pub backends: Vec<String>,
+    /// Batch size.
+    pub batch: usize,
+    /// Image side.
+    pub size: usize,
+    /// Timed iterations (median reported).
+    pub iters: usize,
+    /// Untimed warm-up iterations.
+    pub warmup: usize,
+    /// Images in the data-pipeline benchmark.
+    pub images: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            backends: Vec::new(),
+            batch: 64,
+            size: 64,
+            iters: 5,
+            warmup: 2,
+            images: 256,
+        }
+    }
+}
+
+/// One measured workload.
+#[derive(Debug, Serialize, Clone)]
+pub struct Row {
+    /// Backend name (`cpu` for the data pipeline).
+    pub backend: String,
+    /// What was timed.
+    pub workload: String,
+    /// Median milliseconds per batch (for ratio rows: the ratio).
+    pub median_ms: f64,
+    /// Images per second.
+    pub images_per_s: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Time `f` on fresh inputs: `warmup` untimed calls, then `iters` timed ones.
+fn time(label: &str, warmup: usize, iters: usize, mut f: impl FnMut(usize)) -> f64 {
+    for i in 0..warmup {
+        f(i);
+    }
+    let mut ms = Vec::with_capacity(iters);
+    for i in 0..iters {
+        let t = Instant::now();
+        f(warmup + i);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        eprint!("\r  {label}: {}/{iters}   ", i + 1);
+    }
+    eprintln!();
+    median(ms)
+}
+
+fn batch(device: &Device, b: usize, size: usize) -> (Tensor<4>, Tensor<1, Int>) {
+    let x = Tensor::random([b, 3, size, size], Distribution::Normal(0.0, 1.0), device);
+    let y = Tensor::<1>::random([b], Distribution::Uniform(0.0, 2.0), device).int();
+    (x, y)
+}
+
+fn net(arch: Arch, head: Head, device: &Device) -> Network {
+    NetworkConfig::new(arch, head).init(2, device)
+}
+
+fn train_step(
+    model: DistillModel,
+    device: &Device,
+    b: usize,
+    size: usize,
+    warmup: usize,
+    iters: usize,
+    label: &str,
+) -> f64 {
+    let mut model = Some(model);
+    let mut optim = fastai_adam(0.01);
+    time(label, warmup, iters, |_| {
+        let (images, targets) = batch(device, b, size);
+        let item = crate::data::ImageBatch {
+            images,
+            targets,
+            items: vec![usize::MAX; b],
+            deterministic: vec![false; b],
+        };
+        let m = model.take().expect("model");
+        let out = TrainStep::step(&m, item);
+        let _: f32 = out.item.loss.clone().into_scalar();
+        let m = optim.step(1e-4, m, out.grads);
+        // Reading one weight waits for the update.
+        let probe: f32 = match &m.student {
+            Network::ResNet(r) => r
+                .conv1
+                .weight
+                .val()
+                .slice([0..1, 0..1, 0..1, 0..1])
+                .into_scalar(),
+            Network::Learner(l) => l
+                .body
+                .conv1
+                .weight
+                .val()
+                .slice([0..1, 0..1, 0..1, 0..1])
+                .into_scalar(),
+        };
+        std::hint::black_box(probe);
+        model = Some(m);
+    })
+}
+
+/// Time every model workload on backend `name`.
+pub fn bench_backend(
+    name: &str,
+    b: usize,
+    size: usize,
+    warmup: usize,
+    iters: usize,
+) -> Result<Vec<Row>, String> {
+    let device = crate::backend::device(name)
+        .map_err(|e| e.to_string())?
+        .autodiff();
+    let inner = device.clone().inner();
+    eprintln!("{name}:");
+    let mut rows = Vec::new();
+    let mut push = |workload: &str, ms: f64| {
+        rows.push(Row {
+            backend: name.into(),
+            workload: workload.into(),
+            median_ms: ms,
+            images_per_s: b as f64 / (ms / 1e3),
+        });
+    };
+    let student = || net(Arch::ResNet18, Head::Linear, &device);
+    let alone = DistillModel::new(
+        student(),
+        None,
+        Objective::cross_entropy_only(),
+        false,
+        size,
+    )
+    .map_err(|e| e.to_string())?;
+    let student_ms = train_step(
+        alone,
+        &device,
+        b,
+        size,
+        warmup,
+        iters,
+        "student train step (resnet18)",
+    );
+    push("student train step (resnet18)", student_ms);
+    let mut teacher_ms = 0.0;
+    for arch in [Arch::ResNet34, Arch::ResNet50] {
+        let t = net(arch, Head::Fastai, &device).valid();
+        let label = format!("teacher eval forward ({arch})");
+        let ms = time(&label, warmup, iters, |_| {
+            let x = Tensor::random([b, 3, size, size], Distribution::Normal(0.0, 1.0), &inner);
+            let y: f32 = t.forward_logits(x).slice([0..1, 0..1]).into_scalar();
+            std::hint::black_box(y);
+        });
+        if arch == Arch::ResNet34 {
+            teacher_ms = ms;
+        }
+        push(&label, ms);
+    }
+    let teacher = net(Arch::ResNet34, Head::Fastai, &device);
+    let st = DistillModel::new(
+        student(),
+        Some(&teacher),
+        Objective::lerp(LossConfig::soft_target(), 0.5),
+        false,
+        size,
+    )
+    .map_err(|e| e.to_string())?;
+    let st_ms = train_step(
+        st,
+        &device,
+        b,
+        size,
+        warmup,
+        iters,
+        "KD step SoftTarget (r34 → r18)",
+    );
+    push("KD step SoftTarget (r34 → r18)", st_ms);
+    let pairs = LayerPair::zip(
+        &["layer1", "layer2", "layer3", "layer4"],
+        &["0.4", "0.5", "0.6", "0.7"],
+    );
+    let at = DistillModel::new(
+        student(),
+        Some(&teacher),
+        Objective::lerp(LossConfig::attention(pairs), 0.9),
+        false,
+        size,
+    )
+    .map_err(|e| e.to_string())?;
+    let at_ms = train_step(
+        at,
+        &device,
+        b,
+        size,
+        warmup,
+        iters,
+        "KD step Attention ×4 (r34 → r18)",
+    );
+    push("KD step Attention ×4 (r34 → r18)", at_ms);
+    rows.push(Row {
+        backend: name.into(),
+        workload: "ratio SoftTarget / (student + teacher)".into(),
+        median_ms: st_ms / (student_ms + teacher_ms),
+        images_per_s: f64::NAN,
+    });
+    rows.push(Row {
+        backend: name.into(),
+        workload: "ratio Attention / (student + teacher)".into(),
+        median_ms: at_ms / (student_ms + teacher_ms),
+        images_per_s: f64::NAN,
+    });
+    Ok(rows)
+}
+
+/// First-epoch decode (disk → cached u8) and later-epoch batch assembly, images/s.
+pub fn bench_data(n: usize, size: usize, b: usize) -> Vec<Row> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    eprintln!("data: writing {n} JPEGs of 500×375 …");
+    for i in 0..n {
+        let img = image::RgbImage::from_fn(500, 375, |x, y| {
+            image::Rgb([
+                (x + i as u32) as u8,
+                (y * 2) as u8,
+                ((x ^ y) + i as u32) as u8,
+            ])
+        });
+        let name = if i % 2 == 0 {
+            format!("Cat_{i}.jpg")
+        } else {
+            format!("dog_{i}.jpg")
+        };
+        img.save(dir.path().join(name)).expect("write jpeg");
+    }
+    let config = DataConfig {
+        size,
+        batch_size: b,
+        ..DataConfig::default()
+    };
+    let t = Instant::now();
+    let set = ImageSet::from_folder(dir.path(), &LabelFn::PetsCatDog, &config, &|_, _| {})
+        .expect("decode");
+    let first = t.elapsed().as_secs_f64();
+    let data = DataBundle::new(set, &config, &Device::flex()).expect("bundle");
+    let items = data.train.num_batches() * b;
+    let t = Instant::now();
+    let epochs = 5;
+    for e in 0..epochs {
+        for batch in data.train.iter_epoch(e) {
+            std::hint::black_box(batch.expect("batch").images.dims());
+        }
+    }
+    let later = t.elapsed().as_secs_f64() / epochs as f64;
+    vec![
+        Row {
+            backend: "cpu".into(),
+            workload: "data: first epoch (decode + resize)".into(),
+            median_ms: first * 1e3,
+            images_per_s: n as f64 / first,
+        },
+        Row {
+            backend: "cpu".into(),
+            workload: "data: later epochs (crop + normalise + batch)".into(),
+            median_ms: later * 1e3,
+            images_per_s: items as f64 / later,
+        },
+    ]
+}
+
+/// Run every benchmark of `opts`.
+pub fn run(opts: &BenchOptions) -> Vec<Row> {
+    let backends = if opts.backends.is_empty() {
+        crate::backend::compiled_backends()
+            .into_iter()
+            .filter(|n| !n.contains(":N"))
+            .map(String::from)
+            .collect()
+    } else {
+        opts.backends.clone()
+    };
+    let mut rows = bench_data(opts.images, opts.size, opts.batch);
+    for name in &backends {
+        match bench_backend(name, opts.batch, opts.size, opts.warmup, opts.iters) {
+            Ok(r) => rows.extend(r),
+            Err(e) => eprintln!("{name}: skipped: {e}"),
+        }
+    }
+    rows
+}
+
+/// The rows as a Markdown table.
+pub fn markdown(rows: &[Row], opts: &BenchOptions) -> String {
+    let mut out = format!(
+        "batch {}, {}×{}, median of {} after {} warm-up iterations\n\n| backend | workload | median ms | images/s |\n|---|---|---|---|\n",
+        opts.batch, opts.size, opts.size, opts.iters, opts.warmup
+    );
+    for r in rows {
+        if r.workload.starts_with("ratio") {
+            out += &format!(
+                "| {} | {} | **{:.3}** | |\n",
+                r.backend, r.workload, r.median_ms
+            );
+        } else {
+            out += &format!(
+                "| {} | {} | {:.1} | {:.1} |\n",
+                r.backend, r.workload, r.median_ms, r.images_per_s
+            );
+        }
+    }
+    out
+}
