@@ -16,6 +16,16 @@ use kd::train::{DistillModel, fastai_adam};
 
 const TOLERANCE: f32 = 1e-4;
 
+/// Seed flex's global generator and draw under a lock, so tests running in parallel cannot
+/// interleave their draws: every run of this suite sees the same weights and inputs.
+fn seeded<T>(seed: u64, draw: impl FnOnce(&Device) -> T) -> T {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let flex = Device::flex();
+    flex.seed(seed);
+    draw(&flex)
+}
+
 fn others() -> Vec<(&'static str, Device)> {
     let mut out = Vec::new();
     for name in ["ndarray", "tch", "wgpu"] {
@@ -53,13 +63,14 @@ fn same_weights(config: &NetworkConfig, source: &Network, device: &Device) -> Ne
 
 #[test]
 fn resnet_logits_and_taps_agree() {
-    let flex = Device::flex();
-    flex.seed(1);
     let taps = ["conv1", "layer1", "layer2", "layer3", "layer4"];
     for arch in [Arch::ResNet18, Arch::ResNet34] {
         let config = NetworkConfig::new(arch, Head::Linear);
-        let reference = config.init(2, &flex);
-        let x = Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &flex);
+        let (reference, x) = seeded(1, |flex| {
+            let model = config.init(2, flex);
+            let x = Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), flex);
+            (model, x)
+        });
         let want = reference.forward_taps(x.clone(), &reference.tap_plan(&taps).unwrap());
         for (name, device) in others() {
             let model = same_weights(&config, &reference, &device);
@@ -157,10 +168,9 @@ fn loss_and_grads(
 #[test]
 fn every_loss_and_its_gradient_agree() {
     let flex = Device::flex();
-    flex.seed(2);
-    let logits = |d| Tensor::<2>::random([6, 5], Distribution::Normal(0.0, 2.0), d);
-    let feats = |d| Tensor::<4>::random([6, 8, 4, 4], Distribution::Normal(0.0, 1.0), d);
-    let (sl, tl, sf, tf) = (logits(&flex), logits(&flex), feats(&flex), feats(&flex));
+    let logits = |d: &Device| Tensor::<2>::random([6, 5], Distribution::Normal(0.0, 2.0), d);
+    let feats = |d: &Device| Tensor::<4>::random([6, 8, 4, 4], Distribution::Normal(0.0, 1.0), d);
+    let (sl, tl, sf, tf) = seeded(2, |d| (logits(d), logits(d), feats(d), feats(d)));
     let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 3, 4, 0], [6]), &flex);
     for loss in loss_cases() {
         let (want, want_g) = loss_and_grads(&loss, (&sl, &sf), (&tl, &tf), &y, &flex);
@@ -215,10 +225,13 @@ fn kd_step(
 #[test]
 fn one_kd_optimizer_step_agrees() {
     let flex = Device::flex();
-    flex.seed(3);
-    let student = NetworkConfig::new(Arch::ResNet18, Head::Linear).init(2, &flex);
-    let teacher = NetworkConfig::new(Arch::ResNet34, Head::Fastai).init(2, &flex);
-    let x = Tensor::<4>::random([8, 3, 64, 64], Distribution::Normal(0.0, 1.0), &flex);
+    let (student, teacher, x) = seeded(3, |d| {
+        (
+            NetworkConfig::new(Arch::ResNet18, Head::Linear).init(2, d),
+            NetworkConfig::new(Arch::ResNet34, Head::Fastai).init(2, d),
+            Tensor::<4>::random([8, 3, 64, 64], Distribution::Normal(0.0, 1.0), d),
+        )
+    });
     let pairs = LayerPair::zip(
         &["layer1", "layer2", "layer3", "layer4"],
         &["0.4", "0.5", "0.6", "0.7"],
