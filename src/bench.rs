@@ -14,20 +14,26 @@ use crate::data::{DataBundle, DataConfig, ImageSet, LabelFn};
 use crate::models::{Arch, FeatureModel, Head, Network, NetworkConfig};
 use crate::train::{DistillModel, fastai_adam};
 
-/// What to measure.
-#[derive(Debug, Clone)]
+/// What to measure (also the command-line flags of `kd bench` and `cargo xtask bench-backends`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// Backends (empty: every compiled one).
+    /// Backends, comma-separated (default: every compiled one).
+    #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
     /// Batch size.
+    #[arg(long, default_value_t = 64)]
     pub batch: usize,
     /// Image side.
+    #[arg(long, default_value_t = 64)]
     pub size: usize,
     /// Timed iterations (median reported).
+    #[arg(long, default_value_t = 5)]
     pub iters: usize,
     /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Images in the data-pipeline benchmark.
+    /// Images in the data-pipeline benchmark (JPEGs of 500×375).
+    #[arg(long, default_value_t = 256)]
     pub images: usize,
 }
 

@@ -67,20 +67,7 @@ enum Command {
     },
     /// Benchmark the distillation workloads on each compiled backend (as `cargo xtask bench-backends`).
     #[command(after_help = "Example:\n  kd bench --backends flex --iters 3")]
-    Bench {
-        /// Backends (default: every compiled one).
-        #[arg(long, value_delimiter = ',')]
-        backends: Option<Vec<String>>,
-        /// Batch size.
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        /// Image side.
-        #[arg(long, default_value_t = 64)]
-        size: usize,
-        /// Timed iterations (median reported).
-        #[arg(long, default_value_t = 5)]
-        iters: usize,
-    },
+    Bench(kd::bench::BenchOptions),
     /// Fetch the embedded data set or the pretrained teacher into the cache.
     #[command(
         after_help = "Examples:\n  kd fetch data --cache-dir /tmp/kd-cache\n  kd fetch weights"
@@ -226,19 +213,7 @@ fn main() -> ExitCode {
             println!("{}", path.display());
             Ok(())
         }
-        Some(Command::Bench {
-            backends,
-            batch,
-            size,
-            iters,
-        }) => {
-            let opts = kd::bench::BenchOptions {
-                backends: backends.unwrap_or_default(),
-                batch,
-                size,
-                iters,
-                ..Default::default()
-            };
+        Some(Command::Bench(opts)) => {
             let rows = kd::bench::run(&opts);
             println!("{}", kd::bench::markdown(&rows, &opts));
             Ok(())
