@@ -10,6 +10,17 @@ use common::{net, soft_target_pairs, tiny_data};
 use kd_models::Arch;
 use kd_train::{DistillModel, OneCycle, fastai_adam};
 
+/// The student's classifier weights.
+fn fc_weights(model: &DistillModel) -> Vec<f32> {
+    match &model.student {
+        kd_models::Network::ResNet(r) => {
+            let fc = r.fc.as_ref().expect("a linear head has fc");
+            fc.weight.val().to_data().iter::<f32>().collect()
+        }
+        kd_models::Network::Learner(_) => unreachable!("linear head"),
+    }
+}
+
 #[test]
 fn distillation_trains_under_burns_supervised_training() {
     let (_dir, data) = tiny_data(16);
@@ -22,18 +33,7 @@ fn distillation_trains_under_burns_supervised_training() {
         16,
     )
     .unwrap();
-    let before: Vec<f32> = match &model.student {
-        kd_models::Network::ResNet(r) => {
-            r.fc.as_ref()
-                .unwrap()
-                .weight
-                .val()
-                .to_data()
-                .iter::<f32>()
-                .collect()
-        }
-        kd_models::Network::Learner(_) => unreachable!(),
-    };
+    let before = fc_weights(&model);
     let steps = data.train.num_batches();
     let learner = Learner::new(model, fastai_adam(0.01), OneCycle::new(1e-3, steps));
     let out = tempfile::tempdir().unwrap();
@@ -47,18 +47,7 @@ fn distillation_trains_under_burns_supervised_training() {
     .metric_valid_numeric(AccuracyMetric::new())
     .num_epochs(1)
     .launch(learner);
-    let after: Vec<f32> = match &result.model.student {
-        kd_models::Network::ResNet(r) => {
-            r.fc.as_ref()
-                .unwrap()
-                .weight
-                .val()
-                .to_data()
-                .iter::<f32>()
-                .collect()
-        }
-        kd_models::Network::Learner(_) => unreachable!(),
-    };
+    let after = fc_weights(&result.model);
     assert_ne!(before, after, "the optimizer updated the student");
     // The teacher's outputs were cached by the training steps.
     assert!(result.model.setup.teacher.as_ref().unwrap().cached_items() > 0);
