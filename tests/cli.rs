@@ -5,7 +5,7 @@ use std::process::Command;
 
 use image::{Rgb, RgbImage};
 use kd::KdError;
-use kd::experiment::{DEFAULT_EXPERIMENT, Experiment, RunOptions, run};
+use kd::experiment::{DEFAULT_EXPERIMENT, Experiment, RunOptions, evaluate_run_dir, run};
 
 fn kd_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kd"))
@@ -177,6 +177,67 @@ fn a_run_writes_its_directory_and_refuses_to_overwrite_it() {
         losses(&report.teacher),
         "the cached teacher is reused"
     );
+}
+
+#[test]
+fn eval_rescores_the_saved_students() {
+    let images = tempfile::tempdir().unwrap();
+    tiny_images(images.path());
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().join("run");
+    let cache = tempfile::tempdir().unwrap();
+    let text = tiny_experiment(images.path(), &out_dir).replace("epochs = 1", "epochs = 2");
+    let exp = Experiment::from_toml(&text, "tiny.toml").unwrap();
+    let opts = RunOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let report = run(&exp, &opts).unwrap();
+    let cache_dir = Some(cache.path().to_path_buf());
+
+    // On the validation split, the reloaded students score what training measured last.
+    let rows = evaluate_run_dir(&out_dir, None, None, cache_dir.clone()).unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, history) in rows.iter().zip(&report.runs) {
+        let last = history.epochs.last().unwrap();
+        assert_eq!(row.run, history.name);
+        assert_eq!((row.epochs, row.images), (2, 8));
+        assert_eq!(row.accuracy, last.accuracy, "{}", row.run);
+        assert!(
+            (row.loss - last.valid_ce).abs() <= 1e-5 * last.valid_ce.abs().max(1.0),
+            "{}: {} vs {}",
+            row.run,
+            row.loss,
+            last.valid_ce
+        );
+    }
+
+    // A folder of cats only (one class) is scored against the two trained classes.
+    let cats = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        let name = format!("Cat_{i}.png");
+        std::fs::copy(images.path().join(&name), cats.path().join(&name)).unwrap();
+    }
+    let output = kd_bin()
+        .args(["eval", out_dir.to_str().unwrap(), "--data"])
+        .arg(cats.path())
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("| student alone | 2 | 5 |"), "{stdout}");
+    assert!(stdout.contains("| Attention | 2 | 5 |"), "{stdout}");
+
+    // Not a run directory: exit code 2, naming the missing file.
+    let output = kd_bin().args(["eval"]).arg(cats.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("config.toml"));
 }
 
 #[test]

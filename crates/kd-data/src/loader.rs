@@ -99,9 +99,33 @@ impl ImageSet {
     }
 
     /// Label and decode `files` in parallel. `progress(done, total)` is called as images finish.
+    /// The classes are the sorted labels found (at least two).
     pub fn from_files(
         files: Vec<PathBuf>,
         label_fn: &LabelFn,
+        config: &DataConfig,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self, DataError> {
+        Self::load(files, label_fn, None, config, progress)
+    }
+
+    /// As [`ImageSet::from_files`], with the classes a model was trained on: class indices
+    /// follow `vocab` (even if some class has no image here), and a label outside it is an
+    /// error naming the file. For evaluating a trained model on other images.
+    pub fn with_vocab(
+        files: Vec<PathBuf>,
+        label_fn: &LabelFn,
+        vocab: &Vocab,
+        config: &DataConfig,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self, DataError> {
+        Self::load(files, label_fn, Some(vocab), config, progress)
+    }
+
+    fn load(
+        files: Vec<PathBuf>,
+        label_fn: &LabelFn,
+        vocab: Option<&Vocab>,
         config: &DataConfig,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self, DataError> {
@@ -114,6 +138,18 @@ impl ImageSet {
             .iter()
             .map(|f| label_fn.label(f))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(vocab) = vocab
+            && let Some((path, label)) = files
+                .iter()
+                .zip(&labels)
+                .find(|(_, l)| vocab.index(l).is_none())
+        {
+            return Err(DataError::UnknownClass {
+                path: path.clone(),
+                label: label.clone(),
+                known: vocab.0.clone(),
+            });
+        }
         let done = AtomicUsize::new(0);
         let total = files.len();
         let decoded: Vec<Result<RgbImage, String>> = files
@@ -158,7 +194,10 @@ impl ImageSet {
                 skipped: set.skipped.len(),
             });
         }
-        set.vocab = Vocab::from_labels(&names);
+        set.vocab = match vocab {
+            Some(v) => v.clone(),
+            None => Vocab::from_labels(&names),
+        };
         if set.vocab.len() < 2 {
             return Err(DataError::SingleClass {
                 class: set.vocab.0.first().cloned().unwrap_or_default(),

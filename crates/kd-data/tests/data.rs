@@ -419,6 +419,37 @@ fn empty_folders_single_classes_and_odd_names_are_clear() {
 }
 
 #[test]
+fn a_trained_models_classes_index_the_labels_of_new_images() {
+    let cfg = config(16, 2);
+    let files = |dir: &Path| get_image_files(dir).unwrap();
+    // Only dogs: one class present, indexed as in the model's two-class vocabulary.
+    let dogs = pets_folder(0, 3, 16, 16);
+    let trained = Vocab(vec!["cat".into(), "dog".into()]);
+    let set = ImageSet::with_vocab(
+        files(dogs.path()),
+        &LabelFn::PetsCatDog,
+        &trained,
+        &cfg,
+        &quiet,
+    )
+    .unwrap();
+    assert_eq!(set.vocab, trained);
+    assert_eq!(set.labels, vec![1, 1, 1]);
+    // A class the model never saw is an error naming the file and the known classes.
+    let breeds = LabelFn::regex(r"^(.*)_\d+\.").unwrap();
+    let mixed = pets_folder(1, 1, 16, 16);
+    let known = Vocab(vec!["beagle".into(), "pug".into()]);
+    let err = ImageSet::with_vocab(files(mixed.path()), &breeds, &known, &cfg, &quiet).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, DataError::UnknownClass { .. }), "{text}");
+    assert!(
+        text.contains("Abyssinian_0.png") && text.contains("`Abyssinian`"),
+        "{text}"
+    );
+    assert!(text.contains("beagle, pug"), "{text}");
+}
+
+#[test]
 fn a_corrupt_cached_tarball_is_refused_with_its_hash() {
     let cache = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(cache.path().join("npm")).unwrap();

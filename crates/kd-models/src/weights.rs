@@ -210,6 +210,17 @@ pub fn save_model<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<(), Model
 
 /// Load a model saved by [`save_model`] into `model`, which must have the same structure.
 pub fn load_model<M: ModuleSnapshot>(model: &mut M, path: &Path) -> Result<(), ModelError> {
+    load_model_except(model, path, |_| false)
+}
+
+/// As [`load_model`], but tensors in the file for which `ignored(key)` holds may have no place
+/// in `model` (e.g. a distillation checkpoint's connectors when only the student is wanted).
+/// Every tensor of `model` must still be in the file.
+pub fn load_model_except<M: ModuleSnapshot>(
+    model: &mut M,
+    path: &Path,
+    ignored: impl Fn(&str) -> bool,
+) -> Result<(), ModelError> {
     let read_err = |reason: String| ModelError::WeightsRead {
         path: path.to_path_buf(),
         reason,
@@ -221,7 +232,8 @@ pub fn load_model<M: ModuleSnapshot>(model: &mut M, path: &Path) -> Result<(), M
     let result = model
         .load_from(&mut store)
         .map_err(|e| read_err(e.to_string()))?;
-    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+    let unused = result.unused.iter().any(|k| !ignored(k));
+    if !result.errors.is_empty() || !result.missing.is_empty() || unused {
         return Err(read_err(result.to_string()));
     }
     Ok(())

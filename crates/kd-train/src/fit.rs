@@ -170,18 +170,39 @@ impl Checkpoints {
                 path: dir.join("optim.bpk"),
                 reason: e.to_string(),
             })?;
-        let text = std::fs::read_to_string(dir.join("history.json")).map_err(|e| {
-            TrainError::Checkpoint {
-                path: dir.join("history.json"),
-                reason: e.to_string(),
-            }
-        })?;
-        let history = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
-            path: dir.join("history.json"),
-            reason: e.to_string(),
-        })?;
-        Ok((optim, history))
+        Ok((optim, Self::history(&dir)?))
     }
+
+    fn history(dir: &Path) -> Result<History, TrainError> {
+        let path = dir.join("history.json");
+        let err = |reason: String| TrainError::Checkpoint {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+}
+
+/// Load the student that [`fit_one_cycle`] left in `checkpoint_dir` (its newest checkpoint)
+/// into `model`, and return that checkpoint's history. Connectors saved with the student are
+/// skipped, so `model` may be built without a teacher.
+pub fn load_trained_student(
+    model: &mut DistillModel,
+    checkpoint_dir: &Path,
+) -> Result<History, TrainError> {
+    let checkpoints = Checkpoints {
+        dir: checkpoint_dir.to_path_buf(),
+    };
+    let epoch = checkpoints.latest().ok_or_else(|| TrainError::Checkpoint {
+        path: checkpoint_dir.to_path_buf(),
+        reason: "no checkpoint here (epoch-NNN folders)".into(),
+    })?;
+    let dir = checkpoints.epoch_dir(epoch);
+    kd_models::weights::load_model_except(model, &dir.join("model.bpk"), |key| {
+        key.starts_with("connectors.")
+    })?;
+    Checkpoints::history(&dir)
 }
 
 fn scalar(t: Tensor<1>) -> f64 {

@@ -22,7 +22,10 @@ mod teacher;
 use std::path::PathBuf;
 
 pub use distill::{DistillModel, DistillSetup, KdOutput};
-pub use fit::{EpochRecord, Evaluation, FitConfig, History, evaluate, fastai_adam, fit_one_cycle};
+pub use fit::{
+    EpochRecord, Evaluation, FitConfig, History, evaluate, fastai_adam, fit_one_cycle,
+    load_trained_student,
+};
 pub use one_cycle::OneCycle;
 pub use teacher::TeacherRunner;
 
