@@ -104,7 +104,7 @@ fn train_step(
     label: &str,
 ) -> f64 {
     let mut model = Some(model);
-    let mut optim = fastai_adam(0.01);
+    let (mut optim, _) = fastai_adam(0.01);
     time(label, warmup, iters, |_| {
         let (images, targets) = batch(device, b, size);
         let item = crate::data::ImageBatch {

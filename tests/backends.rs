@@ -218,7 +218,7 @@ fn kd_step(
             .get::<4>(conv1(&model).id)
             .expect("conv1 has a gradient"),
     );
-    let model = fastai_adam(0.01).step(1e-3, model, out.grads);
+    let model = fastai_adam(0.01).0.step(1e-3, model, out.grads);
     (loss, grad, values(conv1(&model).val()))
 }
 

@@ -1,18 +1,19 @@
-//! fastai's `fit_one_cycle` for a [`DistillModel`]: Adam(β=(0.9, 0.99), eps 1e-5) with
+//! fastai's `fit_one_cycle` for a [`DistillModel`]: Adam(β2 0.99, eps 1e-5) with
 //! decoupled weight decay 0.01 on every weight but BatchNorm and biases, one-cycle learning
-//! rate stepped per batch, per-epoch metrics, checkpoints, resume.
+//! rate and β1 (0.95 → 0.85 → 0.95) stepped per batch, per-epoch metrics, checkpoints, resume.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::{Module, ParamGroup};
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Tensor;
 use burn::train::TrainStep;
 use kd_data::DataBundle;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
+use crate::adam::fastai_adam;
 use crate::distill::DistillModel;
 use crate::one_cycle::OneCycle;
 use crate::report::Reporter;
@@ -79,21 +80,6 @@ impl History {
     pub fn final_accuracy(&self) -> Option<f64> {
         self.epochs.last().map(|e| e.accuracy)
     }
-}
-
-/// fastai's optimiser: AdamW, no weight decay on BatchNorm parameters and biases.
-pub fn fastai_adam(weight_decay: f64) -> ModuleOptimizer {
-    let adam = |wd: f64| {
-        AdamWConfig::new()
-            .with_beta_1(0.9)
-            .with_beta_2(0.99)
-            .with_epsilon(1e-5)
-            .with_weight_decay(wd as f32)
-    };
-    let no_decay = ParamGroup::from_regex(r"(gamma|beta|bias)$").expect("valid regex");
-    adam(weight_decay)
-        .init()
-        .with_group(no_decay, adam(0.0).build(), None)
 }
 
 struct Checkpoints {
@@ -226,7 +212,7 @@ pub fn fit_one_cycle(
         });
     }
     let schedule = OneCycle::new(config.lr, config.epochs * steps_per_epoch);
-    let mut optim = fastai_adam(config.weight_decay);
+    let (mut optim, beta_1) = fastai_adam(config.weight_decay);
     let mut history = History {
         name: name.to_string(),
         epochs: Vec::new(),
@@ -253,6 +239,7 @@ pub fn fit_one_cycle(
             let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
             let step = epoch * steps_per_epoch + i;
             lr = schedule.lr(step);
+            beta_1.set(schedule.momentum(step));
             model.set_progress(step as f64 / schedule.total_steps as f64);
             let out = TrainStep::step(&model, batch);
             let value = scalar(out.item.loss.clone());

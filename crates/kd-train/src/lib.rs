@@ -2,8 +2,9 @@
 //!
 //! Knowledge distillation as a plug-in to Burn's training: [`DistillModel`] implements Burn's
 //! `TrainStep` / `InferenceStep`, so it runs under `burn::train::Learner` like any model, and
-//! [`fit_one_cycle`] is fastai's recipe on top of the same steps (AdamW β=(0.9, 0.99), eps 1e-5,
-//! decoupled weight decay off for BatchNorm and biases, [`OneCycle`] learning rate).
+//! [`fit_one_cycle`] is fastai's recipe on top of the same steps ([`fastai_adam`]: Adam with
+//! β2 0.99, eps 1e-5, decoupled weight decay off for BatchNorm and biases; [`OneCycle`] learning
+//! rate and β1, 0.95 → 0.85 → 0.95).
 //!
 //! - The teacher is frozen: a copy in eval mode on the tape-free device (BatchNorm uses its
 //!   running statistics and never updates them), not a parameter of the trained module, so the
@@ -13,6 +14,7 @@
 //! - Metrics: train/valid objective, CE and KD separately, accuracy, learning rate; fastai's
 //!   table after each epoch; checkpoints after each epoch, resumed automatically.
 
+mod adam;
 mod distill;
 mod fit;
 mod one_cycle;
@@ -21,10 +23,10 @@ mod teacher;
 
 use std::path::PathBuf;
 
+pub use adam::{Beta1, CycledAdamW, fastai_adam};
 pub use distill::{DistillModel, DistillSetup, KdOutput};
 pub use fit::{
-    EpochRecord, Evaluation, FitConfig, History, evaluate, fastai_adam, fit_one_cycle,
-    load_trained_student,
+    EpochRecord, Evaluation, FitConfig, History, evaluate, fit_one_cycle, load_trained_student,
 };
 pub use one_cycle::OneCycle;
 pub use teacher::TeacherRunner;

@@ -4,10 +4,13 @@ use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::optim::LearningRate;
 use serde::{Deserialize, Serialize};
 
+use crate::adam::Beta1;
+
 /// One-cycle learning rate (and momentum) as fastai computes them: cosine from `lr/div` up to
 /// `lr` over the first `pct_start` of the steps, then cosine down to `lr/div_final`; β1 goes
-/// 0.95 → 0.85 → 0.95 along the same phases.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// 0.95 → 0.85 → 0.95 along the same phases. As Burn's [`LrScheduler`] it also sets the β1 of
+/// [`fastai_adam`](crate::fastai_adam) when given it ([`OneCycle::with_beta_1`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OneCycle {
     /// Peak learning rate.
     pub lr_max: f64,
@@ -23,6 +26,9 @@ pub struct OneCycle {
     pub moms: (f64, f64, f64),
     /// The next step for [`LrScheduler`] use.
     pub step: usize,
+    /// The optimiser's β1, moved along [`OneCycle::momentum`] by [`LrScheduler::step`].
+    #[serde(skip)]
+    pub beta_1: Option<Beta1>,
 }
 
 /// fastai's `SchedCos`: `start + (1 + cos(π(1 − pos)))·(end − start)/2`.
@@ -41,7 +47,15 @@ impl OneCycle {
             div_final: 1e5,
             moms: (0.95, 0.85, 0.95),
             step: 0,
+            beta_1: None,
         }
+    }
+
+    /// Also drive `beta_1` (from [`fastai_adam`](crate::fastai_adam)) when used as Burn's
+    /// [`LrScheduler`].
+    pub fn with_beta_1(mut self, beta_1: Beta1) -> Self {
+        self.beta_1 = Some(beta_1);
+        self
     }
 
     fn phase(&self, step: usize) -> (bool, f64) {
@@ -73,6 +87,9 @@ impl OneCycle {
 impl LrScheduler for OneCycle {
     fn step(&mut self) -> LearningRate {
         let lr = self.lr(self.step);
+        if let Some(beta_1) = &self.beta_1 {
+            beta_1.set(self.momentum(self.step));
+        }
         self.step += 1;
         lr
     }

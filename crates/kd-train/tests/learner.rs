@@ -35,7 +35,9 @@ fn distillation_trains_under_burns_supervised_training() {
     .unwrap();
     let before = fc_weights(&model);
     let steps = data.train.num_batches();
-    let learner = Learner::new(model, fastai_adam(0.01), OneCycle::new(1e-3, steps));
+    let (optim, beta_1) = fastai_adam(0.01);
+    let schedule = OneCycle::new(1e-3, steps).with_beta_1(beta_1.clone());
+    let learner = Learner::new(model, optim, schedule);
     let out = tempfile::tempdir().unwrap();
     let result = SupervisedTraining::new(
         out.path(),
@@ -47,6 +49,9 @@ fn distillation_trains_under_burns_supervised_training() {
     .metric_valid_numeric(AccuracyMetric::new())
     .num_epochs(1)
     .launch(learner);
+    // Burn's learner stepped the schedule once per batch, moving β1 with it.
+    let last = OneCycle::new(1e-3, steps).momentum(steps - 1);
+    assert_eq!(beta_1.get(), last as f32);
     let after = fc_weights(&result.model);
     assert_ne!(before, after, "the optimizer updated the student");
     // The teacher's outputs were cached by the training steps.

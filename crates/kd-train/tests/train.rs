@@ -97,7 +97,7 @@ fn two_kd_steps_match_a_hand_computed_loss() {
     let student = net(Arch::ResNet18, 4);
     let mut model =
         DistillModel::new(student, Some(&teacher), soft_target_pairs(), false, 16).unwrap();
-    let mut optim = kd_train::fastai_adam(0.01);
+    let (mut optim, _) = kd_train::fastai_adam(0.01);
     let frozen = teacher.valid();
     for batch in data.train.iter_epoch(0).take(2) {
         let batch = batch.unwrap();
@@ -188,4 +188,84 @@ fn bad_layer_names_and_missing_teachers_fail_before_training() {
     let wide = net(Arch::ResNet50, 9);
     let model = DistillModel::new(student, Some(&wide), fit, false, 16).unwrap();
     assert_eq!(model.connectors.taps, vec!["layer2"]);
+}
+
+/// fastai's `adam_step` with decoupled weight decay, written out in f64 for one scalar.
+struct FastaiAdamRef {
+    p: f64,
+    m: f64,
+    v: f64,
+    t: i32,
+}
+
+impl FastaiAdamRef {
+    fn step(&mut self, g: f64, lr: f64, beta_1: f64, wd: f64) {
+        let (beta_2, eps) = (0.99, 1e-5);
+        self.t += 1;
+        self.p *= 1.0 - lr * wd;
+        self.m = beta_1 * self.m + (1.0 - beta_1) * g;
+        self.v = beta_2 * self.v + (1.0 - beta_2) * g * g;
+        let m_hat = self.m / (1.0 - beta_1.powi(self.t));
+        let v_hat = self.v / (1.0 - beta_2.powi(self.t));
+        self.p -= lr * m_hat / (v_hat.sqrt() + eps);
+    }
+}
+
+#[test]
+fn fastai_adam_moves_beta_1_as_fastais_adam_step_does() {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Device, Tensor};
+
+    let device = Device::flex().autodiff();
+    let linear: Linear = LinearConfig::new(3, 2).init(&device);
+    let values = |t: Tensor<1>| t.to_data().iter::<f32>().collect::<Vec<_>>();
+    let weight = |l: &Linear| values(l.weight.val().flatten(0, 1));
+    let bias = |l: &Linear| values(l.bias.as_ref().unwrap().val());
+    let start = |v: Vec<f32>| {
+        v.into_iter()
+            .map(|p| FastaiAdamRef {
+                p: p as f64,
+                m: 0.0,
+                v: 0.0,
+                t: 0,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut ref_w = start(weight(&linear));
+    let mut ref_b = start(bias(&linear));
+
+    let (mut optim, beta_1) = kd_train::fastai_adam(0.01);
+    let mut linear = linear;
+    let (lr, batch) = (0.1, 4.0);
+    // Gradients that change size and sign, so the first moment depends on β1.
+    let steps = [
+        (1.0, 0.95),
+        (-2.0, 0.9),
+        (0.5, 0.85),
+        (3.0, 0.88),
+        (-1.0, 0.95),
+    ];
+    for (scale, b1) in steps {
+        beta_1.set(b1);
+        let x = Tensor::<2>::ones([batch as usize, 3], &device).mul_scalar(scale);
+        let grads = linear.forward(x).sum().backward();
+        let grads = GradientsParams::from_grads(grads, &linear);
+        linear = optim.step(lr, linear, grads);
+        // d(sum(xW + b))/dW = Σ_batch x = batch·scale; d/db = batch.
+        for r in &mut ref_w {
+            r.step(batch * scale, lr, b1, 0.01);
+        }
+        for r in &mut ref_b {
+            r.step(batch, lr, b1, 0.0);
+        }
+    }
+    let got = weight(&linear).into_iter().chain(bias(&linear));
+    for (got, want) in got.zip(ref_w.iter().chain(&ref_b)) {
+        assert!(
+            (got as f64 - want.p).abs() < 1e-5,
+            "Burn {got} vs fastai {}",
+            want.p
+        );
+    }
 }
