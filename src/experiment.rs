@@ -11,7 +11,9 @@ use kd_data::{DataBundle, DataConfig, ImageSet, LabelFn, ResizeMethod, Split, Vo
 use kd_models::weights::{Classifier, load_model, load_torchvision, save_model};
 use kd_models::{Arch, Head, Network, NetworkConfig};
 use kd_train::report::{Console, Reporter, comparison_table};
-use kd_train::{DistillModel, FitConfig, History, evaluate, fit_one_cycle, load_trained_student};
+use kd_train::{
+    DistillModel, EpochRecord, FitConfig, History, evaluate, fit_one_cycle, load_trained_student,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::KdError;
@@ -728,13 +730,60 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     Ok(report)
 }
 
+/// One history per run: a run's only seed, or the epoch-wise mean over its seeds (so a plot
+/// of several seeds stays one line per run).
+pub fn mean_curves(report: &Report) -> Vec<History> {
+    let mut histories = report.runs.iter();
+    report
+        .summary
+        .iter()
+        .map(|run| {
+            let seeds: Vec<&History> = histories.by_ref().take(run.accuracies.len()).collect();
+            if let [only] = seeds.as_slice() {
+                return (*only).clone();
+            }
+            let n = seeds.len() as f64;
+            let epochs = seeds.iter().map(|h| h.epochs.len()).min().unwrap_or(0);
+            let records = (0..epochs)
+                .map(|e| {
+                    let mean = |f: fn(&EpochRecord) -> f64| {
+                        seeds.iter().map(|h| f(&h.epochs[e])).sum::<f64>() / n
+                    };
+                    let mean_kd = |f: fn(&EpochRecord) -> Option<f64>| {
+                        let v: Option<Vec<f64>> = seeds.iter().map(|h| f(&h.epochs[e])).collect();
+                        v.map(|v| v.iter().sum::<f64>() / n)
+                    };
+                    EpochRecord {
+                        epoch: e,
+                        train_loss: mean(|r| r.train_loss),
+                        train_ce: mean(|r| r.train_ce),
+                        train_kd: mean_kd(|r| r.train_kd),
+                        valid_loss: mean(|r| r.valid_loss),
+                        valid_ce: mean(|r| r.valid_ce),
+                        valid_kd: mean_kd(|r| r.valid_kd),
+                        accuracy: mean(|r| r.accuracy),
+                        lr: mean(|r| r.lr),
+                        seconds: mean(|r| r.seconds),
+                    }
+                })
+                .collect();
+            History {
+                name: format!("{} (mean of {} seeds)", run.name, seeds.len()),
+                epochs: records,
+            }
+        })
+        .collect()
+}
+
 /// `metrics.json`, `report.md` and `curves.png` of a finished experiment.
 pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
     let json = serde_json::to_string_pretty(report).expect("report serialises");
     std::fs::write(dir.join("metrics.json"), json).map_err(io_err(dir))?;
+    let mut curves = vec![report.teacher.clone()];
+    curves.extend(mean_curves(report));
+    crate::plot::curves_png(&curves, &dir.join("curves.png"))?;
     let mut all = vec![report.teacher.clone()];
     all.extend(report.runs.iter().cloned());
-    crate::plot::curves_png(&all, &dir.join("curves.png"))?;
     let md = format!(
         "# kd run\n\nBackend `{}`; data: {}; total time {:.0} s.\n\n## Final accuracy\n\n{}\n## Every run\n\n{}\n![curves](curves.png)\n",
         report.backend,
@@ -855,4 +904,76 @@ pub fn eval_table(rows: &[EvalRow]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(name: &str, accuracies: &[f64], kd: Option<f64>) -> History {
+        History {
+            name: name.into(),
+            epochs: accuracies
+                .iter()
+                .enumerate()
+                .map(|(epoch, &accuracy)| EpochRecord {
+                    epoch,
+                    train_loss: 1.0 - accuracy,
+                    train_ce: 0.5,
+                    train_kd: kd,
+                    valid_loss: 2.0,
+                    valid_ce: 1.0,
+                    valid_kd: kd,
+                    accuracy,
+                    lr: 1e-3,
+                    seconds: 10.0,
+                })
+                .collect(),
+        }
+    }
+
+    fn summary(name: &str, seeds: usize) -> RunSummary {
+        RunSummary {
+            name: name.into(),
+            accuracies: vec![0.0; seeds],
+            mean: 0.0,
+            std: 0.0,
+            epoch_seconds: 0.0,
+            highlight: false,
+        }
+    }
+
+    #[test]
+    fn several_seeds_plot_as_one_mean_curve_per_run() {
+        let report = Report {
+            backend: "flex".into(),
+            data: String::new(),
+            classes: vec!["cat".into(), "dog".into()],
+            teacher: history("teacher", &[0.8], None),
+            runs: vec![
+                history("alone (seed 0)", &[0.5, 0.6], None),
+                history("alone (seed 1)", &[0.7, 0.8], None),
+                history("KD (seed 0)", &[0.6, 0.9], Some(1.0)),
+                history("KD (seed 1)", &[0.6, 0.7], Some(3.0)),
+            ],
+            summary: vec![summary("alone", 2), summary("KD", 2)],
+            seconds: 0.0,
+        };
+        let curves = mean_curves(&report);
+        assert_eq!(curves.len(), 2);
+        assert_eq!(curves[0].name, "alone (mean of 2 seeds)");
+        let acc = |h: &History| h.epochs.iter().map(|e| e.accuracy).collect::<Vec<_>>();
+        let close = |a: Vec<f64>, b: [f64; 2]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        assert!(close(acc(&curves[0]), [0.6, 0.7]), "{:?}", acc(&curves[0]));
+        assert!(close(acc(&curves[1]), [0.6, 0.8]), "{:?}", acc(&curves[1]));
+        assert_eq!(curves[1].epochs[0].train_kd, Some(2.0));
+        assert_eq!(curves[0].epochs[0].train_kd, None);
+        // One seed: the run's own history.
+        let one = Report {
+            runs: vec![history("alone", &[0.5], None)],
+            summary: vec![summary("alone", 1)],
+            ..report
+        };
+        assert_eq!(mean_curves(&one), one.runs);
+    }
 }

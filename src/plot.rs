@@ -9,7 +9,11 @@ use kd_train::History;
 use crate::KdError;
 
 const W: u32 = 1500;
+/// Height without legend overflow; a long legend makes the image taller.
 const H: u32 = 620;
+/// Legend text columns (characters per line) and line height.
+const LEGEND_CHARS: usize = 21;
+const LEGEND_LINE: i64 = 26;
 const SCALE: u32 = 2;
 const PALETTE: [[u8; 3]; 8] = [
     [31, 119, 180],
@@ -81,7 +85,7 @@ struct Canvas {
 
 impl Canvas {
     fn put(&mut self, x: i64, y: i64, c: [u8; 3]) {
-        if x >= 0 && y >= 0 && (x as u32) < W && (y as u32) < H {
+        if x >= 0 && y >= 0 && (x as u32) < W && (y as u32) < self.img.height() {
             self.img.put_pixel(x as u32, y as u32, Rgb(c));
         }
     }
@@ -195,8 +199,11 @@ fn panel(
 
 /// Validation accuracy and training loss per epoch for every run, with a legend.
 pub fn curves_png(runs: &[History], path: &Path) -> Result<(), KdError> {
+    let legend: Vec<Vec<String>> = runs.iter().map(|h| wrap(&h.name, LEGEND_CHARS)).collect();
+    let legend_lines = legend.iter().map(Vec::len).sum::<usize>() + runs.len();
+    let height = H.max(60 + legend_lines as u32 * LEGEND_LINE as u32 + 20);
     let mut cv = Canvas {
-        img: RgbImage::from_pixel(W, H, Rgb([255, 255, 255])),
+        img: RgbImage::from_pixel(W, height, Rgb([255, 255, 255])),
     };
     let series = |f: &dyn Fn(&kd_train::EpochRecord) -> f64| -> Vec<(String, [u8; 3], Vec<f64>)> {
         runs.iter()
@@ -224,12 +231,14 @@ pub fn curves_png(runs: &[History], path: &Path) -> Result<(), KdError> {
         "training loss",
         &series(&|e| e.train_loss),
     );
-    for (i, h) in runs.iter().enumerate() {
-        let c = PALETTE[i % PALETTE.len()];
-        let y = 60 + i as i64 * 26;
-        cv.line((1215, y + 6), (1240, y + 6), c);
-        let name: String = h.name.chars().take(21).collect();
-        cv.text(1245, y, &name, [0, 0, 0]);
+    let mut y = 60;
+    for (i, lines) in legend.iter().enumerate() {
+        cv.line((1215, y + 6), (1240, y + 6), PALETTE[i % PALETTE.len()]);
+        for line in lines {
+            cv.text(1245, y, line, [0, 0, 0]);
+            y += LEGEND_LINE;
+        }
+        y += LEGEND_LINE / 2;
     }
     let tmp = path.with_extension("png.tmp");
     cv.img
@@ -242,4 +251,45 @@ pub fn curves_png(runs: &[History], path: &Path) -> Result<(), KdError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces where possible.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        while word.len() > width {
+            let rest = word.split_off(width);
+            lines.push(word.into_iter().collect());
+            word = rest;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.extend(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn legend_names_wrap_at_spaces_and_lose_nothing() {
+        let name = "SoftTarget T4 w0.9 + flip (seed 12)";
+        let lines = wrap(name, 21);
+        assert_eq!(lines, ["SoftTarget T4 w0.9 +", "flip (seed 12)"]);
+        assert_eq!(lines.join(" "), name);
+        assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("", 4), [""]);
+    }
 }
