@@ -175,6 +175,9 @@ pub struct RunSection {
     /// Distillation terms; none trains the student alone.
     #[serde(default)]
     pub losses: Vec<TermConfig>,
+    /// Random horizontal flips of this run's training images (default: `data.flip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip: Option<bool>,
     /// Cache the teacher's outputs for items whose pixels never change.
     #[serde(default = "yes")]
     pub teacher_cache: bool,
@@ -679,6 +682,13 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
             losses: run.losses.clone(),
         }
         .build();
+        let run_data = match run.flip {
+            Some(flip) if flip != exp.data.flip => DataBundle {
+                train: data.train.with_flip(flip),
+                ..data.clone()
+            },
+            _ => data.clone(),
+        };
         let mut accs = Vec::new();
         let mut secs = Vec::new();
         for &seed in &exp.training.seeds {
@@ -697,7 +707,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
             let reporter: &mut dyn Reporter = &mut console;
             let (_, history) = fit_one_cycle(
                 model,
-                &data,
+                &run_data,
                 &exp.training.fit(),
                 &name,
                 Some(&ck),

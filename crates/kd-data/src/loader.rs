@@ -468,6 +468,15 @@ impl ImageLoader {
         }
     }
 
+    /// The same items and settings with random horizontal flips on or off (they only apply to
+    /// training loaders), counting epochs from 0 on its own.
+    pub fn with_flip(&self, flip: bool) -> Self {
+        let mut loader = self.clone();
+        loader.batcher.flip = flip;
+        loader.epoch = Arc::new(AtomicU64::new(0));
+        loader
+    }
+
     /// Whether this is a training loader.
     pub fn is_train(&self) -> bool {
         self.batcher.train

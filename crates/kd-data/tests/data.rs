@@ -310,6 +310,28 @@ fn square_crops_without_flip_are_deterministic() {
 }
 
 #[test]
+fn a_loader_switched_to_flips_mirrors_some_items_and_leaves_the_original_alone() {
+    let dir = pets_folder(8, 8, 16, 16);
+    let cfg = config(16, 16);
+    let set = ImageSet::from_folder(dir.path(), &LabelFn::PetsCatDog, &cfg, &quiet).unwrap();
+    let data = DataBundle::with_split(set, Split::by_fn(16, |_| false), &cfg, &device());
+    let flipped = data.train.with_flip(true);
+    assert!(data.train.is_deterministic(0) && !flipped.is_deterministic(0));
+    assert!(flipped.with_flip(false).is_deterministic(0));
+    // Every coded image has red = column: a mirrored one starts its first row at 15.
+    let first_reds = |loader: &ImageLoader| {
+        let batch = loader.iter_epoch(0).next().unwrap().unwrap();
+        let pixels: Vec<f32> = batch.images.to_data().iter::<f32>().collect();
+        (0..16)
+            .map(|i| (pixels[i * 3 * 256] * 255.0).round() as u8)
+            .collect::<Vec<_>>()
+    };
+    assert!(first_reds(&data.train).iter().all(|&r| r == 0));
+    let mirrored = first_reds(&flipped).iter().filter(|&&r| r == 15).count();
+    assert!((1..16).contains(&mirrored), "{mirrored} of 16 mirrored");
+}
+
+#[test]
 fn odd_encodings_are_converted_to_rgb() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
