@@ -55,13 +55,21 @@ losses = [{{ loss = {{ kind = "attention", pairs = [{{ student = "layer1", teach
 #[test]
 fn the_shipped_main_job_parses() {
     let exp = Experiment::from_toml(DEFAULT_EXPERIMENT, "examples/pets_kd.toml").unwrap();
-    assert_eq!(exp.runs.len(), 3);
+    assert_eq!(exp.runs.len(), 5);
     assert_eq!(exp.data.size, 64);
     assert_eq!(exp.training.epochs, 10);
-    let from_file =
-        Experiment::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pets_kd.toml"))
-            .unwrap();
+    let highlighted: Vec<_> = exp.runs.iter().filter(|r| r.highlight).collect();
+    assert_eq!(highlighted.len(), 1);
+    assert_eq!(highlighted[0].flip, Some(true));
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let from_file = Experiment::from_file(&examples.join("pets_kd.toml")).unwrap();
     assert_eq!(from_file, exp);
+    // The search behind the highlighted run parses too.
+    for entry in std::fs::read_dir(examples.join("search")).unwrap() {
+        let path = entry.unwrap().path();
+        let search = Experiment::from_file(&path).unwrap();
+        assert_eq!(search.training.seeds, [0, 1, 2], "{}", path.display());
+    }
 }
 
 fn config_error(text: &str) -> String {
