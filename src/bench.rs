@@ -80,8 +80,10 @@ fn time(label: &str, warmup: usize, iters: usize, mut f: impl FnMut(usize)) -> f
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         eprint!("\r  {label}: {}/{iters}   ", i + 1);
     }
-    eprintln!();
-    median(ms)
+    let ms = median(ms);
+    // The figure as soon as it is known: a long run stopped half-way keeps what it measured.
+    eprintln!("\r  {label}: median {ms:.1} ms");
+    ms
 }
 
 fn batch(device: &Device, b: usize, size: usize) -> (Tensor<4>, Tensor<1, Int>) {

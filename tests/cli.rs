@@ -114,19 +114,49 @@ fn malformed_experiments_name_the_problem() {
     assert!(err.contains("ResNet-50"), "{err}");
 }
 
+/// The folders of a tiny run (images, output, cache), removed when dropped.
+struct TinyRun {
+    images: tempfile::TempDir,
+    out: tempfile::TempDir,
+    cache: tempfile::TempDir,
+}
+
+impl TinyRun {
+    fn new() -> Self {
+        let images = tempfile::tempdir().unwrap();
+        tiny_images(images.path());
+        Self {
+            images,
+            out: tempfile::tempdir().unwrap(),
+            cache: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn out_dir(&self) -> std::path::PathBuf {
+        self.out.path().join("run")
+    }
+
+    /// The tiny experiment with `epochs` for the teacher and the students.
+    fn experiment(&self, epochs: usize) -> Experiment {
+        let text = tiny_experiment(self.images.path(), &self.out_dir())
+            .replace("epochs = 1", &format!("epochs = {epochs}"));
+        Experiment::from_toml(&text, "tiny.toml").unwrap()
+    }
+
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            cache_dir: Some(self.cache.path().to_path_buf()),
+            ..RunOptions::default()
+        }
+    }
+}
+
 #[test]
 fn a_run_writes_its_directory_and_refuses_to_overwrite_it() {
-    let images = tempfile::tempdir().unwrap();
-    tiny_images(images.path());
-    let out = tempfile::tempdir().unwrap();
-    let out_dir = out.path().join("run");
-    let cache = tempfile::tempdir().unwrap();
-    let exp =
-        Experiment::from_toml(&tiny_experiment(images.path(), &out_dir), "tiny.toml").unwrap();
-    let opts = RunOptions {
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..RunOptions::default()
-    };
+    let tiny = TinyRun::new();
+    let (out_dir, cache) = (tiny.out_dir(), &tiny.cache);
+    let exp = tiny.experiment(1);
+    let opts = tiny.options();
     let report = run(&exp, &opts).unwrap();
     assert_eq!(report.runs.len(), 2);
     assert_eq!(report.summary[1].name, "Attention");
@@ -189,18 +219,9 @@ fn a_run_writes_its_directory_and_refuses_to_overwrite_it() {
 
 #[test]
 fn eval_rescores_the_saved_students() {
-    let images = tempfile::tempdir().unwrap();
-    tiny_images(images.path());
-    let out = tempfile::tempdir().unwrap();
-    let out_dir = out.path().join("run");
-    let cache = tempfile::tempdir().unwrap();
-    let text = tiny_experiment(images.path(), &out_dir).replace("epochs = 1", "epochs = 2");
-    let exp = Experiment::from_toml(&text, "tiny.toml").unwrap();
-    let opts = RunOptions {
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..RunOptions::default()
-    };
-    let report = run(&exp, &opts).unwrap();
+    let tiny = TinyRun::new();
+    let (out_dir, cache, images) = (tiny.out_dir(), &tiny.cache, &tiny.images);
+    let report = run(&tiny.experiment(2), &tiny.options()).unwrap();
     let cache_dir = Some(cache.path().to_path_buf());
 
     // On the validation split, the reloaded students score what training measured last.

@@ -10,25 +10,13 @@ on ResNet-18's shapes at batch 64, 64×64 (2 threads).
 
     python xtask/peers/burn_tch_gap.py
 """
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 
+from pytorch_bench import timed
+
 torch.set_num_threads(2)
 torch.manual_seed(0)
-
-
-def timed(fn, warmup=2, iters=7):
-    for _ in range(warmup):
-        fn()
-    ms = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        fn()
-        ms.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(ms)
 
 
 # (in, out, kernel, stride, padding, input side) of ResNet-18's convolutions at 64 px.
@@ -55,8 +43,8 @@ for cin, cout, k, s, p, side in CONVS:
         wg = F.conv2d(x.transpose(0, 1), g.transpose(0, 1), padding=p, dilation=s).transpose(0, 1)
         wg[:, :, :k, :k].contiguous()
 
-    native_conv += timed(native)
-    burn_conv += timed(burn)
+    native_conv += timed(native, 2, 7)
+    burn_conv += timed(burn, 2, 7)
 
 # Batch norm (training) forward + backward on every BN input of ResNet-18.
 BNS = [(64, 32)] + [(64, 16)] * 4 + [(128, 8)] * 5 + [(256, 4)] * 5 + [(512, 2)] * 5
@@ -76,8 +64,8 @@ for c, side in BNS:
         y = (x - mean) / (var + 1e-5).sqrt() * gamma.view(1, c, 1, 1) + beta.view(1, c, 1, 1)
         y.sum().backward()
 
-    native_bn += timed(native)
-    burn_bn += timed(composed)
+    native_bn += timed(native, 2, 7)
+    burn_bn += timed(composed, 2, 7)
 
 print(f"PyTorch {torch.__version__}, 2 threads, ResNet-18 shapes at batch {B}, 64×64\n")
 print("| part of one training step | libtorch kernel ms | Burn's formulation ms | ratio |")
