@@ -5,10 +5,17 @@
 use burn::tensor::Tensor;
 use burn::tensor::module::adaptive_avg_pool2d;
 
+/// `max(√sum_sq, eps)` computed as `√max(sum_sq, eps²)`: the same value, but a zero vector (the
+/// difference of a sample with itself, a dead feature map) gets a zero gradient as in PyTorch's
+/// `clamp_min(norm, eps)`, where `√0` would back-propagate `0 · ∞ = NaN`.
+fn clamped_norm<const D: usize>(sum_sq: Tensor<D>, eps: f64) -> Tensor<D> {
+    sum_sq.clamp_min(eps * eps).sqrt()
+}
+
 /// Divide each row of `[n, m]` by its L2 norm (clamped at `eps`), as
 /// `torch.nn.functional.normalize(x, dim=1, eps)`.
 pub fn l2_normalize(x: Tensor<2>, eps: f64) -> Tensor<2> {
-    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(eps);
+    let norm = clamped_norm(x.clone().square().sum_dim(1), eps);
     x / norm
 }
 
@@ -114,7 +121,7 @@ pub fn rkd_angle(student: Tensor<4>, teacher: Tensor<4>) -> Tensor<1> {
         let e: Tensor<2> = f.flatten(1, 3);
         let [n, _] = e.dims();
         let diff = e.clone().unsqueeze_dim::<3>(0) - e.unsqueeze_dim::<3>(1); // [n, n, m]
-        let norm = diff.clone().square().sum_dim(2).sqrt().clamp_min(1e-12);
+        let norm = clamped_norm(diff.clone().square().sum_dim(2), 1e-12);
         let unit = diff / norm;
         unit.clone()
             .matmul(unit.swap_dims(1, 2))

@@ -116,6 +116,11 @@ fn every_loss_and_gradient_matches_pytorch() {
             ));
         }
         assert_eq!(grad.len(), want_grad.len(), "{k}: gradient size");
+        // `f32::max` ignores NaN, so the error below cannot see a non-finite gradient.
+        let bad = grad.iter().filter(|g| !g.is_finite()).count();
+        if bad > 0 {
+            failures.push(format!("{k}: {bad} gradient entries are not finite"));
+        }
         // Floor for gradients that vanish analytically (e.g. standardised 2-class logits).
         let scale = max_abs(&want_grad).max(1e-4);
         let err = grad
