@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::adam::fastai_adam;
 use crate::distill::DistillModel;
+use crate::divergence::{culprit, gradients_finite};
 use crate::one_cycle::OneCycle;
 use crate::report::Reporter;
 
@@ -241,18 +242,14 @@ pub fn fit_one_cycle(
             lr = schedule.lr(step);
             beta_1.set(schedule.momentum(step));
             model.set_progress(step as f64 / schedule.total_steps as f64);
-            let out = TrainStep::step(&model, batch);
+            let out = TrainStep::step(&model, batch.clone());
             let value = scalar(out.item.loss.clone());
-            if !value.is_finite() {
+            if !value.is_finite() || !gradients_finite(&model, &out.grads) {
                 return Err(TrainError::NonFinite {
                     run: name.to_string(),
                     epoch,
                     step: i,
-                    what: if scalar(out.item.ce.clone()).is_finite() {
-                        "the distillation term"
-                    } else {
-                        "the cross-entropy"
-                    },
+                    what: culprit(&model, &batch),
                 });
             }
             loss += value;

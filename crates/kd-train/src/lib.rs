@@ -16,6 +16,7 @@
 
 mod adam;
 mod distill;
+mod divergence;
 mod fit;
 mod one_cycle;
 pub mod report;
@@ -52,9 +53,9 @@ pub enum TrainError {
         /// Training items.
         items: usize,
     },
-    /// The loss became NaN or infinite.
+    /// The loss or its gradient became NaN or infinite.
     #[error(
-        "{run}: the loss is not finite at epoch {epoch}, step {step} ({what} diverged); lower the learning rate"
+        "{run}: training stopped at epoch {epoch}, step {step}: {what} has a NaN or infinite value or gradient (lower the learning rate, or check that loss's settings)"
     )]
     NonFinite {
         /// Run name.
@@ -63,8 +64,8 @@ pub enum TrainError {
         epoch: usize,
         /// Step in the epoch.
         step: usize,
-        /// Which part.
-        what: &'static str,
+        /// Which part of the objective went non-finite first.
+        what: String,
     },
     /// A checkpoint could not be written or read.
     #[error("checkpoint {}: {reason}", path.display())]

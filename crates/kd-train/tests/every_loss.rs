@@ -1,0 +1,141 @@
+//! Every built-in loss trains: optimizer steps on a small ResNet pair leave every parameter
+//! finite. A loss whose gradient is not finite stops training with that loss named.
+
+mod common;
+
+use burn::tensor::Tensor;
+use common::{net, tiny_data};
+use kd_core::{KdInput, KdLoss, LayerPair, LossConfig, LossError, Objective, Term};
+use kd_models::Arch;
+use kd_train::report::Silent;
+use kd_train::{DistillModel, FitConfig, TrainError, fit_one_cycle};
+
+fn every_builtin_loss() -> Vec<LossConfig> {
+    let pairs = || LayerPair::zip(&["layer4"], &["layer4"]);
+    vec![
+        LossConfig::soft_target(),
+        LossConfig::Logits,
+        LossConfig::Mutual,
+        LossConfig::DecoupledKd {
+            temperature: 4.0,
+            alpha: 1.0,
+            beta: 8.0,
+            normalize: false,
+        },
+        LossConfig::Dist {
+            beta: 1.0,
+            gamma: 1.0,
+            tau: 1.0,
+        },
+        LossConfig::attention(pairs()),
+        LossConfig::FitNet {
+            pairs: pairs(),
+            scale: 1.0,
+        },
+        LossConfig::Similarity {
+            pairs: pairs(),
+            scale: 1.0,
+        },
+        LossConfig::ActivationBoundaries {
+            pairs: pairs(),
+            margin: 2.0,
+            scale: 1.0,
+        },
+        LossConfig::Rkd {
+            pairs: pairs(),
+            distance_weight: 25.0,
+            angle_weight: 50.0,
+        },
+        LossConfig::Pkt {
+            pairs: pairs(),
+            scale: 1.0,
+        },
+        LossConfig::Nst {
+            pairs: pairs(),
+            scale: 1.0,
+        },
+    ]
+}
+
+/// Every float of the student, parameters and BatchNorm statistics.
+fn all_finite(model: &DistillModel) -> bool {
+    use burn::store::ModuleSnapshot;
+    model.student.collect(None, None, false).iter().all(|t| {
+        burn::store::bridge::to_data(t)
+            .unwrap()
+            .iter::<f32>()
+            .all(f32::is_finite)
+    })
+}
+
+#[test]
+fn every_builtin_loss_trains_with_finite_weights() {
+    let (_dir, data) = tiny_data(16);
+    let config = FitConfig {
+        epochs: 1,
+        lr: 1e-3,
+        weight_decay: 0.01,
+    };
+    assert!(
+        data.train.num_batches() >= 2,
+        "two optimizer steps at least"
+    );
+    let losses = every_builtin_loss();
+    let kinds: std::collections::BTreeSet<_> = losses.iter().map(|l| l.name()).collect();
+    assert_eq!(kinds.len(), 12, "every built-in loss: {kinds:?}");
+    let teacher = net(Arch::ResNet18, 1);
+    let mut failures = Vec::new();
+    for loss in losses {
+        let name = loss.name();
+        let model = DistillModel::new(
+            net(Arch::ResNet18, 2),
+            Some(&teacher),
+            Objective::lerp(loss, 0.5),
+            false,
+            16,
+        )
+        .unwrap();
+        match fit_one_cycle(model, &data, &config, name, None, &mut Silent) {
+            Ok((model, _)) if all_finite(&model) => {}
+            Ok(_) => failures.push(format!("{name}: non-finite weights")),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A finite value whose gradient is NaN: √0 back-propagates 0 · ∞.
+#[derive(Debug)]
+struct NanGradient;
+
+impl KdLoss for NanGradient {
+    fn name(&self) -> &'static str {
+        "NaN-gradient probe"
+    }
+
+    fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
+        Ok(input.student.logits.clone().mul_scalar(0.0).sqrt().sum())
+    }
+}
+
+#[test]
+fn a_loss_with_a_nan_gradient_is_named_when_training_stops() {
+    let (_dir, data) = tiny_data(16);
+    let teacher = net(Arch::ResNet18, 1);
+    let mut objective = Objective::lerp(LossConfig::soft_target(), 0.5);
+    objective.terms.push(Term::new(NanGradient));
+    let model =
+        DistillModel::new(net(Arch::ResNet18, 2), Some(&teacher), objective, false, 16).unwrap();
+    let config = FitConfig {
+        epochs: 1,
+        ..FitConfig::default()
+    };
+    let err = fit_one_cycle(model, &data, &config, "probe", None, &mut Silent).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, TrainError::NonFinite { step: 0, .. }),
+        "{message}"
+    );
+    assert!(message.contains("NaN-gradient probe"), "{message}");
+    assert!(!message.contains("cross-entropy"), "{message}");
+}
