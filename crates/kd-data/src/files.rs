@@ -14,13 +14,23 @@ use crate::DataError;
 pub const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];
 
 /// Every image file below `dir` (recursively), by extension, sorted so runs are reproducible.
+/// Symbolic links are followed, but each real directory is walked once: a link back up the tree
+/// (`again -> .`) neither loops nor lists an image twice.
 pub fn get_image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     if !dir.is_dir() {
         return Err(DataError::NotADirectory(dir.to_path_buf()));
     }
     let mut out = Vec::new();
+    let mut visited = std::collections::HashSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        let real = std::fs::canonicalize(&d).map_err(|e| DataError::Io {
+            path: d.clone(),
+            reason: e.to_string(),
+        })?;
+        if !visited.insert(real) {
+            continue;
+        }
         let entries = std::fs::read_dir(&d).map_err(|e| DataError::Io {
             path: d.clone(),
             reason: e.to_string(),

@@ -35,6 +35,37 @@ pub fn unique_suffix() -> String {
     .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "")
 }
 
+/// Remove staging folders and files (`.tmp-<pid>-…`) in `dir` left by a process that no longer
+/// runs (a killed fetch). Those of running processes are left alone; where process ids cannot be
+/// checked (no `/proc`), nothing is removed.
+pub fn remove_stale_staging(dir: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.is_dir() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(".tmp-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}
+
 fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
     move |e| DataError::Io {
         path: path.to_path_buf(),
@@ -58,6 +89,7 @@ impl NpmPackage {
         let path = dir.join(self.tarball);
         if !path.is_file() {
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            remove_stale_staging(&dir);
             let staging = dir.join(format!(".tmp-{}-{}", unique_suffix(), self.tarball));
             std::fs::create_dir_all(&staging).map_err(io(&staging))?;
             eprintln!("fetching {} with npm …", self.spec);

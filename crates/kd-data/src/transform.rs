@@ -38,17 +38,54 @@ pub enum ResizeMethod {
     },
 }
 
+/// The widest or tallest image decoded, in pixels; larger files are refused before their
+/// pixels are read (a header can claim any size).
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// The most memory one image's decoder may allocate.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+/// The most elongated image accepted (long side : short side). Crop keeps the image with its
+/// short side at the model's size, so a 1×200000 strip would be kept 200000× wider than tall.
+pub const MAX_ASPECT_RATIO: u32 = 64;
+
 /// Decode an image by its content (a PNG named `.jpg` decodes fine) into 8-bit RGB: grayscale,
-/// alpha, 16-bit and CMYK inputs are converted.
+/// alpha, 16-bit and CMYK inputs are converted. Decoding is bounded: an image wider or taller
+/// than [`MAX_IMAGE_SIDE`], needing more than [`MAX_DECODE_BYTES`], or more elongated than
+/// [`MAX_ASPECT_RATIO`] is an error that says which limit it broke, found from the header.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
-    let reader = ImageReader::open(path)
+    let mut reader = ImageReader::open(path)
         .map_err(|e| e.to_string())?
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
     if reader.format().is_none() {
         return Err("not a recognised image format".into());
     }
-    let img: DynamicImage = reader.decode().map_err(|e| e.to_string())?;
+    // The allocation limit holds for the decoder's buffers; the sides are checked here, from
+    // the header, to say which limit a file broke.
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    let (long, short) = (w.max(h), w.min(h).max(1));
+    if long > MAX_IMAGE_SIDE {
+        return Err(format!(
+            "{w}×{h} pixels: a side exceeds the {MAX_IMAGE_SIDE}-pixel limit"
+        ));
+    }
+    if long / short > MAX_ASPECT_RATIO {
+        return Err(format!(
+            "{w}×{h} pixels is more elongated than {MAX_ASPECT_RATIO}:1"
+        ));
+    }
+    let bytes = image::ImageDecoder::total_bytes(&decoder);
+    if bytes > MAX_DECODE_BYTES {
+        return Err(format!(
+            "{w}×{h} pixels need {} MiB to decode, over the {} MiB limit",
+            bytes >> 20,
+            MAX_DECODE_BYTES >> 20
+        ));
+    }
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     Ok(img.to_rgb8())
 }
 
@@ -70,6 +107,21 @@ pub fn precrop(img: &RgbImage, size: usize, method: ResizeMethod) -> RgbImage {
         }
         ResizeMethod::Squish => imageops::resize(img, size, size, FilterType::Triangle),
         ResizeMethod::Pad { mode } => {
+            // The square is built at the image's resolution; past PAD_SIDE (far above any
+            // model size) the image is first scaled down so the square stays small.
+            let scaled;
+            let img = if w.max(h) > PAD_SIDE {
+                let f = PAD_SIDE as f64 / w.max(h) as f64;
+                let (sw, sh) = (
+                    ((w as f64 * f) as u32).max(1),
+                    ((h as f64 * f) as u32).max(1),
+                );
+                scaled = imageops::resize(img, sw, sh, FilterType::Triangle);
+                &scaled
+            } else {
+                img
+            };
+            let (w, h) = img.dimensions();
             let side = w.max(h);
             let (ox, oy) = ((side - w) / 2, (side - h) / 2);
             let padded = RgbImage::from_fn(side, side, |x, y| {
@@ -91,6 +143,9 @@ pub fn precrop(img: &RgbImage, size: usize, method: ResizeMethod) -> RgbImage {
         }
     }
 }
+
+/// The largest square [`ResizeMethod::Pad`] builds before resizing (48 MiB of RGB).
+const PAD_SIDE: u32 = 4096;
 
 /// Reflect index `i` into `0..n` without repeating the edge pixel (numpy/torch "reflect").
 fn reflect(i: i64, n: u32) -> i64 {

@@ -1,0 +1,155 @@
+//! Hostile folders cost bounded time and memory: an image's header cannot make the decoder or
+//! the resize allocate without limit, and symbolic links cannot make the walk loop. (Its own
+//! test binary, so the process's peak memory measures these tests alone.)
+
+use std::path::Path;
+
+use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
+use image::{Rgb, RgbImage};
+use kd_data::{BadImagePolicy, DataConfig, ImageSet, LabelFn, ResizeMethod, get_image_files};
+
+/// Peak resident memory of this process so far, in MiB (Linux; `None` elsewhere).
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+fn save(dir: &Path, name: &str, img: &RgbImage) {
+    img.save(dir.join(name)).unwrap();
+}
+
+/// Two ordinary images per class plus the strip.
+fn folder_with(strip_w: u32, strip_h: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let small = RgbImage::from_fn(24, 20, |x, y| Rgb([x as u8, y as u8, 9]));
+    for i in 0..2 {
+        save(dir.path(), &format!("Cat_{i}.png"), &small);
+        save(dir.path(), &format!("dog_{i}.png"), &small);
+    }
+    // A PNG of a few KiB: a single-colour strip compresses to almost nothing.
+    let strip = RgbImage::from_pixel(strip_w, strip_h, Rgb([128, 64, 32]));
+    let file = std::fs::File::create(dir.path().join("Cat_strip.png")).unwrap();
+    let encoder = PngEncoder::new_with_quality(file, CompressionType::Best, PngFilter::NoFilter);
+    strip.write_with_encoder(encoder).unwrap();
+    dir
+}
+
+#[test]
+fn a_tiny_file_with_a_huge_side_is_skipped_naming_it_under_crop_and_pad() {
+    let dir = folder_with(1, 200_000);
+    let strip = dir.path().join("Cat_strip.png");
+    let bytes = std::fs::metadata(&strip).unwrap().len();
+    assert!(bytes < 64 << 10, "{bytes} bytes");
+    for resize in [
+        ResizeMethod::Crop,
+        ResizeMethod::Pad {
+            mode: Default::default(),
+        },
+    ] {
+        let config = DataConfig {
+            size: 64,
+            batch_size: 2,
+            resize,
+            on_bad_image: BadImagePolicy::Skip,
+            ..DataConfig::default()
+        };
+        let set =
+            ImageSet::from_folder(dir.path(), &LabelFn::PetsCatDog, &config, &|_, _| {}).unwrap();
+        assert_eq!(set.len(), 4, "{resize:?}: the ordinary images load");
+        assert_eq!(set.skipped.len(), 1, "{resize:?}");
+        let (path, reason) = &set.skipped[0];
+        assert_eq!(path, &strip);
+        assert!(reason.contains("200000"), "{resize:?}: {reason}");
+    }
+    if let Some(peak) = peak_rss_mib() {
+        assert!(peak < 1024, "peak memory {peak} MiB");
+    }
+}
+
+/// CRC-32 (IEEE), as PNG chunks need.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG whose header claims `w`×`h` RGB pixels, followed by one empty data chunk: 57 bytes.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+        out
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &[]));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+#[test]
+fn a_header_claiming_more_pixels_than_the_limits_is_refused_before_decoding() {
+    let dir = folder_with(4, 4);
+    // 15000 × 15000 RGB (675 MB) is within the side limit but over the allocation limit.
+    std::fs::write(
+        dir.path().join("Cat_strip.png"),
+        png_claiming(15_000, 15_000),
+    )
+    .unwrap();
+    let config = DataConfig {
+        size: 32,
+        batch_size: 2,
+        ..DataConfig::default()
+    };
+    let set = ImageSet::from_folder(dir.path(), &LabelFn::PetsCatDog, &config, &|_, _| {}).unwrap();
+    assert_eq!(set.len(), 4);
+    assert_eq!(set.skipped.len(), 1);
+    assert!(
+        set.skipped[0].0.ends_with("Cat_strip.png"),
+        "{:?}",
+        set.skipped
+    );
+    if let Some(peak) = peak_rss_mib() {
+        assert!(peak < 1024, "peak memory {peak} MiB");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn symbolic_link_loops_are_walked_once() {
+    let dir = folder_with(8, 8);
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    save(&sub, "dog_deep.png", &RgbImage::new(4, 4));
+    // Links back up the tree, twice over, and a link that points at itself.
+    std::os::unix::fs::symlink(".", dir.path().join("again")).unwrap();
+    std::os::unix::fs::symlink("..", sub.join("up")).unwrap();
+    std::os::unix::fs::symlink("self", dir.path().join("self")).unwrap();
+    let files = get_image_files(dir.path()).unwrap();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 6, "each image once: {files:?}");
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 6, "{names:?}");
+}
