@@ -20,20 +20,20 @@ pub struct BenchOptions {
     /// Backends, comma-separated (default: every compiled one).
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
-    /// Batch size.
-    #[arg(long, default_value_t = 64)]
+    /// Batch size (1 to 4096).
+    #[arg(long, default_value_t = 64, value_parser = crate::args::batch_size)]
     pub batch: usize,
-    /// Image side.
-    #[arg(long, default_value_t = 64)]
+    /// Image side (1 to 1024).
+    #[arg(long, default_value_t = 64, value_parser = crate::args::image_side)]
     pub size: usize,
-    /// Timed iterations (median reported).
-    #[arg(long, default_value_t = 5)]
+    /// Timed iterations, median reported (1 to 10000).
+    #[arg(long, default_value_t = 5, value_parser = |s: &str| crate::args::bounded(s, 1, 10_000))]
     pub iters: usize,
-    /// Untimed warm-up iterations.
-    #[arg(long, default_value_t = 2)]
+    /// Untimed warm-up iterations (0 to 10000).
+    #[arg(long, default_value_t = 2, value_parser = |s: &str| crate::args::bounded(s, 0, 10_000))]
     pub warmup: usize,
-    /// Images in the data-pipeline benchmark (JPEGs of 500×375).
-    #[arg(long, default_value_t = 256)]
+    /// Images in the data-pipeline benchmark, JPEGs of 500×375 (1 to 100000).
+    #[arg(long, default_value_t = 256, value_parser = |s: &str| crate::args::bounded(s, 1, 100_000))]
     pub images: usize,
 }
 

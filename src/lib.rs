@@ -25,6 +25,7 @@
 //! # let _ = model;
 //! ```
 
+pub mod args;
 pub mod backend;
 pub mod bench;
 pub mod experiment;
@@ -65,6 +66,9 @@ pub enum KdError {
     /// Training problems.
     #[error(transparent)]
     Train(#[from] kd_train::TrainError),
+    /// Part of the work could not be done (what was done has been reported).
+    #[error("{0}")]
+    Incomplete(String),
     /// File-system problems.
     #[error("{}: {reason}", path.display())]
     Io {

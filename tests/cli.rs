@@ -1,56 +1,12 @@
 //! Experiment files, the run directory, `--force`, and the `kd` binary's errors and exit codes.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-use image::{Rgb, RgbImage};
+use std::path::Path;
+
+use common::{TinyRun, kd_bin, tiny_experiment};
 use kd::KdError;
 use kd::experiment::{DEFAULT_EXPERIMENT, Experiment, RunOptions, evaluate_run_dir, run};
-
-fn kd_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kd"))
-}
-
-/// 20 cats and 20 dogs, 16×16.
-fn tiny_images(dir: &Path) {
-    for i in 0..20u32 {
-        RgbImage::from_fn(16, 16, |x, y| Rgb([220, (x * 9 + i) as u8, y as u8]))
-            .save(dir.join(format!("Cat_{i}.png")))
-            .unwrap();
-        RgbImage::from_fn(16, 16, |x, y| Rgb([20, y as u8, (x * 9 + i) as u8]))
-            .save(dir.join(format!("dog_{i}.png")))
-            .unwrap();
-    }
-}
-
-fn tiny_experiment(images: &Path, output: &Path) -> String {
-    format!(
-        r#"
-output = "{}"
-[data]
-source = "{}"
-size = 16
-batch_size = 8
-[teacher]
-arch = "resnet18"
-head = "fastai"
-epochs = 1
-[student]
-arch = "resnet18"
-[training]
-epochs = 1
-backend = "flex"
-[[runs]]
-name = "student alone"
-[[runs]]
-name = "Attention"
-mix = {{ kind = "lerp", weight = 0.9 }}
-losses = [{{ loss = {{ kind = "attention", pairs = [{{ student = "layer1", teacher = "0.4" }}] }} }}]
-"#,
-        output.display(),
-        images.display()
-    )
-}
 
 #[test]
 fn the_shipped_main_job_parses() {
@@ -112,43 +68,6 @@ fn malformed_experiments_name_the_problem() {
         "arch = \"resnet18\"\nhead = \"fastai\"\nweights = \"imagenet-keras\"",
     ));
     assert!(err.contains("ResNet-50"), "{err}");
-}
-
-/// The folders of a tiny run (images, output, cache), removed when dropped.
-struct TinyRun {
-    images: tempfile::TempDir,
-    out: tempfile::TempDir,
-    cache: tempfile::TempDir,
-}
-
-impl TinyRun {
-    fn new() -> Self {
-        let images = tempfile::tempdir().unwrap();
-        tiny_images(images.path());
-        Self {
-            images,
-            out: tempfile::tempdir().unwrap(),
-            cache: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn out_dir(&self) -> std::path::PathBuf {
-        self.out.path().join("run")
-    }
-
-    /// The tiny experiment with `epochs` for the teacher and the students.
-    fn experiment(&self, epochs: usize) -> Experiment {
-        let text = tiny_experiment(self.images.path(), &self.out_dir())
-            .replace("epochs = 1", &format!("epochs = {epochs}"));
-        Experiment::from_toml(&text, "tiny.toml").unwrap()
-    }
-
-    fn options(&self) -> RunOptions {
-        RunOptions {
-            cache_dir: Some(self.cache.path().to_path_buf()),
-            ..RunOptions::default()
-        }
-    }
 }
 
 #[test]
@@ -235,7 +154,9 @@ fn eval_rescores_the_saved_students() {
     let cache_dir = Some(cache.path().to_path_buf());
 
     // On the validation split, the reloaded students score what training measured last.
-    let rows = evaluate_run_dir(&out_dir, None, None, cache_dir.clone()).unwrap();
+    let scores = evaluate_run_dir(&out_dir, None, None, cache_dir.clone()).unwrap();
+    assert!(scores.unscored.is_empty(), "{:?}", scores.unscored);
+    let rows = scores.rows;
     assert_eq!(rows.len(), 2);
     for (row, history) in rows.iter().zip(&report.runs) {
         let last = history.epochs.last().unwrap();

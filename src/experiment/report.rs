@@ -1,0 +1,222 @@
+//! What a finished experiment reports: summaries, curves and the run directory's files.
+
+use std::path::Path;
+
+use kd_train::report::comparison_table;
+use kd_train::{EpochRecord, History};
+use serde::{Deserialize, Serialize};
+
+use super::io_err;
+use crate::KdError;
+
+/// Mean and (sample) standard deviation of one run's final accuracy over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Run name.
+    pub name: String,
+    /// Final accuracy per seed.
+    pub accuracies: Vec<f64>,
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (0 for one seed).
+    pub std: f64,
+    /// Mean epoch time, seconds.
+    pub epoch_seconds: f64,
+    /// Highlighted in the report.
+    pub highlight: bool,
+}
+
+/// Everything a finished experiment produced (also written as `metrics.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Backend used.
+    pub backend: String,
+    /// Data summary.
+    pub data: String,
+    /// Class names, in the order of the models' outputs.
+    pub classes: Vec<String>,
+    /// Teacher fine-tuning history (or the cached teacher's).
+    pub teacher: History,
+    /// Every student run, per seed.
+    pub runs: Vec<History>,
+    /// Per-run summaries.
+    pub summary: Vec<RunSummary>,
+    /// Wall time of the whole experiment, seconds.
+    pub seconds: f64,
+}
+
+pub(super) fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// The Markdown summary table (mean ± std over seeds).
+pub fn summary_table(report: &Report) -> String {
+    let mut out =
+        String::from("| run | accuracy (mean ± std) | seeds | epoch time |\n|---|---|---|---|\n");
+    if let Some(acc) = report.teacher.final_accuracy() {
+        let t = report.teacher.epochs.iter().map(|e| e.seconds).sum::<f64>()
+            / report.teacher.epochs.len().max(1) as f64;
+        out += &format!("| {} | {acc:.4} | – | {t:.1} s |\n", report.teacher.name);
+    }
+    for s in &report.summary {
+        let name = if s.highlight {
+            format!("**{}**", s.name)
+        } else {
+            s.name.clone()
+        };
+        out += &format!(
+            "| {name} | {:.4} ± {:.4} | {} | {:.1} s |\n",
+            s.mean,
+            s.std,
+            s.accuracies.len(),
+            s.epoch_seconds
+        );
+    }
+    out
+}
+
+/// of several seeds stays one line per run).
+pub fn mean_curves(report: &Report) -> Vec<History> {
+    let mut histories = report.runs.iter();
+    report
+        .summary
+        .iter()
+        .map(|run| {
+            let seeds: Vec<&History> = histories.by_ref().take(run.accuracies.len()).collect();
+            if let [only] = seeds.as_slice() {
+                return (*only).clone();
+            }
+            let n = seeds.len() as f64;
+            let epochs = seeds.iter().map(|h| h.epochs.len()).min().unwrap_or(0);
+            let records = (0..epochs)
+                .map(|e| {
+                    let mean = |f: fn(&EpochRecord) -> f64| {
+                        seeds.iter().map(|h| f(&h.epochs[e])).sum::<f64>() / n
+                    };
+                    let mean_kd = |f: fn(&EpochRecord) -> Option<f64>| {
+                        let v: Option<Vec<f64>> = seeds.iter().map(|h| f(&h.epochs[e])).collect();
+                        v.map(|v| v.iter().sum::<f64>() / n)
+                    };
+                    EpochRecord {
+                        epoch: e,
+                        train_loss: mean(|r| r.train_loss),
+                        train_ce: mean(|r| r.train_ce),
+                        train_kd: mean_kd(|r| r.train_kd),
+                        valid_loss: mean(|r| r.valid_loss),
+                        valid_ce: mean(|r| r.valid_ce),
+                        valid_kd: mean_kd(|r| r.valid_kd),
+                        accuracy: mean(|r| r.accuracy),
+                        lr: mean(|r| r.lr),
+                        seconds: mean(|r| r.seconds),
+                    }
+                })
+                .collect();
+            History {
+                name: format!("{} (mean of {} seeds)", run.name, seeds.len()),
+                epochs: records,
+            }
+        })
+        .collect()
+}
+
+/// `metrics.json`, `report.md` and `curves.png` of a finished experiment.
+pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
+    let json = serde_json::to_string_pretty(report).expect("report serialises");
+    std::fs::write(dir.join("metrics.json"), json).map_err(io_err(dir))?;
+    let mut curves = vec![report.teacher.clone()];
+    curves.extend(mean_curves(report));
+    crate::plot::curves_png(&curves, &dir.join("curves.png"))?;
+    let mut all = vec![report.teacher.clone()];
+    all.extend(report.runs.iter().cloned());
+    let md = format!(
+        "# kd run\n\nBackend `{}`; data: {}; total time {:.0} s.\n\n## Final accuracy\n\n{}\n## Every run\n\n{}\n![curves](curves.png)\n",
+        report.backend,
+        report.data,
+        report.seconds,
+        summary_table(report),
+        comparison_table(&all)
+    );
+    let tmp = dir.join(".report.md.tmp");
+    std::fs::write(&tmp, md).map_err(io_err(dir))?;
+    std::fs::rename(&tmp, dir.join("report.md")).map_err(io_err(dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(name: &str, accuracies: &[f64], kd: Option<f64>) -> History {
+        History {
+            name: name.into(),
+            epochs: accuracies
+                .iter()
+                .enumerate()
+                .map(|(epoch, &accuracy)| EpochRecord {
+                    epoch,
+                    train_loss: 1.0 - accuracy,
+                    train_ce: 0.5,
+                    train_kd: kd,
+                    valid_loss: 2.0,
+                    valid_ce: 1.0,
+                    valid_kd: kd,
+                    accuracy,
+                    lr: 1e-3,
+                    seconds: 10.0,
+                })
+                .collect(),
+        }
+    }
+
+    fn summary(name: &str, seeds: usize) -> RunSummary {
+        RunSummary {
+            name: name.into(),
+            accuracies: vec![0.0; seeds],
+            mean: 0.0,
+            std: 0.0,
+            epoch_seconds: 0.0,
+            highlight: false,
+        }
+    }
+
+    #[test]
+    fn several_seeds_plot_as_one_mean_curve_per_run() {
+        let report = Report {
+            backend: "flex".into(),
+            data: String::new(),
+            classes: vec!["cat".into(), "dog".into()],
+            teacher: history("teacher", &[0.8], None),
+            runs: vec![
+                history("alone (seed 0)", &[0.5, 0.6], None),
+                history("alone (seed 1)", &[0.7, 0.8], None),
+                history("KD (seed 0)", &[0.6, 0.9], Some(1.0)),
+                history("KD (seed 1)", &[0.6, 0.7], Some(3.0)),
+            ],
+            summary: vec![summary("alone", 2), summary("KD", 2)],
+            seconds: 0.0,
+        };
+        let curves = mean_curves(&report);
+        assert_eq!(curves.len(), 2);
+        assert_eq!(curves[0].name, "alone (mean of 2 seeds)");
+        let acc = |h: &History| h.epochs.iter().map(|e| e.accuracy).collect::<Vec<_>>();
+        let close = |a: Vec<f64>, b: [f64; 2]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        assert!(close(acc(&curves[0]), [0.6, 0.7]), "{:?}", acc(&curves[0]));
+        assert!(close(acc(&curves[1]), [0.6, 0.8]), "{:?}", acc(&curves[1]));
+        assert_eq!(curves[1].epochs[0].train_kd, Some(2.0));
+        assert_eq!(curves[0].epochs[0].train_kd, None);
+        // One seed: the run's own history.
+        let one = Report {
+            runs: vec![history("alone", &[0.5], None)],
+            summary: vec![summary("alone", 1)],
+            ..report
+        };
+        assert_eq!(mean_curves(&one), one.runs);
+    }
+}

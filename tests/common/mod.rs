@@ -1,0 +1,92 @@
+//! Helpers shared by the `kd` package's integration tests: a tiny image folder, a tiny
+//! experiment on it, and the built binary.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+use image::{Rgb, RgbImage};
+use kd::experiment::{Experiment, RunOptions};
+
+pub fn kd_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kd"))
+}
+
+/// 20 cats and 20 dogs, 16×16.
+pub fn tiny_images(dir: &Path) {
+    for i in 0..20u32 {
+        RgbImage::from_fn(16, 16, |x, y| Rgb([220, (x * 9 + i) as u8, y as u8]))
+            .save(dir.join(format!("Cat_{i}.png")))
+            .unwrap();
+        RgbImage::from_fn(16, 16, |x, y| Rgb([20, y as u8, (x * 9 + i) as u8]))
+            .save(dir.join(format!("dog_{i}.png")))
+            .unwrap();
+    }
+}
+
+pub fn tiny_experiment(images: &Path, output: &Path) -> String {
+    format!(
+        r#"
+output = "{}"
+[data]
+source = "{}"
+size = 16
+batch_size = 8
+[teacher]
+arch = "resnet18"
+head = "fastai"
+epochs = 1
+[student]
+arch = "resnet18"
+[training]
+epochs = 1
+backend = "flex"
+[[runs]]
+name = "student alone"
+[[runs]]
+name = "Attention"
+mix = {{ kind = "lerp", weight = 0.9 }}
+losses = [{{ loss = {{ kind = "attention", pairs = [{{ student = "layer1", teacher = "0.4" }}] }} }}]
+"#,
+        output.display(),
+        images.display()
+    )
+}
+
+/// The folders of a tiny run (images, output, cache), removed when dropped.
+#[allow(clippy::new_without_default)]
+pub struct TinyRun {
+    pub images: tempfile::TempDir,
+    pub out: tempfile::TempDir,
+    pub cache: tempfile::TempDir,
+}
+
+impl TinyRun {
+    pub fn new() -> Self {
+        let images = tempfile::tempdir().unwrap();
+        tiny_images(images.path());
+        Self {
+            images,
+            out: tempfile::tempdir().unwrap(),
+            cache: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn out_dir(&self) -> std::path::PathBuf {
+        self.out.path().join("run")
+    }
+
+    /// The tiny experiment with `epochs` for the teacher and the students.
+    pub fn experiment(&self, epochs: usize) -> Experiment {
+        let text = tiny_experiment(self.images.path(), &self.out_dir())
+            .replace("epochs = 1", &format!("epochs = {epochs}"));
+        Experiment::from_toml(&text, "tiny.toml").unwrap()
+    }
+
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            cache_dir: Some(self.cache.path().to_path_buf()),
+            ..RunOptions::default()
+        }
+    }
+}

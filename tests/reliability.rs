@@ -1,0 +1,336 @@
+//! Nothing lost, nothing silently wrong: what `--force` may remove, resuming only what the
+//! current settings produced, settings checked before any work, partial `kd eval`, numeric
+//! command-line arguments.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TinyRun, kd_bin, tiny_experiment};
+use kd::KdError;
+use kd::experiment::run_dir::MARKER;
+use kd::experiment::{Experiment, Fingerprint, RunOptions, evaluate_run_dir, run};
+
+fn config_error(result: Result<impl std::fmt::Debug, KdError>) -> String {
+    match result {
+        Err(e) if e.exit_code() == 2 => e.to_string(),
+        other => panic!("expected a configuration error (exit code 2), got {other:?}"),
+    }
+}
+
+fn parse(text: &str) -> Result<Experiment, KdError> {
+    Experiment::from_toml(text, "test.toml")
+}
+
+#[test]
+fn force_never_removes_what_kd_did_not_write() {
+    let tiny = TinyRun::new();
+    let out_dir = tiny.out_dir();
+    let opts = RunOptions {
+        force: true,
+        ..tiny.options()
+    };
+    let exp = tiny.experiment(1);
+
+    // A user's directory: refused even under --force, whatever else is wrong or right.
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let user_file = out_dir.join("notes.txt");
+    std::fs::write(&user_file, "mine").unwrap();
+    let mut bad_backend = exp.clone();
+    bad_backend.training.backend = Some("tpu".into());
+    let mut no_data = exp.clone();
+    no_data.data.source = "/no/such/images".into();
+    for attempt in [&bad_backend, &no_data, &exp] {
+        let err = config_error(run(attempt, &opts));
+        assert_eq!(
+            std::fs::read_to_string(&user_file).unwrap(),
+            "mine",
+            "{err}"
+        );
+    }
+    let err = config_error(run(&exp, &opts));
+    assert!(err.contains("notes.txt") && err.contains(MARKER), "{err}");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+
+    // kd's own run directory with a user's file inside: --force replaces only kd's files,
+    // and only once every check has passed.
+    std::fs::remove_file(&user_file).unwrap();
+    run(&exp, &tiny.options()).unwrap();
+    std::fs::write(&user_file, "mine").unwrap();
+    let report = out_dir.join("report.md");
+    let finished = std::fs::read(&report).unwrap();
+    assert!(matches!(run(&bad_backend, &opts), Err(KdError::Backend(_))));
+    assert!(run(&no_data, &opts).is_err());
+    assert_eq!(
+        std::fs::read(&report).unwrap(),
+        finished,
+        "failed attempts keep the run"
+    );
+    run(&exp, &opts).unwrap();
+    assert!(report.is_file());
+    assert_eq!(std::fs::read_to_string(&user_file).unwrap(), "mine");
+}
+
+#[test]
+fn the_binary_refuses_an_output_directory_holding_the_experiment_file() {
+    let tiny = TinyRun::new();
+    let dir = tiny.out.path();
+    let file = dir.join("my.toml");
+    std::fs::write(&file, tiny_experiment(tiny.images.path(), &tiny.out_dir())).unwrap();
+    let out = kd_bin()
+        .args(["run"])
+        .arg(&file)
+        .arg("--output")
+        .arg(dir)
+        .arg("--force")
+        .arg("--cache-dir")
+        .arg(tiny.cache.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("my.toml"), "{stderr}");
+    assert!(file.is_file(), "the experiment file survives");
+}
+
+#[test]
+fn runs_that_would_share_a_checkpoint_folder_are_config_errors() {
+    let base = tiny_experiment(Path::new("/tmp/none"), Path::new("/tmp/out"));
+    let clash = base.replace("name = \"Attention\"", "name = \"Student-Alone\"");
+    let err = config_error(parse(&clash));
+    assert!(
+        err.contains("student alone") && err.contains("Student-Alone"),
+        "{err}"
+    );
+    let twice = base.replace("epochs = 1\nbackend", "epochs = 1\nseeds = [0, 0]\nbackend");
+    let err = config_error(parse(&twice));
+    assert!(err.contains("seed 0 twice"), "{err}");
+    // --seeds overrides after parsing: run() checks again before any work.
+    let mut exp = parse(&base).unwrap();
+    exp.training.seeds = vec![3, 3];
+    assert!(config_error(run(&exp, &RunOptions::default())).contains("seed 3"));
+}
+
+#[test]
+fn numbers_out_of_range_are_config_errors_naming_key_and_value() {
+    let base = tiny_experiment(Path::new("/tmp/none"), Path::new("/tmp/out"));
+    for (from, to, names) in [
+        (
+            "epochs = 1\nbackend",
+            "epochs = 0\nbackend",
+            "training.epochs = 0",
+        ),
+        (
+            "batch_size = 8",
+            "batch_size = 8\nvalid_pct = 0.0",
+            "data.valid_pct = 0",
+        ),
+        (
+            "batch_size = 8",
+            "batch_size = 8\nvalid_pct = 1.5",
+            "data.valid_pct = 1.5",
+        ),
+        ("batch_size = 8", "batch_size = 0", "data.batch_size = 0"),
+        ("size = 16", "size = 100000", "data.size = 100000"),
+        (
+            "head = \"fastai\"\nepochs = 1",
+            "head = \"fastai\"\nepochs = 0",
+            "teacher.epochs = 0",
+        ),
+        (
+            "epochs = 1\nbackend",
+            "epochs = 1\nlr = -0.1\nbackend",
+            "training.lr = -0.1",
+        ),
+        ("weight = 0.9", "weight = 1.5", "mix.weight = 1.5"),
+    ] {
+        assert!(base.contains(from), "{from}");
+        let err = config_error(parse(&base.replacen(from, to, 1)));
+        assert!(err.contains(names), "{names}: {err}");
+    }
+}
+
+#[test]
+fn every_runs_layers_are_resolved_before_the_teacher_trains() {
+    let tiny = TinyRun::new();
+    let text = tiny_experiment(tiny.images.path(), &tiny.out_dir()).replace(
+        "pairs = [{ student = \"layer1\", teacher = \"0.4\" }]",
+        "pairs = []",
+    );
+    let exp = parse(&text).unwrap();
+    let err = config_error(run(&exp, &tiny.options()));
+    assert!(err.contains("Attention"), "{err}");
+    assert!(!tiny.out_dir().exists(), "nothing written");
+    assert!(
+        !tiny.cache.path().join("teachers").exists(),
+        "no teacher trained"
+    );
+}
+
+/// A killed run: checkpoints written, report not yet.
+fn unfinish(out_dir: &Path) {
+    for file in ["report.md", "metrics.json", "curves.png"] {
+        std::fs::remove_file(out_dir.join(file)).unwrap();
+    }
+}
+
+#[test]
+fn resuming_under_other_settings_is_refused_naming_what_differs() {
+    let tiny = TinyRun::new();
+    let out_dir = tiny.out_dir();
+    let exp = tiny.experiment(1);
+    let first = run(&exp, &tiny.options()).unwrap();
+    unfinish(&out_dir);
+
+    let mut changed = exp.clone();
+    changed.training.lr = 0.01;
+    if let kd::core::Mix::Lerp { weight, .. } = &mut changed.runs[1].mix {
+        *weight = 0.5;
+    }
+    let err = config_error(run(&changed, &tiny.options()));
+    assert!(err.contains("training") && err.contains("--force"), "{err}");
+    // Nothing was replaced by the refused attempt; the same settings resume and finish.
+    let resumed = run(&exp, &tiny.options()).unwrap();
+    for (a, b) in resumed.runs.iter().zip(&first.runs) {
+        assert_eq!(a.final_accuracy(), b.final_accuracy(), "{}", a.name);
+    }
+    // --force starts afresh under the new settings.
+    unfinish(&out_dir);
+    let forced = RunOptions {
+        force: true,
+        ..tiny.options()
+    };
+    run(&changed, &forced).unwrap();
+    let saved = Experiment::from_file(&out_dir.join("config.toml")).unwrap();
+    assert_eq!(saved.training.lr, 0.01);
+}
+
+#[test]
+fn the_teacher_is_identified_by_its_weights_content_not_their_path() {
+    let tiny = TinyRun::new();
+    let weights = tiny.out.path().join("teacher.safetensors");
+    std::fs::write(&weights, b"first weights").unwrap();
+    let text = tiny_experiment(tiny.images.path(), &tiny.out_dir()).replace(
+        "head = \"fastai\"\nepochs = 1",
+        &format!(
+            "head = \"fastai\"\nepochs = 1\nweights = {{ file = \"{}\" }}",
+            weights.display()
+        ),
+    );
+    let exp = parse(&text).unwrap();
+    let a = Fingerprint::teacher(&exp).unwrap();
+    std::fs::write(&weights, b"other weights").unwrap();
+    let b = Fingerprint::teacher(&exp).unwrap();
+    assert_ne!(a.digest(), b.digest());
+    std::fs::write(&weights, b"first weights").unwrap();
+    assert_eq!(Fingerprint::teacher(&exp).unwrap(), a);
+}
+
+#[test]
+fn the_teacher_resumes_from_its_checkpoint_when_the_cache_is_unwritable() {
+    let tiny = TinyRun::new();
+    let out_dir = tiny.out_dir();
+    // A file where the teacher cache's folder should be: nothing can be written there.
+    std::fs::write(tiny.cache.path().join("teachers"), "not a folder").unwrap();
+    let exp = tiny.experiment(2);
+    let first = run(&exp, &tiny.options()).unwrap();
+    assert_eq!(first.teacher.epochs.len(), 2);
+    let kept = out_dir.join("teacher-checkpoints/epoch-001/model.bpk");
+    assert!(
+        kept.is_file(),
+        "the fine-tuned teacher stays in the run directory"
+    );
+
+    // Killed before the end: the teacher is not fine-tuned again but loaded from its
+    // checkpoint, so the students see the same teacher and resume to the same results.
+    unfinish(&out_dir);
+    let before = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    let again = run(&exp, &tiny.options()).unwrap();
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().modified().unwrap(),
+        before
+    );
+    assert_eq!(again.teacher.epochs.len(), 2);
+    for (a, b) in again.teacher.epochs.iter().zip(&first.teacher.epochs) {
+        assert_eq!(a.accuracy, b.accuracy);
+        assert!((a.train_loss - b.train_loss).abs() <= 1e-12 * b.train_loss.abs());
+    }
+}
+
+#[test]
+fn eval_scores_every_student_it_can_and_names_the_others() {
+    let tiny = TinyRun::new();
+    let out_dir = tiny.out_dir();
+    run(&tiny.experiment(1), &tiny.options()).unwrap();
+    std::fs::remove_dir_all(out_dir.join("checkpoints/student-alone")).unwrap();
+    let cache = Some(tiny.cache.path().to_path_buf());
+    let scores = evaluate_run_dir(&out_dir, None, None, cache).unwrap();
+    assert_eq!(scores.rows.len(), 1);
+    assert_eq!(scores.rows[0].run, "Attention");
+    assert_eq!(scores.unscored.len(), 1);
+    assert_eq!(scores.unscored[0].0, "student alone");
+
+    let out = kd_bin()
+        .arg("eval")
+        .arg(&out_dir)
+        .arg("--cache-dir")
+        .arg(tiny.cache.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.contains("| Attention | 1 |"), "{stdout}");
+    assert!(stderr.contains("student alone"), "{stderr}");
+}
+
+#[test]
+fn numeric_arguments_out_of_range_are_usage_errors() {
+    for args in [
+        &["layers", "resnet18", "--size", "0"][..],
+        &["layers", "resnet18", "--size", "100000"],
+        &[
+            "match-layers",
+            "--student",
+            "resnet18",
+            "--teacher",
+            "resnet34",
+            "--size",
+            "0",
+        ],
+        &["bench", "--iters", "0"],
+        &["bench", "--batch", "0"],
+        &["bench", "--images", "0"],
+    ] {
+        let out = kd_bin().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("expected") || stderr.contains("range"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn staging_folders_of_killed_fetches_are_removed_on_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // No process has this id (it is above Linux's pid_max); ours is running.
+    let dead = dir.path().join(".tmp-4194999-ThreadId2-1");
+    let live = dir
+        .path()
+        .join(format!(".tmp-{}-ThreadId2-1", std::process::id()));
+    let other = dir.path().join("keep.tgz");
+    for d in [&dead, &live] {
+        std::fs::create_dir_all(d.join("images")).unwrap();
+    }
+    std::fs::write(&other, "x").unwrap();
+    kd::data::npm::remove_stale_staging(dir.path());
+    if Path::new("/proc").is_dir() {
+        assert!(!dead.exists());
+    }
+    assert!(live.exists() && other.exists());
+}
