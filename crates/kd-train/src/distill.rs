@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
@@ -14,6 +13,7 @@ use kd_data::ImageBatch;
 use kd_models::{FeatureModel, Network, TapPlan};
 
 use crate::TrainError;
+use crate::progress::Progress;
 use crate::teacher::TeacherRunner;
 
 /// What is shared by every copy of a [`DistillModel`] and never saved with it.
@@ -25,8 +25,8 @@ pub struct DistillSetup {
     pub student_plan: TapPlan,
     /// The frozen teacher, when the objective needs one.
     pub teacher: Option<TeacherRunner>,
-    /// Training progress in [0, 1] as f64 bits, driving schedules.
-    progress: AtomicU64,
+    /// Training progress in [0, 1], driving schedules.
+    progress: Progress,
 }
 
 /// Student + connectors (trained, saved) and the frozen teacher and objective (shared, not
@@ -113,7 +113,7 @@ impl DistillModel {
                 objective,
                 student_plan,
                 teacher,
-                progress: AtomicU64::new(0f64.to_bits()),
+                progress: Progress::new(),
             }),
         };
         model.dry_run(image_size)?;
@@ -134,14 +134,21 @@ impl DistillModel {
 
     /// Set training progress (fraction of optimizer steps done) for the schedules.
     pub fn set_progress(&self, progress: f64) {
-        self.setup
-            .progress
-            .store(progress.to_bits(), Ordering::Relaxed);
+        self.setup.progress.set(progress);
     }
 
     /// Current training progress.
     pub fn progress(&self) -> f64 {
-        f64::from_bits(self.setup.progress.load(Ordering::Relaxed))
+        self.setup.progress.get()
+    }
+
+    /// The progress value this model's schedules read, to be moved by whoever drives the
+    /// optimizer steps: under Burn's `Learner`, give it to [`OneCycle::with_progress`]
+    /// (or call [`set_progress`](Self::set_progress) from a scheduler of your own).
+    ///
+    /// [`OneCycle::with_progress`]: crate::OneCycle::with_progress
+    pub fn progress_handle(&self) -> Progress {
+        self.setup.progress.clone()
     }
 
     /// Student forward (through the connectors), teacher outputs, objective.

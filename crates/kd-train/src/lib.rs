@@ -19,6 +19,7 @@ mod distill;
 mod divergence;
 mod fit;
 mod one_cycle;
+mod progress;
 pub mod report;
 mod teacher;
 
@@ -30,6 +31,7 @@ pub use fit::{
     EpochRecord, Evaluation, FitConfig, History, evaluate, fit_one_cycle, load_trained_student,
 };
 pub use one_cycle::OneCycle;
+pub use progress::Progress;
 pub use teacher::TeacherRunner;
 
 /// Everything that can stop training.

@@ -5,11 +5,13 @@ use burn::optim::LearningRate;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::Beta1;
+use crate::progress::Progress;
 
 /// One-cycle learning rate (and momentum) as fastai computes them: cosine from `lr/div` up to
 /// `lr` over the first `pct_start` of the steps, then cosine down to `lr/div_final`; β1 goes
 /// 0.95 → 0.85 → 0.95 along the same phases. As Burn's [`LrScheduler`] it also sets the β1 of
-/// [`fastai_adam`](crate::fastai_adam) when given it ([`OneCycle::with_beta_1`]).
+/// [`fastai_adam`](crate::fastai_adam) when given it ([`OneCycle::with_beta_1`]) and a
+/// distillation model's schedule progress ([`OneCycle::with_progress`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OneCycle {
     /// Peak learning rate.
@@ -29,6 +31,9 @@ pub struct OneCycle {
     /// The optimiser's β1, moved along [`OneCycle::momentum`] by [`LrScheduler::step`].
     #[serde(skip)]
     pub beta_1: Option<Beta1>,
+    /// The schedules' clock, set to `steps done / total_steps` by [`LrScheduler::step`].
+    #[serde(skip)]
+    pub progress: Option<Progress>,
 }
 
 /// fastai's `SchedCos`: `start + (1 + cos(π(1 − pos)))·(end − start)/2`.
@@ -48,6 +53,7 @@ impl OneCycle {
             moms: (0.95, 0.85, 0.95),
             step: 0,
             beta_1: None,
+            progress: None,
         }
     }
 
@@ -56,6 +62,23 @@ impl OneCycle {
     pub fn with_beta_1(mut self, beta_1: Beta1) -> Self {
         self.beta_1 = Some(beta_1);
         self
+    }
+
+    /// Also move a model's training progress when used as Burn's [`LrScheduler`] (from
+    /// [`DistillModel::progress_handle`](crate::DistillModel::progress_handle)), so its weight
+    /// and temperature schedules advance under Burn's `Learner` as under
+    /// [`fit_one_cycle`](crate::fit_one_cycle).
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Burn's learner calls [`LrScheduler::step`] after each training step's forward pass:
+    /// the next forward pass is step `self.step`, at progress `step / total_steps`.
+    fn publish_progress(&self) {
+        if let Some(progress) = &self.progress {
+            progress.set(self.step as f64 / self.total_steps as f64);
+        }
     }
 
     fn phase(&self, step: usize) -> (bool, f64) {
@@ -91,6 +114,7 @@ impl LrScheduler for OneCycle {
             beta_1.set(self.momentum(self.step));
         }
         self.step += 1;
+        self.publish_progress();
         lr
     }
 
@@ -101,6 +125,7 @@ impl LrScheduler for OneCycle {
     fn load_record(&mut self, record: LrSchedulerRecord) {
         if let Some(step) = record.scalar::<u64>("step") {
             self.step = step as usize;
+            self.publish_progress();
         }
     }
 }

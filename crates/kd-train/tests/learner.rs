@@ -2,11 +2,13 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use burn::tensor::Tensor;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 use common::{net, soft_target_pairs, tiny_data};
+use kd_core::{KdInput, KdLoss, LossError, Mix, Objective, Schedule, Term};
 use kd_models::Arch;
 use kd_train::{DistillModel, OneCycle, fastai_adam};
 
@@ -56,4 +58,85 @@ fn distillation_trains_under_burns_supervised_training() {
     assert_ne!(before, after, "the optimizer updated the student");
     // The teacher's outputs were cached by the training steps.
     assert!(result.model.setup.teacher.as_ref().unwrap().cached_items() > 0);
+}
+
+/// Logit MSE that records the temperature scale each evaluation was given: the value of its
+/// term's temperature schedule at the model's progress — the same progress, in the same call,
+/// that sets the mix's KD weight.
+#[derive(Debug)]
+struct Recorder(Arc<Mutex<Vec<f64>>>);
+
+impl KdLoss for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
+        self.0.lock().unwrap().push(input.temperature_scale);
+        let d = input.student.logits.clone() - input.teacher.logits.clone();
+        Ok(d.square().mean())
+    }
+}
+
+#[test]
+fn schedules_advance_under_burns_learner_as_under_fit_one_cycle() {
+    let (_dir, data) = tiny_data(16);
+    let teacher = net(Arch::ResNet18, 21);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let objective = Objective {
+        mix: Mix::Lerp {
+            weight: 0.9,
+            schedule: Schedule::COS_RAMP,
+        },
+        terms: vec![Term {
+            temperature: Schedule::COS_RAMP,
+            ..Term::new(Recorder(seen.clone()))
+        }],
+    };
+    let model = DistillModel::new(
+        net(Arch::ResNet18, 22),
+        Some(&teacher),
+        objective,
+        false,
+        16,
+    )
+    .unwrap();
+    let steps = data.train.num_batches();
+    let epochs = 2;
+    let total = steps * epochs;
+    let (optim, beta_1) = fastai_adam(0.01);
+    let schedule = OneCycle::new(1e-3, total)
+        .with_beta_1(beta_1)
+        .with_progress(model.progress_handle());
+    seen.lock().unwrap().clear(); // the construction's dry run
+    let out = tempfile::tempdir().unwrap();
+    SupervisedTraining::new(
+        out.path(),
+        Arc::new(data.train.clone()),
+        Arc::new(data.valid.clone()),
+    )
+    .num_epochs(epochs)
+    .launch(Learner::new(model, optim, schedule));
+    // Per epoch: `steps` training evaluations, then one per validation batch.
+    let seen = seen.lock().unwrap().clone();
+    let valid = data.valid.num_batches();
+    assert_eq!(seen.len(), epochs * (steps + valid), "{seen:?}");
+    for epoch in 0..epochs {
+        let offset = epoch * (steps + valid);
+        for i in 0..steps {
+            let step = epoch * steps + i;
+            let progress = step as f64 / total as f64;
+            let want = Schedule::COS_RAMP.at(progress);
+            let got = seen[offset + i];
+            assert!(
+                (got - want).abs() < 1e-12,
+                "step {step}: schedule at {got}, expected cos ramp({progress}) = {want}; KD \
+                 weight used 0.9 × {got}, expected 0.9 × {want}"
+            );
+        }
+    }
+    assert!(
+        seen[steps - 1] > 0.0,
+        "the ramp moved within the first epoch"
+    );
 }
