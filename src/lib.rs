@@ -20,8 +20,10 @@
 //! let pairs = LayerPair::zip(&["layer1", "layer2", "layer3", "layer4"], &["0.4", "0.5", "0.6", "0.7"]);
 //! let objective = Objective::lerp(LossConfig::attention(pairs), 0.9);
 //! let model = DistillModel::new(student, Some(&teacher), objective, true, 64).unwrap();
-//! // `model` implements Burn's TrainStep / InferenceStep: hand it to `burn::train::Learner`,
-//! // or to `kd::train::fit_one_cycle` with a `kd::data::DataBundle`.
+//! // `model` implements Burn's TrainStep / InferenceStep: hand it to `burn::train::Learner`
+//! // (with `OneCycle::new(lr, steps).with_progress(model.progress_handle())` as its LR
+//! // scheduler, so schedules advance), or to `kd::train::fit_one_cycle` with a
+//! // `kd::data::DataBundle`.
 //! # let _ = model;
 //! ```
 
@@ -84,11 +86,9 @@ impl KdError {
     pub fn exit_code(&self) -> i32 {
         match self {
             KdError::Config { .. } | KdError::Exists(_) | KdError::Backend(_) => 2,
-            KdError::Model(kd_models::ModelError::UnknownTap { .. })
+            KdError::Model(kd_models::ModelError::Tap(kd_core::TapError::Unknown { .. }))
             | KdError::Model(kd_models::ModelError::UnknownArch { .. })
-            | KdError::Train(kd_train::TrainError::Model(kd_models::ModelError::UnknownTap {
-                ..
-            })) => 2,
+            | KdError::Train(kd_train::TrainError::Tap(kd_core::TapError::Unknown { .. })) => 2,
             _ => 1,
         }
     }

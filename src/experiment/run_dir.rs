@@ -55,16 +55,25 @@ pub fn check(dir: &Path, force: bool) -> Result<Claim, KdError> {
             return Ok(Claim::Fresh);
         }
         others.sort();
+        let older_kd_run = ["config.toml", "checkpoints"]
+            .iter()
+            .all(|f| others.iter().any(|o| o == f));
+        let hint = if older_kd_run {
+            "; it looks like the run directory of a kd version older than the marker: delete it \
+             yourself to reuse the name"
+        } else {
+            ""
+        };
+        let listed = others
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if others.len() > 3 { ", …" } else { "" };
         return Err(refuse(format!(
-            "it holds files kd did not write ({}{}) and no {MARKER} marker; kd writes only into \
-             a new or empty directory or one it created — choose another --output",
-            others
-                .iter()
-                .take(3)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            if others.len() > 3 { ", …" } else { "" }
+            "it holds files kd did not write ({listed}{more}) and no {MARKER} marker; kd writes \
+             only into a new or empty directory or one it created — choose another --output{hint}"
         )));
     }
     match (dir.join("report.md").is_file(), force) {

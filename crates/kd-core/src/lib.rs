@@ -3,25 +3,29 @@
 //! Distillation losses behind one trait ([`KdLoss`]), their combination with cross-entropy
 //! ([`Objective`]: fasterai's `(1−w)·CE + w·KD` or research-style independent weights),
 //! progress-driven [`Schedule`]s for weights and temperatures, learnable [`Connectors`] for
-//! channel mismatches, and automatic layer pairing ([`match_feature_layers`]).
+//! channel mismatches, and automatic layer pairing ([`match_feature_layers`]) — and the model
+//! contract every student and teacher meets: [`FeatureModel`] (layers tapped by name in one
+//! forward pass, [`Outputs`] = logits + taps). This crate depends on no other kd crate.
 //!
 //! Layer pairs are always explicit: student tap ↔ teacher tap, never paired by the order in
 //! which hooks fire.
 //!
 //! ```
-//! use burn::tensor::{Device, Int, Tensor};
-//! use kd_core::{LayerPair, LossConfig, Objective};
-//! use kd_models::{Arch, FeatureModel, ResNetConfig};
+//! use std::collections::BTreeMap;
+//! use burn::tensor::{Device, Distribution, Int, Tensor};
+//! use kd_core::{LayerPair, LossConfig, Objective, Outputs};
 //!
 //! let device = Device::flex();
-//! let student = ResNetConfig::new(Arch::ResNet18).with_classes(Some(2)).init(&device);
-//! let teacher = ResNetConfig::new(Arch::ResNet34).with_classes(Some(2)).init(&device);
-//! let pairs = LayerPair::zip(&["layer1", "layer2"], &["layer1", "layer2"]);
+//! let pairs = LayerPair::zip(&["layer1"], &["0.4"]);
 //! let objective = Objective::lerp(LossConfig::attention(pairs), 0.9);
+//! assert_eq!((objective.student_taps(), objective.teacher_taps()), (vec!["layer1".to_string()], vec!["0.4".to_string()]));
 //!
-//! let x = Tensor::<4>::ones([2, 3, 64, 64], &device);
-//! let s = student.forward_taps(x.clone(), &student.tap_plan(&objective.student_taps()).unwrap());
-//! let t = teacher.forward_taps(x, &teacher.tap_plan(&objective.teacher_taps()).unwrap());
+//! // What a student's and a teacher's forward passes return (see `FeatureModel::forward_taps`).
+//! let outputs = |tap: &str| Outputs {
+//!     logits: Tensor::random([2, 2], Distribution::Default, &device),
+//!     taps: BTreeMap::from([(tap.to_string(), Tensor::random([2, 8, 4, 4], Distribution::Default, &device))]),
+//! };
+//! let (s, t) = (outputs("layer1"), outputs("0.4"));
 //! let y = Tensor::<1, Int>::from_ints([0, 1], &device);
 //! let parts = objective.compute(&s, Some(&t), &y, 0.0).unwrap();
 //! assert!(parts.check_finite().unwrap() > 0.0);
@@ -33,6 +37,7 @@ mod loss;
 mod matching;
 mod objective;
 mod schedule;
+mod taps;
 
 pub use loss::{KdInput, KdLoss, LayerPair, LossConfig, pair_features};
 pub use matching::match_feature_layers;
@@ -40,6 +45,13 @@ pub use objective::{
     Connector, Connectors, LossParts, Mix, Objective, ObjectiveConfig, Term, TermConfig,
 };
 pub use schedule::Schedule;
+pub use taps::{FeatureModel, LayerInfo, Outputs, TapError, TapPlan, TapRecorder, nearest_names};
+
+/// ImageNet channel means (RGB) of pixels in `[0, 1]`: the input convention of torchvision's and
+/// fastai's pretrained models, which every bundled model and the data pipeline follow.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations (RGB), with [`IMAGENET_MEAN`].
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Everything that can go wrong when computing a distillation loss.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

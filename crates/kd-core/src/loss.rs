@@ -3,8 +3,8 @@
 
 use std::fmt::Debug;
 
+use crate::Outputs;
 use burn::tensor::{Int, Tensor};
-use kd_models::Outputs;
 use serde::{Deserialize, Serialize};
 
 use crate::{LossError, feature, logit};

@@ -1,18 +1,16 @@
 //! Automatic layer pairing, like fasterai's `match_feature_layers`.
 
-use kd_models::FeatureModel;
-
-use crate::LayerPair;
+use crate::{FeatureModel, LayerInfo, LayerPair};
 
 /// For each spatial resolution that both models produce at `size`×`size` input, pair the
 /// shallowest student layer with the shallowest teacher layer of that resolution. Pairs run from
 /// high to low resolution; 1×1 outputs are dropped.
 pub fn match_feature_layers(
-    student: &impl FeatureModel,
-    teacher: &impl FeatureModel,
+    student: &dyn FeatureModel,
+    teacher: &dyn FeatureModel,
     size: usize,
 ) -> Vec<LayerPair> {
-    let first_by_resolution = |model: &dyn Fn() -> Vec<kd_models::LayerInfo>| {
+    let first_by_resolution = |model: &dyn Fn() -> Vec<LayerInfo>| {
         let mut seen: Vec<((usize, usize), String)> = Vec::new();
         for layer in model() {
             let hw = (layer.shape[2], layer.shape[3]);

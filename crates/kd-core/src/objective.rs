@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::Outputs;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::{Device, Int, Tensor};
-use kd_models::Outputs;
 use serde::{Deserialize, Serialize};
 
 use crate::logit::cross_entropy;

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Int, Tensor};
+use kd_core::Outputs;
 use kd_core::{
     Connectors, KdInput, KdLoss, LayerPair, LossConfig, LossError, Mix, Objective, ObjectiveConfig,
-    Schedule, Term, match_feature_layers,
+    Schedule, Term,
 };
-use kd_models::{Arch, Outputs, ResNetConfig, VisionLearner};
 
 fn device() -> Device {
     Device::flex()
@@ -273,27 +273,6 @@ fn connectors_appear_only_where_channels_differ_and_fix_them() {
     let err =
         Connectors::for_objective(&objective, &BTreeMap::new(), &teacher, &device()).unwrap_err();
     assert!(err.to_string().contains("layer1"));
-}
-
-#[test]
-fn automatic_matching_pairs_shallowest_layers_by_resolution() {
-    let student = ResNetConfig::new(Arch::ResNet18)
-        .with_classes(Some(2))
-        .init(&device());
-    let teacher = VisionLearner::new(ResNetConfig::new(Arch::ResNet50).init(&device()), 2);
-    let pairs = match_feature_layers(&student, &teacher, 64);
-    let expect = [
-        ("conv1", "0.0"),
-        ("maxpool", "0.3"),
-        ("layer2", "0.5"),
-        ("layer3", "0.6"),
-        ("layer4", "0.7"),
-    ];
-    let got: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|p| (p.student.as_str(), p.teacher.as_str()))
-        .collect();
-    assert_eq!(got, expect);
 }
 
 #[test]

@@ -10,8 +10,8 @@ use std::path::Path;
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{ModuleStore, SafetensorsStore, bridge};
 use burn::tensor::{Device, Int, Tensor};
+use kd_core::Outputs;
 use kd_core::{KdInput, KdLoss, LossConfig};
-use kd_models::Outputs;
 
 #[derive(serde::Deserialize)]
 struct Case {

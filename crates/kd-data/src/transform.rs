@@ -7,7 +7,7 @@ use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
-pub use kd_models::{IMAGENET_MEAN, IMAGENET_STD};
+pub use kd_core::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// How padding is filled by [`ResizeMethod::Pad`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

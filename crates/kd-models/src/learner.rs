@@ -10,7 +10,7 @@ use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor};
 
 use crate::resnet::{BODY_CHILDREN, ResNet, ResNetConfig};
-use crate::taps::{FeatureModel, Outputs, TapPlan, TapSink};
+use kd_core::{FeatureModel, Outputs, TapPlan, TapRecorder};
 
 /// fastai's head for a body with `nf` output channels:
 /// AdaptiveConcatPool2d → Flatten → BN1d(2nf) → Dropout(0.25) → Linear(2nf, 512, no bias) → ReLU
@@ -67,7 +67,7 @@ impl FastaiHead {
         head
     }
 
-    fn forward(&self, x: Tensor<4>, sink: &mut TapSink) -> Tensor<2> {
+    fn forward(&self, x: Tensor<4>, sink: &mut TapRecorder) -> Tensor<2> {
         let [b, c, h, w] = x.dims();
         let avg = adaptive_avg_pool2d(x.clone(), [1, 1]);
         sink.offer("1.0.ap", &avg);
@@ -203,13 +203,10 @@ impl FeatureModel for VisionLearner {
     }
 
     fn forward_taps(&self, input: Tensor<4>, plan: &TapPlan) -> Outputs {
-        let mut sink = TapSink::new(plan);
+        let mut sink = TapRecorder::new(plan);
         let features = self.body.forward_body(input, &mut sink);
         let logits = self.head.forward(features, &mut sink);
-        Outputs {
-            logits,
-            taps: sink.taps,
-        }
+        sink.finish(logits)
     }
 
     fn device(&self) -> Device {

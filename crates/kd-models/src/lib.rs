@@ -21,20 +21,16 @@
 pub mod keras;
 mod learner;
 mod resnet;
-mod taps;
 pub mod weights;
 
 use std::path::PathBuf;
 
+pub use kd_core::{
+    FeatureModel, IMAGENET_MEAN, IMAGENET_STD, LayerInfo, Outputs, TapPlan, TapRecorder,
+    nearest_names,
+};
 pub use learner::{FastaiHead, VisionLearner};
 pub use resnet::{Arch, Block, Downsample, ResNet, ResNetConfig, StridePlacement};
-pub use taps::{FeatureModel, LayerInfo, Outputs, TapPlan, nearest_names};
-
-/// ImageNet channel means (RGB, pixels in [0, 1]): the input normalisation every model here
-/// expects, the Keras teacher included.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet channel standard deviations.
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Everything that can go wrong when building, tapping or loading a model.
 #[derive(Debug, thiserror::Error)]
@@ -47,22 +43,9 @@ pub enum ModelError {
         /// The valid names.
         allowed: Vec<String>,
     },
-    /// A tap name the model does not have.
-    #[error("unknown layer `{name}`; nearest valid names: {}", nearest.join(", "))]
-    UnknownTap {
-        /// What was asked for.
-        name: String,
-        /// The closest valid names, nearest first.
-        nearest: Vec<String>,
-    },
-    /// A tap that was not part of the forward pass's plan.
-    #[error("tap `{name}` was not computed; computed taps: [{}]", available.join(", "))]
-    TapNotComputed {
-        /// What was asked for.
-        name: String,
-        /// What the forward pass produced.
-        available: Vec<String>,
-    },
+    /// A tap name the model does not have, or a tap that was not computed.
+    #[error(transparent)]
+    Tap(#[from] kd_core::TapError),
     /// A weights file that could not be read.
     #[error("cannot read weights from {}: {reason}", path.display())]
     WeightsRead {

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
-use crate::taps::{FeatureModel, Outputs, TapPlan, TapSink};
+use kd_core::{FeatureModel, Outputs, TapPlan, TapRecorder};
 
 /// ResNet depth. Blocks per stage follow He et al. (2016) and torchvision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -281,14 +281,14 @@ pub struct Block {
 }
 
 /// Offer `value` as `prefix.suffix` when the block's prefix is being tapped.
-fn offer_at(sink: &mut TapSink, prefix: Option<&str>, suffix: &str, value: &Tensor<4>) {
+fn offer_at(sink: &mut TapRecorder, prefix: Option<&str>, suffix: &str, value: &Tensor<4>) {
     if let Some(prefix) = prefix {
         sink.offer(&format!("{prefix}.{suffix}"), value);
     }
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<4>, prefix: Option<&str>, sink: &mut TapSink) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>, prefix: Option<&str>, sink: &mut TapRecorder) -> Tensor<4> {
         let identity = match &self.downsample {
             Some(ds) => {
                 let y = ds.conv.forward(x.clone());
@@ -390,7 +390,7 @@ impl ResNet {
     }
 
     /// Stem and four stages (everything before `avgpool`), offering taps on the way.
-    pub(crate) fn forward_body(&self, x: Tensor<4>, sink: &mut TapSink) -> Tensor<4> {
+    pub(crate) fn forward_body(&self, x: Tensor<4>, sink: &mut TapRecorder) -> Tensor<4> {
         let x = self.conv1.forward(x);
         sink.offer("conv1", &x);
         let x = self.bn1.forward(x);
@@ -446,7 +446,7 @@ impl FeatureModel for ResNet {
     }
 
     fn forward_taps(&self, input: Tensor<4>, plan: &TapPlan) -> Outputs {
-        let mut sink = TapSink::new(plan);
+        let mut sink = TapRecorder::new(plan);
         let x = self.forward_body(input, &mut sink);
         let pooled = adaptive_avg_pool2d(x, [1, 1]);
         sink.offer("avgpool", &pooled);
@@ -459,10 +459,7 @@ impl FeatureModel for ResNet {
             }
             None => flat,
         };
-        Outputs {
-            logits,
-            taps: sink.taps,
-        }
+        sink.finish(logits)
     }
 
     fn device(&self) -> Device {

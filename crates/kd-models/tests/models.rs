@@ -194,7 +194,7 @@ fn unknown_tap_lists_nearest_names() {
     let model = ResNetConfig::new(Arch::ResNet18).init(&device());
     let err = model.tap_plan(&["layer1", "layr2"]).unwrap_err();
     match &err {
-        ModelError::UnknownTap { name, nearest } => {
+        kd_core::TapError::Unknown { name, nearest } => {
             assert_eq!(name, "layr2");
             assert_eq!(nearest[0], "layer2");
         }
@@ -399,4 +399,25 @@ fn freeze_stops_body_convolutions_only() {
         thawed.num_params(),
         VisionLearner::new(ResNetConfig::new(Arch::ResNet18).init(&device()), 2).num_params()
     );
+}
+
+#[test]
+fn automatic_matching_pairs_shallowest_layers_by_resolution() {
+    let student = ResNetConfig::new(Arch::ResNet18)
+        .with_classes(Some(2))
+        .init(&device());
+    let teacher = VisionLearner::new(ResNetConfig::new(Arch::ResNet50).init(&device()), 2);
+    let pairs = kd_core::match_feature_layers(&student, &teacher, 64);
+    let expect = [
+        ("conv1", "0.0"),
+        ("maxpool", "0.3"),
+        ("layer2", "0.5"),
+        ("layer3", "0.6"),
+        ("layer4", "0.7"),
+    ];
+    let got: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|p| (p.student.as_str(), p.teacher.as_str()))
+        .collect();
+    assert_eq!(got, expect);
 }

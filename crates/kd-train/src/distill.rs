@@ -73,7 +73,7 @@ impl DistillModel {
     ) -> Result<Self, TrainError> {
         let device = student.device();
         let student_taps = objective.student_taps();
-        let student_plan = student.tap_plan(&student_taps)?;
+        let student_plan = student.tap_plan(&as_strs(&student_taps))?;
         let teacher = match (objective.needs_teacher(), teacher) {
             (false, _) => None,
             (true, Some(t)) => Some(TeacherRunner::new(
@@ -85,7 +85,7 @@ impl DistillModel {
         };
         // Tap widths decide where connectors go.
         let channels = |m: &Network, taps: &[String]| -> BTreeMap<String, usize> {
-            let plan = match m.tap_plan(taps) {
+            let plan = match m.tap_plan(&as_strs(taps)) {
                 Ok(p) => p,
                 Err(_) => return BTreeMap::new(),
             };
@@ -230,4 +230,9 @@ impl Adaptor<AccuracyInput> for KdOutput {
     fn adapt(&self) -> AccuracyInput {
         AccuracyInput::new(self.logits.clone(), self.targets.clone())
     }
+}
+
+/// Borrow owned names as the `&str`s a tap plan takes.
+pub(crate) fn as_strs(names: &[String]) -> Vec<&str> {
+    names.iter().map(String::as_str).collect()
 }

@@ -40,6 +40,9 @@ pub enum TrainError {
     /// A model problem (unknown tap, weights).
     #[error(transparent)]
     Model(#[from] kd_models::ModelError),
+    /// A layer name a model does not have.
+    #[error(transparent)]
+    Tap(#[from] kd_core::TapError),
     /// A loss problem (shapes, taps, targets).
     #[error(transparent)]
     Loss(#[from] kd_core::LossError),

@@ -31,13 +31,9 @@ pub struct TeacherRunner {
 impl TeacherRunner {
     /// Freeze `teacher` (a copy in eval mode on the tape-free device) and prepare its taps.
     /// `cache` enables the per-item output cache.
-    pub fn new(
-        teacher: &Network,
-        taps: &[String],
-        cache: bool,
-    ) -> Result<Self, kd_models::ModelError> {
+    pub fn new(teacher: &Network, taps: &[String], cache: bool) -> Result<Self, kd_core::TapError> {
         let model = teacher.valid();
-        let plan = model.tap_plan(taps)?;
+        let plan = model.tap_plan(&crate::distill::as_strs(taps))?;
         Ok(Self {
             model,
             plan,

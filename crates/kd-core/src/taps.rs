@@ -1,11 +1,32 @@
-//! Named feature taps: ask a model for any set of module paths and get them back with the
-//! logits from one forward pass.
+//! The model contract: a model whose layers can be tapped by name. Ask any implementor for a set
+//! of module paths and get them back with the logits from one forward pass; implement
+//! [`FeatureModel`] for a model of your own by offering its intermediate tensors to a
+//! [`TapRecorder`] as its forward pass produces them.
 
 use std::collections::{BTreeMap, HashMap};
 
 use burn::tensor::{Device, Tensor};
 
-use crate::ModelError;
+/// A tap that cannot be resolved or was not computed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TapError {
+    /// A layer name the model does not have.
+    #[error("unknown layer `{name}`; nearest valid names: {}", nearest.join(", "))]
+    Unknown {
+        /// What was asked for.
+        name: String,
+        /// The closest valid names, nearest first.
+        nearest: Vec<String>,
+    },
+    /// A tap that was not part of the forward pass's plan.
+    #[error("tap `{name}` was not computed; computed taps: [{}]", available.join(", "))]
+    NotComputed {
+        /// What was asked for.
+        name: String,
+        /// What the forward pass produced.
+        available: Vec<String>,
+    },
+}
 
 /// The result of one forward pass: the logits plus every requested tap.
 ///
@@ -22,13 +43,11 @@ pub struct Outputs {
 
 impl Outputs {
     /// The tap asked for as `name`, or an error naming what was available.
-    pub fn tap(&self, name: &str) -> Result<&Tensor<4>, ModelError> {
-        self.taps
-            .get(name)
-            .ok_or_else(|| ModelError::TapNotComputed {
-                name: name.to_string(),
-                available: self.taps.keys().cloned().collect(),
-            })
+    pub fn tap(&self, name: &str) -> Result<&Tensor<4>, TapError> {
+        self.taps.get(name).ok_or_else(|| TapError::NotComputed {
+            name: name.to_string(),
+            available: self.taps.keys().cloned().collect(),
+        })
     }
 }
 
@@ -52,8 +71,19 @@ impl TapPlan {
         self.wanted.is_empty()
     }
 
-    /// Whether any requested canonical path is `prefix` itself or lies below it.
-    pub(crate) fn wants_under(&self, prefix: &str) -> bool {
+    /// Whether the forward pass should offer the output of the module at canonical `path`.
+    pub fn wants(&self, path: &str) -> bool {
+        self.wanted.contains_key(path)
+    }
+
+    /// Every requested canonical path with the names it was requested as.
+    pub fn requested(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.wanted.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// Whether any requested canonical path is `prefix` itself or lies below it (a model may
+    /// skip walking a block's inside when nothing there is wanted).
+    pub fn wants_under(&self, prefix: &str) -> bool {
         self.wanted.keys().any(|path| {
             path == prefix
                 || (path.len() > prefix.len()
@@ -62,7 +92,7 @@ impl TapPlan {
         })
     }
 
-    fn add(&mut self, canonical: String, requested: String) {
+    pub(crate) fn add(&mut self, canonical: String, requested: String) {
         let names = self.wanted.entry(canonical).or_default();
         if !names.contains(&requested) {
             names.push(requested);
@@ -70,26 +100,39 @@ impl TapPlan {
     }
 }
 
-/// Collects tap values during a forward pass.
-pub(crate) struct TapSink<'a> {
+/// Collects tap values during a forward pass: the forward pass offers each module's output by
+/// its canonical path, and the recorder keeps those the plan asked for. A path nobody asked for
+/// costs one lookup.
+#[derive(Debug)]
+pub struct TapRecorder<'a> {
     plan: &'a TapPlan,
-    pub(crate) taps: BTreeMap<String, Tensor<4>>,
+    taps: BTreeMap<String, Tensor<4>>,
 }
 
-impl<'a> TapSink<'a> {
-    pub(crate) fn new(plan: &'a TapPlan) -> Self {
+impl<'a> TapRecorder<'a> {
+    /// A recorder for one forward pass under `plan`.
+    pub fn new(plan: &'a TapPlan) -> Self {
         Self {
             plan,
             taps: BTreeMap::new(),
         }
     }
 
-    pub(crate) fn plan(&self) -> &TapPlan {
+    /// The plan being recorded.
+    pub fn plan(&self) -> &TapPlan {
         self.plan
     }
 
+    /// The forward pass's result: `logits` and every tap recorded.
+    pub fn finish(self, logits: Tensor<2>) -> Outputs {
+        Outputs {
+            logits,
+            taps: self.taps,
+        }
+    }
+
     /// Record `value` under every name that requested `path`.
-    pub(crate) fn offer(&mut self, path: &str, value: &Tensor<4>) {
+    pub fn offer(&mut self, path: &str, value: &Tensor<4>) {
         if let Some(names) = self.plan.wanted.get(path) {
             for name in names {
                 self.taps.insert(name.clone(), value.clone());
@@ -98,7 +141,7 @@ impl<'a> TapSink<'a> {
     }
 
     /// Same as [`offer`](Self::offer) for a flat `[batch, features]` output.
-    pub(crate) fn offer_flat(&mut self, path: &str, value: &Tensor<2>) {
+    pub fn offer_flat(&mut self, path: &str, value: &Tensor<2>) {
         if self.plan.wanted.contains_key(path) {
             let [b, f] = value.dims();
             self.offer(path, &value.clone().reshape([b, f, 1, 1]));
@@ -109,7 +152,7 @@ impl<'a> TapSink<'a> {
 /// One row of a layer listing (see [`FeatureModel::layers`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerInfo {
-    /// The module path, as the model names it (fastai-style for a [`crate::VisionLearner`]).
+    /// The module path, as the model names it (e.g. fastai-style `0.4` for a `vision_learner`).
     pub path: String,
     /// Another name that resolves to the same tap (the torchvision name of a fastai path).
     pub alias: Option<String>,
@@ -117,7 +160,8 @@ pub struct LayerInfo {
     pub shape: [usize; 4],
 }
 
-/// A model whose intermediate outputs can be tapped by name.
+/// A model whose intermediate outputs can be tapped by name. The trait is dyn-compatible, so a
+/// trainer can hold any implementor as `&dyn FeatureModel`.
 pub trait FeatureModel {
     /// Every tappable module path, in forward (pre-)order, with an optional alias each.
     fn layer_paths(&self) -> Vec<(String, Option<String>)>;
@@ -138,10 +182,9 @@ pub trait FeatureModel {
 
     /// Validate and resolve tap names. An unknown name is an error listing the nearest valid
     /// names.
-    fn tap_plan<S: AsRef<str>>(&self, names: &[S]) -> Result<TapPlan, ModelError> {
+    fn tap_plan(&self, names: &[&str]) -> Result<TapPlan, TapError> {
         let mut plan = TapPlan::none();
         for name in names {
-            let name = name.as_ref();
             match self.canonical(name) {
                 Some(canonical) => plan.add(canonical, name.to_string()),
                 None => {
@@ -149,7 +192,7 @@ pub trait FeatureModel {
                         .layer_paths()
                         .into_iter()
                         .flat_map(|(path, alias)| std::iter::once(path).chain(alias));
-                    return Err(ModelError::UnknownTap {
+                    return Err(TapError::Unknown {
                         name: name.to_string(),
                         nearest: nearest_names(name, candidates, 5),
                     });
