@@ -39,7 +39,8 @@ pub use loader::{
     ImageItem, ImageLoader, ImageSet,
 };
 pub use transform::{
-    IMAGENET_MEAN, IMAGENET_STD, PadMode, ResizeMethod, crop_origin, decode_rgb, precrop, write_chw,
+    IMAGENET_MEAN, IMAGENET_STD, MAX_ASPECT_RATIO, MAX_DECODE_BYTES, MAX_IMAGE_SIDE, PadMode,
+    ResizeMethod, crop_origin, decode_rgb, precrop, write_chw,
 };
 
 /// Everything that can go wrong while preparing data.
