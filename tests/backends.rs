@@ -89,47 +89,7 @@ fn resnet_logits_and_taps_agree() {
 }
 
 fn loss_cases() -> Vec<LossConfig> {
-    let pairs = vec![LayerPair::new("f", "f")];
-    vec![
-        LossConfig::soft_target(),
-        LossConfig::Logits,
-        LossConfig::Mutual,
-        LossConfig::DecoupledKd {
-            temperature: 4.0,
-            alpha: 1.0,
-            beta: 8.0,
-            normalize: false,
-        },
-        LossConfig::Dist {
-            beta: 1.0,
-            gamma: 1.0,
-            tau: 1.0,
-        },
-        LossConfig::attention(pairs.clone()),
-        LossConfig::FitNet {
-            pairs: pairs.clone(),
-            scale: 1.0,
-        },
-        LossConfig::Similarity {
-            pairs: pairs.clone(),
-            scale: 1.0,
-        },
-        LossConfig::ActivationBoundaries {
-            pairs: pairs.clone(),
-            margin: 2.0,
-            scale: 1.0,
-        },
-        LossConfig::Rkd {
-            pairs: pairs.clone(),
-            distance_weight: 25.0,
-            angle_weight: 50.0,
-        },
-        LossConfig::Pkt {
-            pairs: pairs.clone(),
-            scale: 1.0,
-        },
-        LossConfig::Nst { pairs, scale: 1.0 },
-    ]
+    LossConfig::every_builtin(&[LayerPair::new("f", "f")])
 }
 
 /// Loss value and gradient w.r.t. the student's logits and feature map.

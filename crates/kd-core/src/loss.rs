@@ -203,6 +203,55 @@ pub enum LossConfig {
 }
 
 impl LossConfig {
+    /// Every built-in loss with its default parameters, the feature losses on `pairs` (for
+    /// sweeps, registries and tests that must cover them all).
+    pub fn every_builtin(pairs: &[LayerPair]) -> Vec<Self> {
+        let pairs = || pairs.to_vec();
+        vec![
+            Self::soft_target(),
+            Self::Logits,
+            Self::Mutual,
+            Self::DecoupledKd {
+                temperature: t4(),
+                alpha: one(),
+                beta: eight(),
+                normalize: false,
+            },
+            Self::Dist {
+                beta: one(),
+                gamma: one(),
+                tau: one(),
+            },
+            Self::attention(pairs()),
+            Self::FitNet {
+                pairs: pairs(),
+                scale: one(),
+            },
+            Self::Similarity {
+                pairs: pairs(),
+                scale: one(),
+            },
+            Self::ActivationBoundaries {
+                pairs: pairs(),
+                margin: two(),
+                scale: one(),
+            },
+            Self::Rkd {
+                pairs: pairs(),
+                distance_weight: w_dist(),
+                angle_weight: w_angle(),
+            },
+            Self::Pkt {
+                pairs: pairs(),
+                scale: one(),
+            },
+            Self::Nst {
+                pairs: pairs(),
+                scale: one(),
+            },
+        ]
+    }
+
     /// fasterai's `SoftTarget` with its default temperature.
     pub fn soft_target() -> Self {
         LossConfig::SoftTarget { temperature: 5.0 }

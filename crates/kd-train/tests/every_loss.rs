@@ -10,53 +10,6 @@ use kd_models::Arch;
 use kd_train::report::Silent;
 use kd_train::{DistillModel, FitConfig, TrainError, fit_one_cycle};
 
-fn every_builtin_loss() -> Vec<LossConfig> {
-    let pairs = || LayerPair::zip(&["layer4"], &["layer4"]);
-    vec![
-        LossConfig::soft_target(),
-        LossConfig::Logits,
-        LossConfig::Mutual,
-        LossConfig::DecoupledKd {
-            temperature: 4.0,
-            alpha: 1.0,
-            beta: 8.0,
-            normalize: false,
-        },
-        LossConfig::Dist {
-            beta: 1.0,
-            gamma: 1.0,
-            tau: 1.0,
-        },
-        LossConfig::attention(pairs()),
-        LossConfig::FitNet {
-            pairs: pairs(),
-            scale: 1.0,
-        },
-        LossConfig::Similarity {
-            pairs: pairs(),
-            scale: 1.0,
-        },
-        LossConfig::ActivationBoundaries {
-            pairs: pairs(),
-            margin: 2.0,
-            scale: 1.0,
-        },
-        LossConfig::Rkd {
-            pairs: pairs(),
-            distance_weight: 25.0,
-            angle_weight: 50.0,
-        },
-        LossConfig::Pkt {
-            pairs: pairs(),
-            scale: 1.0,
-        },
-        LossConfig::Nst {
-            pairs: pairs(),
-            scale: 1.0,
-        },
-    ]
-}
-
 /// Every float of the student, parameters and BatchNorm statistics.
 fn all_finite(model: &DistillModel) -> bool {
     use burn::store::ModuleSnapshot;
@@ -80,7 +33,7 @@ fn every_builtin_loss_trains_with_finite_weights() {
         data.train.num_batches() >= 2,
         "two optimizer steps at least"
     );
-    let losses = every_builtin_loss();
+    let losses = LossConfig::every_builtin(&LayerPair::zip(&["layer4"], &["layer4"]));
     let kinds: std::collections::BTreeSet<_> = losses.iter().map(|l| l.name()).collect();
     assert_eq!(kinds.len(), 12, "every built-in loss: {kinds:?}");
     let teacher = net(Arch::ResNet18, 1);
