@@ -26,8 +26,7 @@ fn every_builtin_loss_trains_with_finite_weights() {
     let (_dir, data) = tiny_data(16);
     let config = FitConfig {
         epochs: 1,
-        lr: 1e-3,
-        weight_decay: 0.01,
+        ..FitConfig::default()
     };
     assert!(
         data.train.num_batches() >= 2,
