@@ -2,11 +2,10 @@
 //! decoupled weight decay 0.01 on every weight but BatchNorm and biases, one-cycle learning
 //! rate and β1 (0.95 → 0.85 → 0.95) stepped per batch, per-epoch metrics, checkpoints, resume.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::ModuleOptimizer;
 use burn::tensor::Tensor;
 use burn::train::TrainStep;
 use kd_data::DataBundle;
@@ -14,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::adam::fastai_adam;
+use crate::checkpoint::Checkpoints;
 use crate::distill::DistillModel;
 use crate::divergence::{culprit, gradients_finite};
+use crate::history::{EpochRecord, History};
 use crate::one_cycle::OneCycle;
 use crate::report::Reporter;
 
@@ -39,157 +40,6 @@ impl Default for FitConfig {
             weight_decay: 0.01,
         }
     }
-}
-
-/// Metrics of one epoch. `valid_loss` is the full objective on the validation set (CE plus
-/// the distillation terms, as fasterai reports it); `valid_ce` is the student's CE alone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 0-based epoch.
-    pub epoch: usize,
-    /// Mean training objective.
-    pub train_loss: f64,
-    /// Mean training cross-entropy.
-    pub train_ce: f64,
-    /// Mean weighted distillation term on training batches.
-    pub train_kd: Option<f64>,
-    /// Validation objective.
-    pub valid_loss: f64,
-    /// Validation cross-entropy.
-    pub valid_ce: f64,
-    /// Validation distillation term.
-    pub valid_kd: Option<f64>,
-    /// Validation accuracy.
-    pub accuracy: f64,
-    /// Learning rate at the last step of the epoch.
-    pub lr: f64,
-    /// Wall time of the epoch (training and validation), seconds.
-    pub seconds: f64,
-}
-
-/// Every epoch of one run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct History {
-    /// Run name.
-    pub name: String,
-    /// Epoch records in order.
-    pub epochs: Vec<EpochRecord>,
-}
-
-impl History {
-    /// Accuracy after the last epoch.
-    pub fn final_accuracy(&self) -> Option<f64> {
-        self.epochs.last().map(|e| e.accuracy)
-    }
-}
-
-struct Checkpoints {
-    dir: PathBuf,
-}
-
-impl Checkpoints {
-    fn epoch_dir(&self, epoch: usize) -> PathBuf {
-        self.dir.join(format!("epoch-{epoch:03}"))
-    }
-
-    /// The last complete checkpoint (renamed into place only when fully written).
-    fn latest(&self) -> Option<usize> {
-        let entries = std::fs::read_dir(&self.dir).ok()?;
-        entries
-            .filter_map(|e| {
-                e.ok()?
-                    .file_name()
-                    .to_str()?
-                    .strip_prefix("epoch-")?
-                    .parse()
-                    .ok()
-            })
-            .max()
-    }
-
-    fn save(
-        &self,
-        epoch: usize,
-        model: &DistillModel,
-        optim: &ModuleOptimizer,
-        history: &History,
-    ) -> Result<(), TrainError> {
-        let tmp = self.dir.join(format!(".tmp-epoch-{epoch:03}"));
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |e: std::io::Error| TrainError::Checkpoint {
-                path: path.clone(),
-                reason: e.to_string(),
-            }
-        };
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        kd_models::weights::save_model(model, &tmp.join("model.bpk"))?;
-        optim
-            .save(tmp.join("optim.bpk"))
-            .map_err(|e| TrainError::Checkpoint {
-                path: tmp.join("optim.bpk"),
-                reason: e.to_string(),
-            })?;
-        let json = serde_json::to_string_pretty(history).expect("history serialises");
-        std::fs::write(tmp.join("history.json"), json).map_err(io(&tmp))?;
-        let dest = self.epoch_dir(epoch);
-        let _ = std::fs::remove_dir_all(&dest);
-        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        // Keep only the newest checkpoint.
-        if epoch > 0 {
-            let _ = std::fs::remove_dir_all(self.epoch_dir(epoch - 1));
-        }
-        Ok(())
-    }
-
-    fn load(
-        &self,
-        epoch: usize,
-        model: &mut DistillModel,
-        optim: ModuleOptimizer,
-    ) -> Result<(ModuleOptimizer, History), TrainError> {
-        let dir = self.epoch_dir(epoch);
-        kd_models::weights::load_model(model, &dir.join("model.bpk"))?;
-        let optim = optim
-            .load(dir.join("optim.bpk"))
-            .map_err(|e| TrainError::Checkpoint {
-                path: dir.join("optim.bpk"),
-                reason: e.to_string(),
-            })?;
-        Ok((optim, Self::history(&dir)?))
-    }
-
-    fn history(dir: &Path) -> Result<History, TrainError> {
-        let path = dir.join("history.json");
-        let err = |reason: String| TrainError::Checkpoint {
-            path: path.clone(),
-            reason,
-        };
-        let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| err(e.to_string()))
-    }
-}
-
-/// Load the student that [`fit_one_cycle`] left in `checkpoint_dir` (its newest checkpoint)
-/// into `model`, and return that checkpoint's history. Connectors saved with the student are
-/// skipped, so `model` may be built without a teacher.
-pub fn load_trained_student(
-    model: &mut DistillModel,
-    checkpoint_dir: &Path,
-) -> Result<History, TrainError> {
-    let checkpoints = Checkpoints {
-        dir: checkpoint_dir.to_path_buf(),
-    };
-    let epoch = checkpoints.latest().ok_or_else(|| TrainError::Checkpoint {
-        path: checkpoint_dir.to_path_buf(),
-        reason: "no checkpoint here (epoch-NNN folders)".into(),
-    })?;
-    let dir = checkpoints.epoch_dir(epoch);
-    kd_models::weights::load_model_except(model, &dir.join("model.bpk"), |key| {
-        key.starts_with("connectors.")
-    })?;
-    Checkpoints::history(&dir)
 }
 
 fn scalar(t: Tensor<1>) -> f64 {
@@ -218,9 +68,7 @@ pub fn fit_one_cycle(
         name: name.to_string(),
         epochs: Vec::new(),
     };
-    let checkpoints = checkpoint_dir.map(|d| Checkpoints {
-        dir: d.to_path_buf(),
-    });
+    let checkpoints = checkpoint_dir.map(Checkpoints::new);
     let mut start = 0;
     if let Some(ck) = &checkpoints
         && let Some(epoch) = ck.latest()

@@ -15,9 +15,11 @@
 //!   table after each epoch; checkpoints after each epoch, resumed automatically.
 
 mod adam;
+mod checkpoint;
 mod distill;
 mod divergence;
 mod fit;
+mod history;
 mod one_cycle;
 mod progress;
 pub mod report;
@@ -26,10 +28,10 @@ mod teacher;
 use std::path::PathBuf;
 
 pub use adam::{Beta1, CycledAdamW, fastai_adam};
+pub use checkpoint::load_trained_student;
 pub use distill::{DistillModel, DistillSetup, KdOutput};
-pub use fit::{
-    EpochRecord, Evaluation, FitConfig, History, evaluate, fit_one_cycle, load_trained_student,
-};
+pub use fit::{Evaluation, FitConfig, evaluate, fit_one_cycle};
+pub use history::{EpochRecord, History};
 pub use one_cycle::OneCycle;
 pub use progress::Progress;
 pub use teacher::TeacherRunner;

@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use crate::fit::{EpochRecord, History};
+use crate::history::{EpochRecord, History};
 
 /// Receives training events.
 pub trait Reporter {

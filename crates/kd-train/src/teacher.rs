@@ -33,7 +33,8 @@ impl TeacherRunner {
     /// `cache` enables the per-item output cache.
     pub fn new(teacher: &Network, taps: &[String], cache: bool) -> Result<Self, kd_core::TapError> {
         let model = teacher.valid();
-        let plan = model.tap_plan(&crate::distill::as_strs(taps))?;
+        let names: Vec<&str> = taps.iter().map(String::as_str).collect();
+        let plan = model.tap_plan(&names)?;
         Ok(Self {
             model,
             plan,
