@@ -81,6 +81,14 @@ pub enum KdError {
     },
 }
 
+/// Turn an I/O error on `path` into [`KdError::Io`] naming it.
+pub(crate) fn io_err(path: &std::path::Path) -> impl Fn(std::io::Error) -> KdError + '_ {
+    move |e| KdError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
 impl KdError {
     /// 2 for bad usage or configuration, 1 for failures at run time.
     pub fn exit_code(&self) -> i32 {

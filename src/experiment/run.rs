@@ -1,7 +1,7 @@
 //! Running an experiment: every check first (settings, layers, connectors, backend, data,
 //! the run directory and its checkpoints), then the teacher, then every run for every seed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -11,14 +11,27 @@ use kd_train::DistillModel;
 use kd_train::fit_one_cycle;
 use kd_train::report::Console;
 
+use super::config::{Experiment, RunSection};
+use super::data::load_images;
 use super::fingerprint::Fingerprint;
 use super::report::mean_std;
+use super::report::{Report, RunSummary, write_run_dir};
 use super::run_dir::{self, checkpoint_dir, teacher_checkpoint_dir};
 use super::teacher::teacher;
-use super::{
-    Experiment, Report, RunOptions, RunSection, RunSummary, io_err, load_images, write_run_dir,
-};
-use crate::KdError;
+use crate::{KdError, io_err};
+
+/// How to run an experiment.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Replace kd's own files in an existing run directory (finished or not) and start afresh.
+    pub force: bool,
+    /// Fine-tune the teacher even if a cached one matches.
+    pub retrain_teacher: bool,
+    /// The cache directory (data, npm tarballs, teachers).
+    pub cache_dir: Option<PathBuf>,
+    /// Override the experiment's output directory.
+    pub output: Option<PathBuf>,
+}
 
 fn objective(run: &RunSection) -> kd_core::Objective {
     ObjectiveConfig {
@@ -108,8 +121,15 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         data.valid.indices().len()
     );
 
-    let (teacher, teacher_history) =
-        teacher(exp, &data, opts, &cache, &device, &teacher_fp, &out_dir)?;
+    let (teacher, teacher_history) = teacher(
+        exp,
+        &data,
+        opts.retrain_teacher,
+        &cache,
+        &device,
+        &teacher_fp,
+        &out_dir,
+    )?;
     let classes = data.set.vocab.len();
     let mut histories = Vec::new();
     let mut summary = Vec::new();

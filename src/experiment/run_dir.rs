@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::io_err;
-use crate::KdError;
+use crate::{KdError, io_err};
 
 /// The file that marks a directory as kd's own run directory.
 pub const MARKER: &str = ".kd-run";

@@ -9,10 +9,10 @@ use kd_models::{Head, Network};
 use kd_train::report::Console;
 use kd_train::{DistillModel, History, fit_one_cycle};
 
+use super::config::{Experiment, Weights};
 use super::fingerprint::Fingerprint;
 use super::run_dir::teacher_checkpoint_dir;
-use super::{Experiment, RunOptions, Weights, io_err};
-use crate::KdError;
+use crate::{KdError, io_err};
 
 fn build_teacher(
     exp: &Experiment,
@@ -49,7 +49,7 @@ fn build_teacher(
 pub(super) fn teacher(
     exp: &Experiment,
     data: &DataBundle,
-    opts: &RunOptions,
+    retrain: bool,
     cache: &Path,
     device: &Device,
     fingerprint: &Fingerprint,
@@ -61,7 +61,7 @@ pub(super) fn teacher(
     let weights = dir.join(format!("{key}.bpk"));
     let history_path = dir.join(format!("{key}.json"));
     let mut net = build_teacher(exp, classes, cache, device)?;
-    if exp.teacher.reuse && !opts.retrain_teacher && weights.is_file() && history_path.is_file() {
+    if exp.teacher.reuse && !retrain && weights.is_file() && history_path.is_file() {
         load_model(&mut net, &weights)?;
         let text = std::fs::read_to_string(&history_path).map_err(io_err(&history_path))?;
         let history: History = serde_json::from_str(&text).map_err(|e| KdError::Io {

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use kd_core::Mix;
 use kd_models::Arch;
 
-use super::config::label_fn;
-use super::{Experiment, Weights};
+use super::config::{Experiment, Weights, label_fn};
 use crate::KdError;
 
 /// The largest image side an experiment or a `kd` command accepts (a ResNet's activations grow
