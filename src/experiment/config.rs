@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use kd_core::{Mix, TermConfig};
+use kd_core::{Mix, ObjectiveConfig, TermConfig};
 use kd_data::{DataConfig, LabelFn, ResizeMethod};
 use kd_models::{Arch, Head, NetworkConfig};
 use kd_train::FitConfig;
@@ -181,6 +181,16 @@ pub struct RunSection {
     /// Highlight this run in the report.
     #[serde(default)]
     pub highlight: bool,
+}
+
+impl RunSection {
+    /// This run's objective: its mix and distillation terms.
+    pub fn objective(&self) -> ObjectiveConfig {
+        ObjectiveConfig {
+            mix: self.mix,
+            losses: self.losses.clone(),
+        }
+    }
 }
 
 /// Student training shared by every run.

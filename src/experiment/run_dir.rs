@@ -9,7 +9,8 @@ use crate::{KdError, io_err};
 /// The file that marks a directory as kd's own run directory.
 pub const MARKER: &str = ".kd-run";
 
-/// Every file and folder kd writes into a run directory (the marker last: it goes last).
+/// Every file and folder kd writes into a run directory; the marker comes last, so a removal
+/// that is interrupted leaves the directory still marked as kd's.
 const OWN_ENTRIES: [&str; 8] = [
     "report.md",
     ".report.md.tmp",
