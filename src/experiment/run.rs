@@ -10,7 +10,7 @@ use kd_train::DistillModel;
 use kd_train::fit_one_cycle;
 use kd_train::report::Console;
 
-use super::config::Experiment;
+use super::config::{Experiment, RunSection};
 use super::data::load_images;
 use super::fingerprint::Fingerprint;
 use super::report::mean_std;
@@ -55,21 +55,17 @@ fn check_runs(exp: &Experiment, device: &Device) -> Result<(), KdError> {
     Ok(())
 }
 
-/// The fingerprint of every run × seed with its name and checkpoint folder.
-fn run_fingerprints(
+/// The name of `run` trained with `seed`, its checkpoint folder and its fingerprint.
+fn run_checkpoint(
     exp: &Experiment,
     out_dir: &Path,
+    run: &RunSection,
+    seed: u64,
     teacher: &Fingerprint,
-) -> Vec<(String, std::path::PathBuf, Fingerprint)> {
-    let mut out = Vec::new();
-    for run in &exp.runs {
-        for &seed in &exp.training.seeds {
-            let name = exp.run_name(run, seed);
-            let ck = checkpoint_dir(out_dir, &name);
-            out.push((name, ck, Fingerprint::run(exp, run, seed, teacher)));
-        }
-    }
-    out
+) -> (String, PathBuf, Fingerprint) {
+    let name = exp.run_name(run, seed);
+    let folder = checkpoint_dir(out_dir, &name);
+    (name, folder, Fingerprint::run(exp, run, seed, teacher))
 }
 
 /// Run the experiment: teacher, then every run for every seed; write the run directory.
@@ -86,11 +82,13 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     check_runs(exp, &device)?;
     run_dir::check(&out_dir, opts.force)?;
     let teacher_fp = Fingerprint::teacher(exp)?;
-    let runs = run_fingerprints(exp, &out_dir, &teacher_fp);
     if !opts.force {
         teacher_fp.check(&teacher_checkpoint_dir(&out_dir), "teacher")?;
-        for (name, ck, fp) in &runs {
-            fp.check(ck, name)?;
+        for run in &exp.runs {
+            for &seed in &exp.training.seeds {
+                let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &teacher_fp);
+                fp.check(&ck, &name)?;
+            }
         }
     }
     let cache = opts
@@ -124,7 +122,6 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let classes = data.set.vocab.len();
     let mut histories = Vec::new();
     let mut summary = Vec::new();
-    let mut fingerprints = runs.into_iter();
     for run in &exp.runs {
         let run_data = DataBundle {
             train: data.train.with_flip(run.flip.unwrap_or(exp.data.flip)),
@@ -133,7 +130,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         let mut accs = Vec::new();
         let mut secs = Vec::new();
         for &seed in &exp.training.seeds {
-            let (name, ck, fp) = fingerprints.next().expect("one fingerprint per run × seed");
+            let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &teacher_fp);
             fp.check_or_write(&ck, &name)?;
             device.seed(seed);
             let student = exp.student.init(classes, &device);

@@ -93,7 +93,7 @@ pub(super) fn teacher(
         Some(&checkpoints),
         &mut Console::default(),
     )?;
-    match keep_in_cache(&model.student, &history, &dir, &key) {
+    match keep_in_cache(&model.student, &history, &weights, &history_path) {
         // The cache holds it now: the run directory needs no copy.
         Ok(()) => std::fs::remove_dir_all(&checkpoints).map_err(io_err(&checkpoints))?,
         Err(e) => eprintln!(
@@ -106,13 +106,18 @@ pub(super) fn teacher(
 }
 
 /// Write a fine-tuned teacher and its history into the cache (renamed into place when whole).
-fn keep_in_cache(net: &Network, history: &History, dir: &Path, key: &str) -> Result<(), KdError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = dir.join(format!(".{key}.bpk.tmp"));
-    let weights = dir.join(format!("{key}.bpk"));
+fn keep_in_cache(
+    net: &Network,
+    history: &History,
+    weights: &Path,
+    history_path: &Path,
+) -> Result<(), KdError> {
+    if let Some(dir) = weights.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let tmp = weights.with_extension("bpk.tmp");
     save_model(net, &tmp)?;
-    std::fs::rename(&tmp, &weights).map_err(io_err(&weights))?;
-    let history_path = dir.join(format!("{key}.json"));
+    std::fs::rename(&tmp, weights).map_err(io_err(weights))?;
     let json = serde_json::to_string_pretty(history).expect("history serialises");
-    std::fs::write(&history_path, json).map_err(io_err(&history_path))
+    std::fs::write(history_path, json).map_err(io_err(history_path))
 }

@@ -142,7 +142,7 @@ impl<'a> TapRecorder<'a> {
 
     /// Same as [`offer`](Self::offer) for a flat `[batch, features]` output.
     pub fn offer_flat(&mut self, path: &str, value: &Tensor<2>) {
-        if self.plan.wanted.contains_key(path) {
+        if self.plan.wants(path) {
             let [b, f] = value.dims();
             self.offer(path, &value.clone().reshape([b, f, 1, 1]));
         }

@@ -40,13 +40,11 @@ pub(crate) fn gradients_finite<M: Module>(model: &M, grads: &GradientsParams) ->
 /// The first part of `model`'s objective (the cross-entropy, then each distillation term by its
 /// loss name) whose value or gradient on `batch` is not finite when back-propagated alone.
 pub(crate) fn culprit(model: &DistillModel, batch: &ImageBatch) -> String {
-    let parts = match model.loss(batch) {
-        Ok((parts, _)) => 1 + parts.terms.len(),
-        Err(e) => return format!("the objective ({e})"),
-    };
-    for k in 0..parts {
-        let Ok((mut parts, _)) = model.loss(batch) else {
-            continue;
+    // A backward pass consumes its graph, so each part gets a forward pass of its own.
+    for k in 0..=model.setup.objective.terms.len() {
+        let mut parts = match model.loss(batch) {
+            Ok((parts, _)) => parts,
+            Err(e) => return format!("the objective ({e})"),
         };
         let (name, value) = if k == 0 {
             ("the cross-entropy".to_string(), parts.ce)
