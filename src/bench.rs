@@ -10,9 +10,9 @@ use burn::train::TrainStep;
 use serde::Serialize;
 
 use crate::core::{LayerPair, LossConfig, Objective};
-use crate::data::{DataBundle, DataConfig, ImageSet, LabelFn, Split};
+use crate::data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn, Split};
 use crate::models::{Arch, FeatureModel, Head, Network, NetworkConfig};
-use crate::train::{DistillModel, fastai_adam};
+use crate::train::{DistillModel, FrozenTeacher, TeacherCache, fastai_adam};
 
 /// What to measure (also the command-line flags of `kd bench` and `cargo xtask bench-backends`).
 #[derive(Debug, Clone, clap::Args)]
@@ -84,7 +84,7 @@ fn net(arch: Arch, head: Head, device: &Device) -> Network {
 }
 
 fn train_step(
-    model: DistillModel,
+    model: DistillModel<Network, ImageBatch>,
     device: &Device,
     b: usize,
     size: usize,
@@ -96,11 +96,11 @@ fn train_step(
     let (mut optim, _) = fastai_adam(0.01);
     time(label, warmup, iters, |_| {
         let (images, targets) = batch(device, b, size);
-        let item = crate::data::ImageBatch {
+        let item = ImageBatch {
             images,
             targets,
-            items: vec![usize::MAX; b],
-            deterministic: vec![false; b],
+            items: (0..b).collect(),
+            keys: vec![None; b],
         };
         let m = model.take().expect("model");
         let out = TrainStep::step(&m, item);
@@ -152,7 +152,9 @@ pub fn bench_backend(
     // Build a ResNet-18 student with `objective` (and `teacher`), time its training step.
     let step = |teacher: Option<&Network>, objective: Objective, label: &str| {
         let student = net(Arch::ResNet18, Head::Linear, &device);
-        let model = DistillModel::new(student, teacher, objective, false, size)
+        let probe = ImageBatch::zeros(2, size, &device);
+        let teacher = teacher.map(FrozenTeacher::new);
+        let model = DistillModel::new(student, teacher, objective, &probe, TeacherCache::OFF)
             .map_err(|e| e.to_string())?;
         Ok::<f64, String>(train_step(model, &device, b, size, warmup, iters, label))
     };

@@ -11,21 +11,32 @@
 //! ```
 //! use burn::tensor::Device;
 //! use kd::core::{LayerPair, LossConfig, Objective};
+//! use kd::data::ImageBatch;
 //! use kd::models::{Arch, Head, NetworkConfig};
-//! use kd::train::DistillModel;
+//! use kd::train::{DistillModel, FrozenTeacher, TeacherCache};
 //!
 //! let device = Device::flex().autodiff();
 //! let teacher = NetworkConfig::new(Arch::ResNet34, Head::Fastai).init(2, &device);
 //! let student = NetworkConfig::new(Arch::ResNet18, Head::Linear).init(2, &device);
 //! let pairs = LayerPair::zip(&["layer1", "layer2", "layer3", "layer4"], &["0.4", "0.5", "0.6", "0.7"]);
 //! let objective = Objective::lerp(LossConfig::attention(pairs), 0.9);
-//! let model = DistillModel::new(student, Some(&teacher), objective, true, 64).unwrap();
+//! // A batch of the data to train on (here: two black 64×64 images) checks every layer name
+//! // and shape before training; `loader.probe(2)` gives a real one.
+//! let probe = ImageBatch::zeros(2, 64, &device);
+//! let teacher = Some(FrozenTeacher::new(&teacher));
+//! let model = DistillModel::new(student, teacher, objective, &probe, TeacherCache::default())
+//!     .unwrap();
 //! // `model` implements Burn's TrainStep / InferenceStep: hand it to `burn::train::Learner`
 //! // (with `OneCycle::new(lr, steps).with_progress(model.progress_handle())` as its LR
-//! // scheduler, so schedules advance), or to `kd::train::fit_one_cycle` with a
-//! // `kd::data::DataBundle`.
+//! // scheduler, so schedules advance), or to `kd::train::fit_one_cycle` with any Burn
+//! // `DataLoader` of its batches.
 //! # let _ = model;
 //! ```
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub mod args;
 pub mod backend;

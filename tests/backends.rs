@@ -12,7 +12,7 @@ use burn::train::TrainStep;
 use kd::core::{KdInput, KdLoss, LayerPair, LossConfig, Objective};
 use kd::data::ImageBatch;
 use kd::models::{Arch, FeatureModel, Head, Network, NetworkConfig, Outputs};
-use kd::train::{DistillModel, fastai_adam};
+use kd::train::{DistillModel, FrozenTeacher, TeacherCache, fastai_adam};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -157,7 +157,9 @@ fn kd_step(
     let t_cfg = NetworkConfig::new(Arch::ResNet34, Head::Fastai);
     let s = same_weights(&s_cfg, student, &device);
     let t = same_weights(&t_cfg, teacher, &device);
-    let model = DistillModel::new(s, Some(&t), objective, false, 64).unwrap();
+    let probe = ImageBatch::zeros(2, 64, &device);
+    let teacher = Some(FrozenTeacher::new(&t));
+    let model = DistillModel::new(s, teacher, objective, &probe, TeacherCache::OFF).unwrap();
     let batch = ImageBatch {
         images: copy(x, &device),
         targets: Tensor::from_data(
@@ -165,11 +167,11 @@ fn kd_step(
             &device,
         ),
         items: (0..8).collect(),
-        deterministic: vec![false; 8],
+        keys: vec![None; 8],
     };
     let out = TrainStep::step(&model, batch);
     let loss: f32 = out.item.loss.clone().into_scalar();
-    let conv1 = |m: &DistillModel| match &m.student {
+    let conv1 = |m: &DistillModel<Network, ImageBatch>| match &m.student {
         Network::ResNet(r) => r.conv1.weight.clone(),
         Network::Learner(_) => unreachable!("linear head"),
     };

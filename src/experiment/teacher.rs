@@ -7,7 +7,7 @@ use kd_data::DataBundle;
 use kd_models::weights::{Classifier, load_model, load_torchvision, save_model};
 use kd_models::{Head, Network};
 use kd_train::report::Console;
-use kd_train::{DistillModel, History, fit_one_cycle};
+use kd_train::{DistillModel, History, TeacherCache, fit_one_cycle};
 
 use super::config::{Experiment, Weights};
 use super::fingerprint::Fingerprint;
@@ -79,15 +79,16 @@ pub(super) fn teacher(
         net,
         None,
         kd_core::Objective::cross_entropy_only(),
-        false,
-        data.set.size(),
+        &data.valid.probe(2),
+        TeacherCache::OFF,
     )?;
     let checkpoints = teacher_checkpoint_dir(out_dir);
     fingerprint.check_or_write(&checkpoints, "teacher")?;
     let name = format!("teacher ({})", exp.teacher.arch);
     let (model, history) = fit_one_cycle(
         model,
-        data,
+        &data.train.with_flip(exp.data.flip),
+        &data.valid,
         &exp.teacher.fit(),
         &name,
         Some(&checkpoints),

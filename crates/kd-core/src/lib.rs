@@ -31,6 +31,7 @@
 //! assert!(parts.check_finite().unwrap() > 0.0);
 //! ```
 
+mod batch;
 pub mod feature;
 pub mod logit;
 mod loss;
@@ -39,6 +40,7 @@ mod objective;
 mod schedule;
 mod taps;
 
+pub use batch::{DistillBatch, ItemKey, fnv1a, fnv1a_start};
 pub use loss::{KdInput, KdLoss, LayerPair, LossConfig, pair_features};
 pub use matching::match_feature_layers;
 pub use objective::{

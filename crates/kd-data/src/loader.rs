@@ -1,396 +1,20 @@
-//! Decoded, cached image sets and the batch loader (Burn `DataLoader`, `Dataset`, `Batcher`).
+//! The loaders: subsets of an image set as Burn `Dataset`s and `DataLoader`s, shuffled per
+//! epoch on training, and the training/validation pair over one set.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::{Dataset, DatasetError};
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use image::RgbImage;
+use burn::tensor::Device;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::DataError;
-use crate::files::{LabelFn, Split, Vocab, get_image_files};
-use crate::transform::{ResizeMethod, crop_origin, decode_rgb, precrop, write_chw};
-
-/// What to do with a file that cannot be decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BadImagePolicy {
-    /// Leave it out with a warning naming it; it is counted in [`ImageSet::skipped`].
-    #[default]
-    Skip,
-    /// Stop with an error naming it.
-    Error,
-}
-
-/// Everything that shapes the data pipeline (fastai's defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DataConfig {
-    /// Side of the square images fed to the model (fastai `Resize(64)`).
-    pub size: usize,
-    /// How images become squares.
-    pub resize: ResizeMethod,
-    /// Images per batch.
-    pub batch_size: usize,
-    /// Fraction held out for validation.
-    pub valid_pct: f64,
-    /// Seed of the split, the shuffling and the random crops.
-    pub seed: u64,
-    /// Random horizontal flips on training images.
-    pub flip: bool,
-    /// ImageNet normalisation after scaling to [0, 1].
-    pub normalize: bool,
-    /// What to do with unreadable files.
-    pub on_bad_image: BadImagePolicy,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        Self {
-            size: 64,
-            resize: ResizeMethod::Crop,
-            batch_size: 64,
-            valid_pct: 0.2,
-            seed: 42,
-            flip: false,
-            normalize: true,
-            on_bad_image: BadImagePolicy::Skip,
-        }
-    }
-}
-
-/// Decoded images kept in memory (u8, at pre-crop size), with their labels.
-#[derive(Debug)]
-pub struct ImageSet {
-    /// Source file of each image.
-    pub paths: Vec<PathBuf>,
-    /// Class index of each image.
-    pub labels: Vec<usize>,
-    /// Class names.
-    pub vocab: Vocab,
-    /// Files left out, with the reason (only under [`BadImagePolicy::Skip`]).
-    pub skipped: Vec<(PathBuf, String)>,
-    images: Vec<RgbImage>,
-    size: usize,
-    resize: ResizeMethod,
-}
-
-impl ImageSet {
-    /// Find, label and decode every image below `dir`.
-    pub fn from_folder(
-        dir: &Path,
-        label_fn: &LabelFn,
-        config: &DataConfig,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Self, DataError> {
-        let files = get_image_files(dir)?;
-        if files.is_empty() {
-            return Err(DataError::NoImages(dir.to_path_buf()));
-        }
-        Self::from_files(files, label_fn, config, progress)
-    }
-
-    /// Label and decode `files` in parallel. `progress(done, total)` is called as images finish.
-    /// The classes are the sorted labels found (at least two).
-    pub fn from_files(
-        files: Vec<PathBuf>,
-        label_fn: &LabelFn,
-        config: &DataConfig,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Self, DataError> {
-        Self::load(files, label_fn, None, config, progress)
-    }
-
-    /// As [`ImageSet::from_files`], with the classes a model was trained on: class indices
-    /// follow `vocab` (even if some class has no image here), and a label outside it is an
-    /// error naming the file. For evaluating a trained model on other images.
-    pub fn with_vocab(
-        files: Vec<PathBuf>,
-        label_fn: &LabelFn,
-        vocab: &Vocab,
-        config: &DataConfig,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Self, DataError> {
-        Self::load(files, label_fn, Some(vocab), config, progress)
-    }
-
-    fn load(
-        files: Vec<PathBuf>,
-        label_fn: &LabelFn,
-        vocab: Option<&Vocab>,
-        config: &DataConfig,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Self, DataError> {
-        if config.size == 0 || config.batch_size == 0 {
-            return Err(DataError::BadConfig(
-                "size and batch_size must be positive".into(),
-            ));
-        }
-        let labels = files
-            .iter()
-            .map(|f| label_fn.label(f))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(vocab) = vocab
-            && let Some((path, label)) = files
-                .iter()
-                .zip(&labels)
-                .find(|(_, l)| vocab.index(l).is_none())
-        {
-            return Err(DataError::UnknownClass {
-                path: path.clone(),
-                label: label.clone(),
-                known: vocab.0.clone(),
-            });
-        }
-        let done = AtomicUsize::new(0);
-        let total = files.len();
-        let decoded: Vec<Result<RgbImage, String>> = files
-            .par_iter()
-            .map(|path| {
-                let r = decode_rgb(path).map(|img| precrop(&img, config.size, config.resize));
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-                r
-            })
-            .collect();
-        let mut set = ImageSet {
-            paths: Vec::with_capacity(total),
-            labels: Vec::with_capacity(total),
-            vocab: Vocab(Vec::new()),
-            skipped: Vec::new(),
-            images: Vec::with_capacity(total),
-            size: config.size,
-            resize: config.resize,
-        };
-        let mut names = Vec::with_capacity(total);
-        for ((path, label), img) in files.into_iter().zip(labels).zip(decoded) {
-            match img {
-                Ok(img) => {
-                    set.paths.push(path);
-                    names.push(label);
-                    set.images.push(img);
-                }
-                Err(reason) => match config.on_bad_image {
-                    BadImagePolicy::Error => return Err(DataError::BadImage { path, reason }),
-                    BadImagePolicy::Skip => {
-                        eprintln!(
-                            "warning: skipping unreadable image {}: {reason}",
-                            path.display()
-                        );
-                        set.skipped.push((path, reason));
-                    }
-                },
-            }
-        }
-        if set.images.is_empty() {
-            return Err(DataError::NoReadableImages {
-                skipped: set.skipped.len(),
-            });
-        }
-        set.vocab = match vocab {
-            Some(v) => v.clone(),
-            None => Vocab::from_labels(&names),
-        };
-        if set.vocab.len() < 2 {
-            return Err(DataError::SingleClass {
-                class: set.vocab.0.first().cloned().unwrap_or_default(),
-                label_fn: format!("{label_fn:?}"),
-            });
-        }
-        set.labels = names
-            .iter()
-            .map(|n| set.vocab.index(n).unwrap_or(0))
-            .collect();
-        Ok(set)
-    }
-
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.images.len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.images.is_empty()
-    }
-
-    /// The cached (pre-crop) image `i`.
-    pub fn image(&self, i: usize) -> &RgbImage {
-        &self.images[i]
-    }
-
-    /// Side of the model's input.
-    pub fn size(&self) -> usize {
-        self.size
-    }
-
-    /// A `verify_images`-style summary.
-    pub fn summary(&self) -> String {
-        let mut counts = vec![0usize; self.vocab.len()];
-        for &l in &self.labels {
-            counts[l] += 1;
-        }
-        let classes: Vec<String> = self
-            .vocab
-            .0
-            .iter()
-            .zip(counts)
-            .map(|(c, n)| format!("{c}: {n}"))
-            .collect();
-        format!(
-            "{} images ({}), {} unreadable skipped",
-            self.len(),
-            classes.join(", "),
-            self.skipped.len()
-        )
-    }
-
-    /// Whether item `i` always yields the same pixels under `loader` options `train`/`flip`
-    /// (what a teacher-output cache needs).
-    pub fn is_deterministic(&self, i: usize, train: bool, flip: bool) -> bool {
-        if !train {
-            return true;
-        }
-        if flip {
-            return false;
-        }
-        match self.resize {
-            ResizeMethod::Crop => {
-                let (w, h) = self.images[i].dimensions();
-                (w as usize, h as usize) == (self.size, self.size)
-            }
-            _ => true,
-        }
-    }
-}
-
-/// One item as Burn's `Dataset` sees it: an index into an [`ImageSet`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImageItem {
-    /// Index in the image set.
-    pub index: usize,
-    /// Class index.
-    pub label: usize,
-}
-
-/// A batch on a device.
-#[derive(Debug, Clone)]
-pub struct ImageBatch {
-    /// `[batch, 3, size, size]`.
-    pub images: Tensor<4>,
-    /// `[batch]` class indices.
-    pub targets: Tensor<1, Int>,
-    /// The items' indices in the image set.
-    pub items: Vec<usize>,
-    /// Whether each item's pixels are the same every epoch (a teacher may cache its outputs).
-    pub deterministic: Vec<bool>,
-}
-
-impl ImageBatch {
-    /// The same batch on the tape-free device (for evaluation).
-    pub fn without_autodiff(self) -> Self {
-        Self {
-            images: self.images.without_autodiff(),
-            targets: self.targets.without_autodiff(),
-            ..self
-        }
-    }
-}
-
-/// Turns items into batches: crop (random on train), optional flip, normalisation.
-#[derive(Debug, Clone)]
-pub struct ImageBatcher {
-    set: Arc<ImageSet>,
-    train: bool,
-    flip: bool,
-    normalize: bool,
-    seed: u64,
-    epoch: u64,
-}
-
-fn mix(mut x: u64) -> u64 {
-    // splitmix64 finaliser
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-impl ImageBatcher {
-    /// A batcher over `set`; `train` enables random crops (and flips if `flip`).
-    pub fn new(set: Arc<ImageSet>, train: bool, flip: bool, normalize: bool, seed: u64) -> Self {
-        Self {
-            set,
-            train,
-            flip,
-            normalize,
-            seed,
-            epoch: 0,
-        }
-    }
-
-    /// The same batcher for another epoch (new random crops).
-    pub fn at_epoch(mut self, epoch: u64) -> Self {
-        self.epoch = epoch;
-        self
-    }
-
-    /// The pixels of item `index` as CHW floats.
-    pub fn item_pixels(&self, index: usize, out: &mut [f32]) {
-        let img = self.set.image(index);
-        let size = self.set.size() as u32;
-        let mut rng =
-            StdRng::seed_from_u64(mix(self.seed ^ mix(self.epoch) ^ mix(index as u64 + 1)));
-        let offset = if self.train {
-            (rng.random::<f64>(), rng.random::<f64>())
-        } else {
-            (0.5, 0.5)
-        };
-        let flip = self.train && self.flip && rng.random_bool(0.5);
-        let (w, h) = img.dimensions();
-        write_chw(
-            img,
-            crop_origin(w, h, size, offset),
-            size,
-            flip,
-            self.normalize,
-            out,
-        );
-    }
-
-    fn build(&self, items: &[usize], device: &Device) -> ImageBatch {
-        let size = self.set.size();
-        let per = 3 * size * size;
-        let mut data = vec![0f32; items.len() * per];
-        data.par_chunks_mut(per)
-            .zip(items.par_iter())
-            .for_each(|(out, &i)| self.item_pixels(i, out));
-        let labels: Vec<i64> = items.iter().map(|&i| self.set.labels[i] as i64).collect();
-        ImageBatch {
-            images: Tensor::from_data(TensorData::new(data, [items.len(), 3, size, size]), device),
-            targets: Tensor::from_data(TensorData::new(labels, [items.len()]), device),
-            items: items.to_vec(),
-            deterministic: items
-                .iter()
-                .map(|&i| self.set.is_deterministic(i, self.train, self.flip))
-                .collect(),
-        }
-    }
-}
-
-impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
-    fn batch(&self, items: Vec<ImageItem>, device: &Device) -> ImageBatch {
-        let idx: Vec<usize> = items.iter().map(|i| i.index).collect();
-        self.build(&idx, device)
-    }
-}
+use crate::batch::{ImageBatch, ImageBatcher, ImageItem, mix};
+use crate::files::Split;
+use crate::image_set::{DataConfig, ImageSet};
 
 /// A subset of an image set as a Burn `Dataset`.
 #[derive(Debug, Clone)]
@@ -471,8 +95,15 @@ impl ImageLoader {
     /// The same items and settings with random horizontal flips on or off (they only apply to
     /// training loaders), counting epochs from 0 on its own.
     pub fn with_flip(&self, flip: bool) -> Self {
-        let mut loader = self.clone();
+        let mut loader = self.restarted();
         loader.batcher.flip = flip;
+        loader
+    }
+
+    /// The same loader counting epochs from 0 on its own. Each `iter()` is the next epoch, and
+    /// clones share the count, so a second training run over the same data starts from here.
+    pub fn restarted(&self) -> Self {
+        let mut loader = self.clone();
         loader.epoch = Arc::new(AtomicU64::new(0));
         loader
     }
@@ -527,6 +158,13 @@ impl ImageLoader {
             batches.pop();
         }
         batches
+    }
+
+    /// A batch of this loader's first `n` items as epoch 0 serves them (fewer when it holds
+    /// fewer): a real batch to check a model and objective against before training.
+    pub fn probe(&self, n: usize) -> ImageBatch {
+        let n = n.min(self.indices.len());
+        self.batcher.build(&self.indices[..n], &self.device)
     }
 
     /// Batches of an explicit epoch, built lazily.

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use burn::optim::ModuleOptimizer;
+use kd_core::DistillBatch;
 
 use crate::TrainError;
-use crate::distill::DistillModel;
+use crate::distill::{DistillModel, TappableModule};
 use crate::history::History;
 
 /// The checkpoint folder of one run (`epoch-NNN/` inside).
@@ -41,13 +42,17 @@ impl Checkpoints {
             .max()
     }
 
-    pub(crate) fn save(
+    pub(crate) fn save<S, B>(
         &self,
         epoch: usize,
-        model: &DistillModel,
+        model: &DistillModel<S, B>,
         optim: &ModuleOptimizer,
         history: &History,
-    ) -> Result<(), TrainError> {
+    ) -> Result<(), TrainError>
+    where
+        S: TappableModule,
+        B: DistillBatch,
+    {
         let tmp = self.dir.join(format!(".tmp-epoch-{epoch:03}"));
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -77,12 +82,16 @@ impl Checkpoints {
         Ok(())
     }
 
-    pub(crate) fn load(
+    pub(crate) fn load<S, B>(
         &self,
         epoch: usize,
-        model: &mut DistillModel,
+        model: &mut DistillModel<S, B>,
         optim: ModuleOptimizer,
-    ) -> Result<(ModuleOptimizer, History), TrainError> {
+    ) -> Result<(ModuleOptimizer, History), TrainError>
+    where
+        S: TappableModule,
+        B: DistillBatch,
+    {
         let dir = self.epoch_dir(epoch);
         kd_models::weights::load_model(model, &dir.join("model.bpk"))?;
         let optim = optim
@@ -108,10 +117,14 @@ impl Checkpoints {
 /// Load the student that [`fit_one_cycle`](crate::fit_one_cycle) left in `checkpoint_dir` (its
 /// newest checkpoint) into `model`, and return that checkpoint's history. Connectors saved with
 /// the student are skipped, so `model` may be built without a teacher.
-pub fn load_trained_student(
-    model: &mut DistillModel,
+pub fn load_trained_student<S, B>(
+    model: &mut DistillModel<S, B>,
     checkpoint_dir: &Path,
-) -> Result<History, TrainError> {
+) -> Result<History, TrainError>
+where
+    S: TappableModule,
+    B: DistillBatch,
+{
     let checkpoints = Checkpoints::new(checkpoint_dir);
     let epoch = checkpoints.latest().ok_or_else(|| TrainError::Checkpoint {
         path: checkpoint_dir.to_path_buf(),

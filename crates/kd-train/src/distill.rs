@@ -2,44 +2,57 @@
 //! module, a frozen teacher beside it, and the objective.
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleDisplay};
 use burn::tensor::{Device, Int, Tensor};
 use burn::train::metric::{AccuracyInput, Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
-use kd_core::{Connectors, LossParts, Objective};
-use kd_data::ImageBatch;
-use kd_models::{FeatureModel, Network, TapPlan};
+use kd_core::{Connectors, DistillBatch, FeatureModel, LossParts, Objective, TapPlan};
 
 use crate::TrainError;
 use crate::progress::Progress;
-use crate::teacher::TeacherRunner;
+use crate::teacher::{FrozenTeacher, TeacherCache, TeacherRunner};
+
+/// A Burn module whose layers can be tapped by name ([`FeatureModel`]): what a student must
+/// be. Implemented for every such module; a model of your own only implements `FeatureModel`.
+pub trait TappableModule: Module + ModuleDisplay + FeatureModel {}
+
+impl<M: Module + ModuleDisplay + FeatureModel> TappableModule for M {}
 
 /// What is shared by every copy of a [`DistillModel`] and never saved with it.
 #[derive(Debug)]
-pub struct DistillSetup {
+struct DistillSetup {
     /// CE plus distillation terms.
-    pub objective: Objective,
+    objective: Objective,
     /// The student taps the objective reads.
-    pub student_plan: TapPlan,
+    student_plan: TapPlan,
     /// The frozen teacher, when the objective needs one.
-    pub teacher: Option<TeacherRunner>,
+    teacher: Option<TeacherRunner>,
     /// Training progress in [0, 1], driving schedules.
     progress: Progress,
 }
 
-/// Student + connectors (trained, saved) and the frozen teacher and objective (shared, not
-/// saved).
+/// The trained module of a distillation run: the student `S` (any Burn module whose layers can
+/// be tapped by name, [`FeatureModel`]) and the connectors from its taps to the teacher's
+/// widths — both optimised and saved — beside a frozen teacher and the objective, which are
+/// shared by every copy and never saved. `B` is the batch type the data pipeline yields
+/// ([`DistillBatch`]).
+///
+/// It implements Burn's `TrainStep` and `InferenceStep`, so it trains under Burn's `Learner`
+/// as well as under [`fit_one_cycle`](crate::fit_one_cycle).
 #[derive(Module, Debug)]
-pub struct DistillModel {
+pub struct DistillModel<S, B> {
     /// The model being trained.
-    pub student: Network,
+    pub student: S,
     /// Learnable adapters from student taps to teacher channel counts.
     pub connectors: Connectors,
     /// Teacher, objective and progress.
     #[module(skip)]
-    pub setup: Arc<DistillSetup>,
+    setup: Arc<DistillSetup>,
+    #[module(skip)]
+    batch: PhantomData<fn() -> B>,
 }
 
 /// One step's outputs, for metrics.
@@ -57,53 +70,43 @@ pub struct KdOutput {
     pub targets: Tensor<1, Int>,
 }
 
-impl DistillModel {
-    /// Pair `student` with a frozen copy of `teacher` under `objective`.
+impl<S, B> DistillModel<S, B>
+where
+    S: TappableModule,
+    B: DistillBatch,
+{
+    /// Pair `student` with a frozen `teacher` under `objective`.
     ///
-    /// Every tap name is resolved and the whole objective is evaluated once on a dummy batch of
-    /// `image_size` pixels, so bad layer names or incompatible shapes fail here, with the
-    /// culprit named, rather than mid-training. `cache_teacher` enables the teacher-output
-    /// cache for items whose pixels never change.
+    /// Every tap name is resolved and the whole objective is evaluated once on `probe`, a real
+    /// batch of the data to be trained on (two items are enough), so bad layer names or
+    /// incompatible shapes fail here, with the culprit named, rather than mid-training.
+    /// Connectors are sized from the probe's tap widths. `cache` bounds the teacher outputs
+    /// kept for items whose batches give them a cache key ([`DistillBatch::cache_keys`]).
     pub fn new(
-        student: Network,
-        teacher: Option<&Network>,
+        student: S,
+        teacher: Option<FrozenTeacher>,
         objective: Objective,
-        cache_teacher: bool,
-        image_size: usize,
+        probe: &B,
+        cache: TeacherCache,
     ) -> Result<Self, TrainError> {
         let device = student.device();
         let student_taps = objective.student_taps();
         let student_plan = student.tap_plan(&as_strs(&student_taps))?;
         let teacher = match (objective.needs_teacher(), teacher) {
             (false, _) => None,
-            (true, Some(t)) => Some(TeacherRunner::new(
-                t,
-                &objective.teacher_taps(),
-                cache_teacher,
-            )?),
+            (true, Some(t)) => Some(TeacherRunner::new(t, &objective.teacher_taps(), cache)?),
             (true, None) => return Err(TrainError::NoTeacher),
         };
-        // Tap widths decide where connectors go.
-        let channels = |m: &Network, taps: &[String]| -> BTreeMap<String, usize> {
-            let plan = match m.tap_plan(&as_strs(taps)) {
-                Ok(p) => p,
-                Err(_) => return BTreeMap::new(),
-            };
-            let x = Tensor::<4>::zeros([2, 3, image_size, image_size], &m.device().inner());
-            m.valid()
-                .forward_taps(x, &plan)
-                .taps
-                .into_iter()
-                .map(|(k, v)| (k, v.dims()[1]))
-                .collect()
-        };
         let connectors = match &teacher {
-            Some(t) => Connectors::for_objective(
-                &objective,
-                &channels(&student, &student_taps),
-                &channels(t.model(), &objective.teacher_taps()),
-                &device,
-            )?,
+            Some(t) => {
+                let inputs = probe.inputs().inner();
+                Connectors::for_objective(
+                    &objective,
+                    &tap_widths(&student.valid(), &student_taps, inputs.clone()),
+                    &tap_widths(t.model(), &objective.teacher_taps(), inputs),
+                    &device,
+                )?
+            }
             None => Connectors::none(),
         };
         let model = Self {
@@ -115,21 +118,26 @@ impl DistillModel {
                 teacher,
                 progress: Progress::new(),
             }),
+            batch: PhantomData,
         };
-        model.dry_run(image_size)?;
+        model.check(probe)?;
         Ok(model)
     }
 
-    fn dry_run(&self, image_size: usize) -> Result<(), TrainError> {
-        let probe = self.valid();
-        let device = probe.student.device();
-        let batch = ImageBatch {
-            images: Tensor::zeros([2, 3, image_size, image_size], &device),
-            targets: Tensor::zeros([2], &device),
-            items: vec![usize::MAX - 1, usize::MAX],
-            deterministic: vec![false, false],
-        };
-        probe.loss(&batch).map(|_| ())
+    /// One evaluation of the objective on `probe`, the teacher run directly (the cache is
+    /// left untouched).
+    fn check(&self, probe: &B) -> Result<(), TrainError> {
+        let model = self.valid();
+        let student = model
+            .student
+            .forward_taps(probe.inputs().inner(), &model.setup.student_plan);
+        let student = model.connectors.apply(student);
+        let teacher = model.setup.teacher.as_ref().map(|t| t.run(probe.inputs()));
+        model
+            .setup
+            .objective
+            .compute(&student, teacher.as_ref(), &probe.targets().inner(), 0.0)?;
+        Ok(())
     }
 
     /// Set training progress (fraction of optimizer steps done) for the schedules.
@@ -151,23 +159,51 @@ impl DistillModel {
         self.setup.progress.clone()
     }
 
+    /// The objective being optimised.
+    pub fn objective(&self) -> &Objective {
+        &self.setup.objective
+    }
+
+    /// Whether a teacher runs beside the student.
+    pub fn has_teacher(&self) -> bool {
+        self.setup.teacher.is_some()
+    }
+
+    /// The frozen teacher, when the objective needs one.
+    pub fn teacher(&self) -> Option<&(dyn FeatureModel + Send + Sync)> {
+        self.setup.teacher.as_ref().map(TeacherRunner::model)
+    }
+
+    /// How many items' teacher outputs are cached.
+    pub fn cached_teacher_items(&self) -> usize {
+        self.setup
+            .teacher
+            .as_ref()
+            .map_or(0, TeacherRunner::cached_items)
+    }
+
+    /// The trained student, without the connectors.
+    pub fn into_student(self) -> S {
+        self.student
+    }
+
     /// Student forward (through the connectors), teacher outputs, objective.
-    pub fn loss(&self, batch: &ImageBatch) -> Result<(LossParts, Tensor<2>), TrainError> {
+    pub fn loss(&self, batch: &B) -> Result<(LossParts, Tensor<2>), TrainError> {
         let student = self
             .student
-            .forward_taps(batch.images.clone(), &self.setup.student_plan);
+            .forward_taps(batch.inputs(), &self.setup.student_plan);
         let student = self.connectors.apply(student);
         let teacher = self.setup.teacher.as_ref().map(|t| t.outputs(batch));
         let parts = self.setup.objective.compute(
             &student,
             teacher.as_ref(),
-            &batch.targets,
+            &batch.targets(),
             self.progress(),
         )?;
         Ok((parts, student.logits))
     }
 
-    fn output(&self, batch: ImageBatch) -> (KdOutput, LossParts) {
+    fn output(&self, batch: B) -> (KdOutput, LossParts) {
         // Shapes and names were checked by `new`; what is left is a bug, not bad input.
         let (parts, logits) = self
             .loss(&batch)
@@ -177,7 +213,7 @@ impl DistillModel {
             ce: parts.ce.clone(),
             kd: parts.kd.clone(),
             logits,
-            targets: batch.targets,
+            targets: batch.targets(),
         };
         (out, parts)
     }
@@ -188,22 +224,47 @@ impl DistillModel {
     }
 }
 
-impl TrainStep for DistillModel {
-    type Input = ImageBatch;
+/// The channel count of each of `taps` on one forward pass of `inputs` (tape-free).
+fn tap_widths(
+    model: &dyn FeatureModel,
+    taps: &[String],
+    inputs: Tensor<4>,
+) -> BTreeMap<String, usize> {
+    match model.tap_plan(&as_strs(taps)) {
+        Ok(plan) => model
+            .forward_taps(inputs, &plan)
+            .taps
+            .into_iter()
+            .map(|(k, v)| (k, v.dims()[1]))
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+impl<S, B> TrainStep for DistillModel<S, B>
+where
+    S: TappableModule,
+    B: DistillBatch,
+{
+    type Input = B;
     type Output = KdOutput;
 
-    fn step(&self, batch: ImageBatch) -> TrainOutput<KdOutput> {
+    fn step(&self, batch: B) -> TrainOutput<KdOutput> {
         let (out, parts) = self.output(batch);
         let grads = parts.total.backward();
         TrainOutput::new(self, grads, out)
     }
 }
 
-impl InferenceStep for DistillModel {
-    type Input = ImageBatch;
+impl<S, B> InferenceStep for DistillModel<S, B>
+where
+    S: TappableModule,
+    B: DistillBatch,
+{
+    type Input = B;
     type Output = KdOutput;
 
-    fn step(&self, batch: ImageBatch) -> KdOutput {
+    fn step(&self, batch: B) -> KdOutput {
         self.output(batch.without_autodiff()).0
     }
 }

@@ -6,9 +6,9 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use kd_data::ImageBatch;
+use kd_core::DistillBatch;
 
-use crate::distill::DistillModel;
+use crate::distill::{DistillModel, TappableModule};
 
 /// Adds up every gradient of a module's parameters: NaN or ±∞ anywhere makes the sum non-finite.
 struct GradientSum<'a> {
@@ -39,9 +39,13 @@ pub(crate) fn gradients_finite<M: Module>(model: &M, grads: &GradientsParams) ->
 
 /// The first part of `model`'s objective (the cross-entropy, then each distillation term by its
 /// loss name) whose value or gradient on `batch` is not finite when back-propagated alone.
-pub(crate) fn culprit(model: &DistillModel, batch: &ImageBatch) -> String {
+pub(crate) fn culprit<S, B>(model: &DistillModel<S, B>, batch: &B) -> String
+where
+    S: TappableModule,
+    B: DistillBatch,
+{
     // A backward pass consumes its graph, so each part gets a forward pass of its own.
-    for k in 0..=model.setup.objective.terms.len() {
+    for k in 0..=model.objective().terms.len() {
         let mut parts = match model.loss(batch) {
             Ok((parts, _)) => parts,
             Err(e) => return format!("the objective ({e})"),

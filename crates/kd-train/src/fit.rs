@@ -5,16 +5,17 @@
 use std::path::Path;
 use std::time::Instant;
 
+use burn::data::dataloader::DataLoader;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::train::TrainStep;
-use kd_data::DataBundle;
+use kd_core::DistillBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::adam::fastai_adam;
 use crate::checkpoint::Checkpoints;
-use crate::distill::DistillModel;
+use crate::distill::{DistillModel, TappableModule};
 use crate::divergence::{culprit, gradients_finite};
 use crate::history::{EpochRecord, History};
 use crate::one_cycle::OneCycle;
@@ -46,23 +47,26 @@ fn scalar(t: Tensor<1>) -> f64 {
     t.into_scalar::<f32>() as f64
 }
 
-/// Train `model` with fastai's one-cycle recipe. With `checkpoint_dir`, a checkpoint is
-/// written after every epoch and a run that finds one resumes after it.
-pub fn fit_one_cycle(
-    mut model: DistillModel,
-    data: &DataBundle,
+/// Train `model` with fastai's one-cycle recipe on any Burn `DataLoader` of its batch type.
+/// Each `train.iter()` is one epoch; the validation loader is read once per epoch.
+///
+/// With `checkpoint_dir`, a checkpoint is written after every epoch and a run that finds one
+/// resumes after it (the training loader is iterated past the finished epochs without
+/// drawing their batches, so a loader whose epochs follow its `iter()` count, like
+/// `kd_data::ImageLoader`, serves the same batches as an uninterrupted run).
+pub fn fit_one_cycle<S, B>(
+    mut model: DistillModel<S, B>,
+    train: &dyn DataLoader<B>,
+    valid: &dyn DataLoader<B>,
     config: &FitConfig,
     name: &str,
     checkpoint_dir: Option<&Path>,
     reporter: &mut dyn Reporter,
-) -> Result<(DistillModel, History), TrainError> {
-    let steps_per_epoch = data.train.num_batches();
-    if steps_per_epoch == 0 {
-        return Err(TrainError::TooFewItems {
-            items: data.train.indices().len(),
-        });
-    }
-    let schedule = OneCycle::new(config.lr, config.epochs * steps_per_epoch);
+) -> Result<(DistillModel<S, B>, History), TrainError>
+where
+    S: TappableModule,
+    B: DistillBatch,
+{
     let (mut optim, beta_1) = fastai_adam(config.weight_decay);
     let mut history = History {
         name: name.to_string(),
@@ -79,13 +83,26 @@ pub fn fit_one_cycle(
         start = epoch + 1;
         reporter.resumed(name, start);
     }
-    reporter.start(name, config.epochs, model.setup.teacher.is_some());
+    for _ in 0..start.min(config.epochs) {
+        drop(train.iter());
+    }
+    reporter.start(name, config.epochs, model.has_teacher());
+    let mut schedule: Option<OneCycle> = None;
     for epoch in start..config.epochs {
         let clock = Instant::now();
         let (mut loss, mut ce, mut kd) = (0.0, 0.0, 0.0);
         let mut lr = 0.0;
-        for (i, batch) in data.train.iter_epoch(epoch as u64).enumerate() {
+        let mut batches = train.iter();
+        let mut steps_per_epoch = 0;
+        let mut i = 0;
+        while let Some(batch) = batches.next() {
             let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
+            if i == 0 {
+                // Batches per epoch: the loader's items over the first batch's size.
+                steps_per_epoch = train.num_items().div_ceil(batch.len().max(1));
+            }
+            let schedule = schedule
+                .get_or_insert_with(|| OneCycle::new(config.lr, config.epochs * steps_per_epoch));
             let step = epoch * steps_per_epoch + i;
             lr = schedule.lr(step);
             beta_1.set(schedule.momentum(step));
@@ -104,15 +121,21 @@ pub fn fit_one_cycle(
             ce += scalar(out.item.ce.clone());
             kd += out.item.kd.clone().map(scalar).unwrap_or(0.0);
             model = optim.step(lr, model, out.grads);
-            reporter.step(name, epoch, i + 1, steps_per_epoch, loss / (i + 1) as f64);
+            i += 1;
+            reporter.step(name, epoch, i, steps_per_epoch, loss / i as f64);
         }
-        let n = steps_per_epoch as f64;
-        let valid = evaluate(&model, data)?;
+        if i == 0 {
+            return Err(TrainError::TooFewItems {
+                items: train.num_items(),
+            });
+        }
+        let n = i as f64;
+        let valid = evaluate(&model, valid)?;
         let record = EpochRecord {
             epoch,
             train_loss: loss / n,
             train_ce: ce / n,
-            train_kd: model.setup.teacher.as_ref().map(|_| kd / n),
+            train_kd: model.has_teacher().then_some(kd / n),
             valid_loss: valid.loss,
             valid_ce: valid.ce,
             valid_kd: valid.kd,
@@ -142,27 +165,35 @@ pub struct Evaluation {
     pub accuracy: f64,
 }
 
-/// Evaluate the student (eval mode, no tape) on the validation loader.
-pub fn evaluate(model: &DistillModel, data: &DataBundle) -> Result<Evaluation, TrainError> {
-    let valid = model.valid();
+/// Evaluate the student (eval mode, no tape) on one pass of `valid`.
+pub fn evaluate<S, B>(
+    model: &DistillModel<S, B>,
+    valid: &dyn DataLoader<B>,
+) -> Result<Evaluation, TrainError>
+where
+    S: TappableModule,
+    B: DistillBatch,
+{
+    let model = model.valid();
     let (mut loss, mut ce, mut kd, mut correct, mut count) = (0.0, 0.0, 0.0, 0usize, 0usize);
-    for batch in data.valid.iter_epoch(0) {
-        let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
-        let b = batch.items.len();
-        let batch = batch.without_autodiff();
-        let (parts, logits) = valid.loss(&batch)?;
+    for batch in valid.iter() {
+        let batch = batch
+            .map_err(|e| TrainError::Data(e.to_string()))?
+            .without_autodiff();
+        let b = batch.len();
+        let (parts, logits) = model.loss(&batch)?;
         loss += scalar(parts.total) * b as f64;
         ce += scalar(parts.ce) * b as f64;
         kd += parts.kd.map(scalar).unwrap_or(0.0) * b as f64;
         let pred = logits.argmax(1).reshape([b]);
-        correct += pred.equal(batch.targets).int().sum().into_scalar::<i64>() as usize;
+        correct += pred.equal(batch.targets()).int().sum().into_scalar::<i64>() as usize;
         count += b;
     }
     let n = count.max(1) as f64;
     Ok(Evaluation {
         loss: loss / n,
         ce: ce / n,
-        kd: model.setup.teacher.as_ref().map(|_| kd / n),
+        kd: model.has_teacher().then_some(kd / n),
         accuracy: correct as f64 / n,
     })
 }

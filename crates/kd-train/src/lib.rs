@@ -9,8 +9,9 @@
 //! - The teacher is frozen: a copy in eval mode on the tape-free device (BatchNorm uses its
 //!   running statistics and never updates them), not a parameter of the trained module, so the
 //!   optimizer never sees it and checkpoints never contain it.
-//! - The teacher's outputs are cached per item when the item's pixels never change (square
-//!   images under `Crop` without flips, validation items) — see [`TeacherRunner`].
+//! - The teacher's outputs are cached on the device per item key the batch provides
+//!   ([`kd_core::DistillBatch::cache_keys`]: the data set's fingerprint, the item, and the
+//!   flip variant for kd-data's images), within a byte budget — see [`TeacherCache`].
 //! - Metrics: train/valid objective, CE and KD separately, accuracy, learning rate; fastai's
 //!   table after each epoch; checkpoints after each epoch, resumed automatically.
 
@@ -29,12 +30,12 @@ use std::path::PathBuf;
 
 pub use adam::{Beta1, CycledAdamW, fastai_adam};
 pub use checkpoint::load_trained_student;
-pub use distill::{DistillModel, DistillSetup, KdOutput};
+pub use distill::{DistillModel, KdOutput, TappableModule};
 pub use fit::{Evaluation, FitConfig, evaluate, fit_one_cycle};
 pub use history::{EpochRecord, History};
 pub use one_cycle::OneCycle;
 pub use progress::Progress;
-pub use teacher::TeacherRunner;
+pub use teacher::{FrozenTeacher, TeacherCache};
 
 /// Everything that can stop training.
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +55,12 @@ pub enum TrainError {
     /// The objective needs a teacher and none was given.
     #[error("the distillation objective needs a teacher, but none was given")]
     NoTeacher,
-    /// Fewer training items than one batch.
-    #[error("only {items} training items: fewer than one batch (drop_last)")]
+    /// The training loader yielded no batch in an epoch.
+    #[error(
+        "the training data yielded no batch ({items} items per epoch): fewer items than one batch, with incomplete batches dropped?"
+    )]
     TooFewItems {
-        /// Training items.
+        /// The items the training loader says it serves per epoch.
         items: usize,
     },
     /// The loss or its gradient became NaN or infinite.

@@ -1,166 +1,241 @@
 //! The frozen teacher: eval mode (BatchNorm running statistics), no autodiff tape, never touched
-//! by the optimizer, never saved with the student — and its outputs cached per item when the
-//! item's pixels are the same every epoch.
+//! by the optimizer, never saved with the student — and its outputs cached per item key, on the
+//! device, when the batch says an item's input is the same every time.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
-use kd_data::ImageBatch;
-use kd_models::{FeatureModel, Network, Outputs, TapPlan};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use kd_core::{DistillBatch, FeatureModel, ItemKey, Outputs, TapError, TapPlan};
 
-/// One item's teacher outputs on the host.
-#[derive(Debug, Clone)]
-struct CachedItem {
-    logits: Vec<f32>,
-    taps: Vec<Vec<f32>>,
+/// A teacher ready for distillation: a copy of any tappable Burn model in eval mode on the
+/// tape-free device. It is shared by every copy of the distillation model and never trained.
+#[derive(Clone)]
+pub struct FrozenTeacher {
+    model: Arc<dyn FeatureModel + Send + Sync>,
 }
 
-/// Runs the teacher, reusing per-item outputs when allowed.
+impl std::fmt::Debug for FrozenTeacher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrozenTeacher")
+            .field("layers", &self.model.layer_paths().len())
+            .finish()
+    }
+}
+
+impl FrozenTeacher {
+    /// Freeze a copy of `teacher` (`valid()`: eval mode, no autodiff).
+    pub fn new<T: Module + FeatureModel + Sync + 'static>(teacher: &T) -> Self {
+        Self {
+            model: Arc::new(teacher.valid()),
+        }
+    }
+
+    /// The frozen model.
+    pub fn model(&self) -> &(dyn FeatureModel + Send + Sync) {
+        self.model.as_ref()
+    }
+}
+
+/// How much of the teacher's outputs may be kept for reuse.
+///
+/// Outputs are kept as tensors on the training device (no host round trip per batch on a GPU),
+/// one entry per [`ItemKey`]: its logits and every tap the objective reads from the teacher.
+/// The budget bounds their total size; items beyond it are recomputed every time they come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeacherCache {
+    /// The most bytes of cached outputs (4 bytes per float).
+    pub max_bytes: u64,
+}
+
+impl TeacherCache {
+    /// No caching: the teacher runs on every batch.
+    pub const OFF: Self = Self { max_bytes: 0 };
+
+    /// Cache up to `max_bytes` of teacher outputs.
+    pub fn up_to(max_bytes: u64) -> Self {
+        Self { max_bytes }
+    }
+
+    /// Cache up to 4 GiB (the main job's Attention run on 2,000 items at 64×64 needs about
+    /// 1 GiB; its SoftTarget runs a few kB).
+    pub fn default_budget() -> Self {
+        Self::up_to(4 << 30)
+    }
+}
+
+impl Default for TeacherCache {
+    fn default() -> Self {
+        Self::default_budget()
+    }
+}
+
+/// One item's teacher outputs, `[1, …]` tensors on the device.
+#[derive(Debug, Clone)]
+struct CachedItem {
+    logits: Tensor<2>,
+    taps: Vec<Tensor<4>>,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    items: HashMap<ItemKey, CachedItem>,
+    bytes: u64,
+}
+
+/// Runs the frozen teacher, reusing per-item outputs when the batch allows.
 #[derive(Debug)]
-pub struct TeacherRunner {
-    model: Network,
+pub(crate) struct TeacherRunner {
+    teacher: FrozenTeacher,
     plan: TapPlan,
     tap_names: Vec<String>,
-    cache: Option<Mutex<HashMap<usize, CachedItem>>>,
-    /// `[classes]` and each tap's `[c, h, w]`, known after the first run.
-    shapes: Mutex<Option<(usize, Vec<[usize; 3]>)>>,
+    budget: TeacherCache,
+    store: Mutex<Store>,
 }
 
 impl TeacherRunner {
-    /// Freeze `teacher` (a copy in eval mode on the tape-free device) and prepare its taps.
-    /// `cache` enables the per-item output cache.
-    pub fn new(teacher: &Network, taps: &[String], cache: bool) -> Result<Self, kd_core::TapError> {
-        let model = teacher.valid();
-        let names: Vec<&str> = taps.iter().map(String::as_str).collect();
-        let plan = model.tap_plan(&names)?;
+    /// Prepare `teacher`'s taps `taps` with a cache of at most `budget`.
+    pub(crate) fn new(
+        teacher: FrozenTeacher,
+        taps: &[String],
+        budget: TeacherCache,
+    ) -> Result<Self, TapError> {
+        let plan = teacher.model().tap_plan(&crate::distill::as_strs(taps))?;
         Ok(Self {
-            model,
+            teacher,
             plan,
             tap_names: taps.to_vec(),
-            cache: cache.then(|| Mutex::new(HashMap::new())),
-            shapes: Mutex::new(None),
+            budget,
+            store: Mutex::new(Store::default()),
         })
     }
 
     /// The frozen model.
-    pub fn model(&self) -> &Network {
-        &self.model
+    pub(crate) fn model(&self) -> &(dyn FeatureModel + Send + Sync) {
+        self.teacher.model()
     }
 
     /// Number of cached items.
-    pub fn cached_items(&self) -> usize {
-        self.cache
-            .as_ref()
-            .map_or(0, |c| c.lock().map(|m| m.len()).unwrap_or(0))
+    pub(crate) fn cached_items(&self) -> usize {
+        self.store.lock().map(|s| s.items.len()).unwrap_or(0)
     }
 
-    /// The teacher runs on the tape-free device; its outputs act as constants when combined
-    /// with the student's autodiff tensors.
-    fn run(&self, images: Tensor<4>) -> Outputs {
-        self.model.forward_taps(images.inner(), &self.plan)
+    /// The teacher on the tape-free device; its outputs act as constants when combined with
+    /// the student's autodiff tensors.
+    pub(crate) fn run(&self, inputs: Tensor<4>) -> Outputs {
+        self.teacher
+            .model()
+            .forward_taps(inputs.inner(), &self.plan)
     }
 
-    /// Teacher outputs for `batch` (tape-free tensors). Items whose pixels never change
-    /// (`batch.deterministic`) are served from (and stored in) the cache.
-    pub fn outputs(&self, batch: &ImageBatch) -> Outputs {
-        let Some(cache) = &self.cache else {
-            return self.run(batch.images.clone());
-        };
-        let all_cached = {
-            let map = cache.lock().expect("teacher cache lock");
-            batch.items.iter().all(|i| map.contains_key(i))
-        };
-        if !all_cached {
-            let out = self.run(batch.images.clone());
-            let cacheable: Vec<usize> = (0..batch.items.len())
-                .filter(|&k| batch.deterministic[k])
-                .collect();
-            if !cacheable.is_empty() {
-                self.store(batch, &out, &cacheable);
-            }
-            return out;
+    /// Teacher outputs for `batch` (tape-free tensors). Items with a cache key are served from
+    /// the cache when there; the teacher runs on the others only (on the whole batch when none
+    /// is cached), and what it computes for keyed items is kept while the budget allows.
+    pub(crate) fn outputs<B: DistillBatch>(&self, batch: &B) -> Outputs {
+        let keys = batch.cache_keys();
+        if self.budget.max_bytes == 0 || keys.is_empty() || keys.iter().all(Option::is_none) {
+            return self.run(batch.inputs());
         }
-        self.assemble(batch, &batch.images.device().inner())
-    }
-
-    fn store(&self, batch: &ImageBatch, out: &Outputs, rows: &[usize]) {
-        let logits = out.logits.to_data().iter::<f32>().collect::<Vec<f32>>();
-        let [b, classes] = out.logits.dims();
-        let taps: Vec<(Vec<f32>, [usize; 4])> = self
-            .tap_names
-            .iter()
-            .map(|n| {
-                let t = &out.taps[n];
-                (t.to_data().iter::<f32>().collect(), t.dims())
-            })
-            .collect();
-        let mut shapes = self.shapes.lock().expect("shapes lock");
-        shapes.get_or_insert_with(|| {
-            (
-                classes,
-                taps.iter().map(|(_, d)| [d[1], d[2], d[3]]).collect(),
-            )
-        });
-        let mut map = self
-            .cache
-            .as_ref()
-            .expect("cache")
-            .lock()
-            .expect("teacher cache lock");
-        for &k in rows {
-            let item = CachedItem {
-                logits: logits[k * classes..(k + 1) * classes].to_vec(),
-                taps: taps
-                    .iter()
-                    .map(|(v, _)| {
-                        let per = v.len() / b;
-                        v[k * per..(k + 1) * per].to_vec()
-                    })
-                    .collect(),
-            };
-            map.insert(batch.items[k], item);
-        }
-    }
-
-    fn assemble(&self, batch: &ImageBatch, device: &Device) -> Outputs {
-        let map = self
-            .cache
-            .as_ref()
-            .expect("cache")
-            .lock()
-            .expect("teacher cache lock");
-        let (classes, tap_shapes) = self
-            .shapes
-            .lock()
-            .expect("shapes lock")
-            .clone()
-            .expect("shapes known once cached");
-        let b = batch.items.len();
-        let mut logits = Vec::with_capacity(b * classes);
-        for i in &batch.items {
-            logits.extend_from_slice(&map[i].logits);
-        }
-        let taps = self
-            .tap_names
+        let mut store = self.store.lock().expect("teacher cache lock");
+        let missing: Vec<usize> = keys
             .iter()
             .enumerate()
-            .map(|(t, name)| {
-                let [c, h, w] = tap_shapes[t];
-                let mut v = Vec::with_capacity(b * c * h * w);
-                for i in &batch.items {
-                    v.extend_from_slice(&map[i].taps[t]);
-                }
-                (
-                    name.clone(),
-                    Tensor::from_data(TensorData::new(v, [b, c, h, w]), device),
-                )
-            })
+            .filter(|(_, k)| k.is_none_or(|k| !store.items.contains_key(&k)))
+            .map(|(row, _)| row)
             .collect();
-        Outputs {
-            logits: Tensor::from_data(TensorData::new(logits, [b, classes]), device),
-            taps,
+        if missing.len() == keys.len() {
+            let out = self.run(batch.inputs());
+            self.keep(
+                &mut store,
+                &keys,
+                &out,
+                &(0..keys.len()).collect::<Vec<_>>(),
+            );
+            return out;
+        }
+        let fresh = (!missing.is_empty()).then(|| {
+            let inputs = batch.inputs().inner();
+            let rows = row_indices(&missing, &inputs.device());
+            let out = self.run(inputs.select(0, rows));
+            self.keep(&mut store, &keys, &out, &missing);
+            out
+        });
+        self.assemble(&store, &keys, &missing, fresh.as_ref())
+    }
+
+    /// Keep the outputs of `rows` (row `i` of `out` belongs to batch row `rows[i]`) under their
+    /// keys, while the budget allows.
+    fn keep(&self, store: &mut Store, keys: &[Option<ItemKey>], out: &Outputs, rows: &[usize]) {
+        for (i, &row) in rows.iter().enumerate() {
+            let Some(key) = keys[row] else { continue };
+            let item = CachedItem {
+                logits: out.logits.clone().slice(i..i + 1),
+                taps: self
+                    .tap_names
+                    .iter()
+                    .map(|n| out.taps[n].clone().slice(i..i + 1))
+                    .collect(),
+            };
+            let bytes = 4
+                * (item.logits.shape().num_elements()
+                    + item
+                        .taps
+                        .iter()
+                        .map(|t| t.shape().num_elements())
+                        .sum::<usize>()) as u64;
+            if store.bytes + bytes > self.budget.max_bytes {
+                return;
+            }
+            store.bytes += bytes;
+            store.items.insert(key, item);
         }
     }
+
+    /// The batch's outputs in row order: cached rows from the store, the `missing` rows from
+    /// `fresh` (the teacher's outputs on those rows alone).
+    fn assemble(
+        &self,
+        store: &Store,
+        keys: &[Option<ItemKey>],
+        missing: &[usize],
+        fresh: Option<&Outputs>,
+    ) -> Outputs {
+        let mut next_fresh = 0;
+        let mut logits = Vec::with_capacity(keys.len());
+        let mut taps: Vec<Vec<Tensor<4>>> =
+            vec![Vec::with_capacity(keys.len()); self.tap_names.len()];
+        for (row, key) in keys.iter().enumerate() {
+            if missing.get(next_fresh) == Some(&row) {
+                let out = fresh.expect("fresh outputs for missing rows");
+                let i = next_fresh;
+                next_fresh += 1;
+                logits.push(out.logits.clone().slice(i..i + 1));
+                for (t, name) in self.tap_names.iter().enumerate() {
+                    taps[t].push(out.taps[name].clone().slice(i..i + 1));
+                }
+            } else {
+                let item = &store.items[key.as_ref().expect("a cached row has a key")];
+                logits.push(item.logits.clone());
+                for (t, tap) in item.taps.iter().enumerate() {
+                    taps[t].push(tap.clone());
+                }
+            }
+        }
+        Outputs {
+            logits: Tensor::cat(logits, 0),
+            taps: self
+                .tap_names
+                .iter()
+                .cloned()
+                .zip(taps.into_iter().map(|rows| Tensor::cat(rows, 0)))
+                .collect(),
+        }
+    }
+}
+
+fn row_indices(rows: &[usize], device: &Device) -> Tensor<1, Int> {
+    let rows: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+    let n = rows.len();
+    Tensor::from_data(TensorData::new(rows, [n]), device)
 }

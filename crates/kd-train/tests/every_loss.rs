@@ -4,14 +4,14 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{net, tiny_data};
+use common::{Model, distill, fit, net, tiny_data};
 use kd_core::{KdInput, KdLoss, LayerPair, LossConfig, LossError, Objective, Term};
 use kd_models::Arch;
 use kd_train::report::Silent;
-use kd_train::{DistillModel, FitConfig, TrainError, fit_one_cycle};
+use kd_train::{FitConfig, TrainError};
 
 /// Every float of the student, parameters and BatchNorm statistics.
-fn all_finite(model: &DistillModel) -> bool {
+fn all_finite(model: &Model) -> bool {
     use burn::store::ModuleSnapshot;
     model.student.collect(None, None, false).iter().all(|t| {
         burn::store::bridge::to_data(t)
@@ -39,15 +39,14 @@ fn every_builtin_loss_trains_with_finite_weights() {
     let mut failures = Vec::new();
     for loss in losses {
         let name = loss.name();
-        let model = DistillModel::new(
+        let model = distill(
             net(Arch::ResNet18, 2),
             Some(&teacher),
             Objective::lerp(loss, 0.5),
             false,
-            16,
         )
         .unwrap();
-        match fit_one_cycle(model, &data, &config, name, None, &mut Silent) {
+        match fit(model, &data, &config, name, None, &mut Silent) {
             Ok((model, _)) if all_finite(&model) => {}
             Ok(_) => failures.push(format!("{name}: non-finite weights")),
             Err(e) => failures.push(format!("{name}: {e}")),
@@ -76,13 +75,12 @@ fn a_loss_with_a_nan_gradient_is_named_when_training_stops() {
     let teacher = net(Arch::ResNet18, 1);
     let mut objective = Objective::lerp(LossConfig::soft_target(), 0.5);
     objective.terms.push(Term::new(NanGradient));
-    let model =
-        DistillModel::new(net(Arch::ResNet18, 2), Some(&teacher), objective, false, 16).unwrap();
+    let model = distill(net(Arch::ResNet18, 2), Some(&teacher), objective, false).unwrap();
     let config = FitConfig {
         epochs: 1,
         ..FitConfig::default()
     };
-    let err = fit_one_cycle(model, &data, &config, "probe", None, &mut Silent).unwrap_err();
+    let err = fit(model, &data, &config, "probe", None, &mut Silent).unwrap_err();
     let message = err.to_string();
     assert!(
         matches!(err, TrainError::NonFinite { step: 0, .. }),

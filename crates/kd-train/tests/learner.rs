@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::Tensor;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
-use common::{net, soft_target_pairs, tiny_data};
+use common::{Model, distill, net, soft_target_pairs, tiny_data};
 use kd_core::{KdInput, KdLoss, LossError, Mix, Objective, Schedule, Term};
 use kd_models::Arch;
-use kd_train::{DistillModel, OneCycle, fastai_adam};
+use kd_train::{OneCycle, fastai_adam};
 
 /// The student's classifier weights.
-fn fc_weights(model: &DistillModel) -> Vec<f32> {
+fn fc_weights(model: &Model) -> Vec<f32> {
     match &model.student {
         kd_models::Network::ResNet(r) => {
             let fc = r.fc.as_ref().expect("a linear head has fc");
@@ -27,12 +27,11 @@ fn fc_weights(model: &DistillModel) -> Vec<f32> {
 fn distillation_trains_under_burns_supervised_training() {
     let (_dir, data) = tiny_data(16);
     let teacher = net(Arch::ResNet34, 11);
-    let model = DistillModel::new(
+    let model = distill(
         net(Arch::ResNet18, 12),
         Some(&teacher),
         soft_target_pairs(),
         true,
-        16,
     )
     .unwrap();
     let before = fc_weights(&model);
@@ -57,7 +56,7 @@ fn distillation_trains_under_burns_supervised_training() {
     let after = fc_weights(&result.model);
     assert_ne!(before, after, "the optimizer updated the student");
     // The teacher's outputs were cached by the training steps.
-    assert!(result.model.setup.teacher.as_ref().unwrap().cached_items() > 0);
+    assert!(result.model.cached_teacher_items() > 0);
 }
 
 /// Logit MSE that records the temperature scale each evaluation was given: the value of its
@@ -93,14 +92,7 @@ fn schedules_advance_under_burns_learner_as_under_fit_one_cycle() {
             ..Term::new(Recorder(seen.clone()))
         }],
     };
-    let model = DistillModel::new(
-        net(Arch::ResNet18, 22),
-        Some(&teacher),
-        objective,
-        false,
-        16,
-    )
-    .unwrap();
+    let model = distill(net(Arch::ResNet18, 22), Some(&teacher), objective, false).unwrap();
     let steps = data.train.num_batches();
     let epochs = 2;
     let total = steps * epochs;

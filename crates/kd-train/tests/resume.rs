@@ -6,10 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{net, soft_target_pairs, tiny_data};
+use common::{distill, fit, net, soft_target_pairs, tiny_data};
 use kd_models::Arch;
 use kd_train::report::{Reporter, Silent};
-use kd_train::{DistillModel, EpochRecord, FitConfig, fit_one_cycle};
+use kd_train::{EpochRecord, FitConfig};
 
 fn final_metrics(h: &[EpochRecord]) -> Vec<(f64, f64, f64)> {
     h.iter()
@@ -37,18 +37,17 @@ fn a_killed_run_resumes_to_the_same_result() {
     };
     let teacher = net(Arch::ResNet18, 5);
     let build = || {
-        DistillModel::new(
+        distill(
             net(Arch::ResNet18, 6),
             Some(&teacher),
             soft_target_pairs(),
             true,
-            16,
         )
         .unwrap()
     };
 
     let straight = tempfile::tempdir().unwrap();
-    let (_, full) = fit_one_cycle(
+    let (_, full) = fit(
         build(),
         &data,
         &config,
@@ -61,7 +60,7 @@ fn a_killed_run_resumes_to_the_same_result() {
     let killed = tempfile::tempdir().unwrap();
     let path = killed.path().to_path_buf();
     let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        fit_one_cycle(
+        fit(
             build(),
             &data,
             &config,
@@ -72,8 +71,7 @@ fn a_killed_run_resumes_to_the_same_result() {
     }));
     assert!(crashed.is_err());
     assert!(Path::new(&path).join("epoch-000").is_dir());
-    let (_, resumed) =
-        fit_one_cycle(build(), &data, &config, "kd", Some(&path), &mut Silent).unwrap();
+    let (_, resumed) = fit(build(), &data, &config, "kd", Some(&path), &mut Silent).unwrap();
     assert_eq!(resumed.epochs.len(), 3);
     // Epoch 0 of the resumed run comes back from the checkpoint's JSON, whose default float
     // parser may be off by one unit in the last place: compare to 1e-12 relative.

@@ -4,11 +4,11 @@
 mod common;
 
 use burn::module::Module;
-use common::{net, soft_target_pairs, tiny_data};
+use common::{distill, fit, net, soft_target_pairs, tinted_data, tiny_data};
 use kd_core::{LayerPair, LossConfig, Objective};
 use kd_models::{Arch, FeatureModel};
 use kd_train::report::Silent;
-use kd_train::{DistillModel, FitConfig, fit_one_cycle};
+use kd_train::{FitConfig, evaluate, fit_one_cycle};
 
 /// Every float tensor of a module (parameters and BatchNorm statistics), flattened.
 fn snapshot(m: &impl burn::store::ModuleSnapshot) -> Vec<(String, Vec<f32>)> {
@@ -38,18 +38,32 @@ fn teacher_stays_bit_identical_and_the_student_learns() {
     objective
         .terms
         .push(kd_core::Term::new(LossConfig::attention(pairs)));
-    let model = DistillModel::new(student, Some(&teacher), objective, false, 16).unwrap();
+    let model = distill(student, Some(&teacher), objective, false).unwrap();
     let config = FitConfig {
         epochs: 1,
         lr: 1e-3,
         weight_decay: 0.01,
     };
-    let (model, history) = fit_one_cycle(model, &data, &config, "kd", None, &mut Silent).unwrap();
+    let (model, history) = fit(model, &data, &config, "kd", None, &mut Silent).unwrap();
     assert_eq!(history.epochs.len(), 1);
     // The caller's teacher and the runner's frozen copy are untouched, BatchNorm statistics too.
     assert_eq!(snapshot(&teacher), before_teacher);
-    let runner = model.setup.teacher.as_ref().unwrap();
-    assert_eq!(snapshot(runner.model()), before_teacher);
+    // The frozen copy computes what the untouched teacher computes in eval mode.
+    let x = data.valid.probe(4).images.inner();
+    let frozen: Vec<f32> = model
+        .teacher()
+        .unwrap()
+        .forward_logits(x.clone())
+        .to_data()
+        .iter::<f32>()
+        .collect();
+    let fresh: Vec<f32> = teacher
+        .valid()
+        .forward_logits(x)
+        .to_data()
+        .iter::<f32>()
+        .collect();
+    assert_eq!(frozen, fresh);
     // The student moved: weights and BatchNorm running statistics.
     let after = snapshot(&model.student);
     let changed = |key: &str| {
@@ -95,8 +109,7 @@ fn two_kd_steps_match_a_hand_computed_loss() {
     let (_dir, data) = tiny_data(16);
     let teacher = net(Arch::ResNet18, 3);
     let student = net(Arch::ResNet18, 4);
-    let mut model =
-        DistillModel::new(student, Some(&teacher), soft_target_pairs(), false, 16).unwrap();
+    let mut model = distill(student, Some(&teacher), soft_target_pairs(), false).unwrap();
     let (mut optim, _) = kd_train::fastai_adam(0.01);
     let frozen = teacher.valid();
     for batch in data.train.iter_epoch(0).take(2) {
@@ -138,10 +151,9 @@ fn cached_and_uncached_teacher_outputs_give_the_same_training() {
         objective
             .terms
             .push(kd_core::Term::new(LossConfig::attention(pairs.clone())));
-        let model = DistillModel::new(net(Arch::ResNet18, 8), Some(&teacher), objective, cache, 16)
-            .unwrap();
-        let (model, h) = fit_one_cycle(model, &data, &config, "kd", None, &mut Silent).unwrap();
-        (model.setup.teacher.as_ref().unwrap().cached_items(), h)
+        let model = distill(net(Arch::ResNet18, 8), Some(&teacher), objective, cache).unwrap();
+        let (model, h) = fit(model, &data, &config, "kd", None, &mut Silent).unwrap();
+        (model.cached_teacher_items(), h)
     };
     let (n_cached, cached) = run(true);
     let (n_plain, plain) = run(false);
@@ -161,6 +173,93 @@ fn cached_and_uncached_teacher_outputs_give_the_same_training() {
     }
 }
 
+/// Soft targets plus attention on two layers: the teacher's logits and taps both cached.
+fn soft_target_and_attention() -> Objective {
+    let pairs = LayerPair::zip(&["layer1", "layer3"], &["layer1", "layer3"]);
+    let mut objective = soft_target_pairs();
+    objective
+        .terms
+        .push(kd_core::Term::new(LossConfig::attention(pairs)));
+    objective
+}
+
+#[test]
+fn flipped_items_are_cached_per_variant_and_train_as_without_cache() {
+    let (_dir, data) = tiny_data(16);
+    let config = FitConfig {
+        epochs: 3,
+        lr: 1e-3,
+        weight_decay: 0.01,
+    };
+    let teacher = net(Arch::ResNet34, 7);
+    let run = |cache: bool| {
+        let model = distill(
+            net(Arch::ResNet18, 8),
+            Some(&teacher),
+            soft_target_and_attention(),
+            cache,
+        )
+        .unwrap();
+        let train = data.train.with_flip(true);
+        let (model, h) =
+            fit_one_cycle(model, &train, &data.valid, &config, "kd", None, &mut Silent).unwrap();
+        (model.cached_teacher_items(), h)
+    };
+    let (n_cached, cached) = run(true);
+    let (n_plain, plain) = run(false);
+    assert_eq!(n_plain, 0);
+    let mut seen: Vec<usize> = (0..3)
+        .flat_map(|e| data.train.epoch_batches(e).concat())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    // Each training item drawn is cached once per flip variant it came in (one or both over
+    // three epochs), plus the 12 validation items.
+    assert!(
+        n_cached > seen.len() + 12,
+        "{n_cached} entries: some items came both ways"
+    );
+    assert!(n_cached <= 2 * seen.len() + 12, "{n_cached} entries");
+    for (a, b) in cached.epochs.iter().zip(&plain.epochs) {
+        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!((a.valid_loss - b.valid_loss).abs() < 1e-5);
+        assert_eq!(a.accuracy, b.accuracy);
+    }
+}
+
+#[test]
+fn a_model_reused_on_other_images_gets_their_teacher_outputs() {
+    // Same file names, labels, split and item indices; other pixels.
+    let (_a, first) = tiny_data(16);
+    let (_b, other) = tinted_data(16, 60);
+    let teacher = net(Arch::ResNet34, 7);
+    let cached = distill(
+        net(Arch::ResNet18, 8),
+        Some(&teacher),
+        soft_target_and_attention(),
+        true,
+    )
+    .unwrap();
+    let plain = distill(
+        net(Arch::ResNet18, 8),
+        Some(&teacher),
+        soft_target_and_attention(),
+        false,
+    )
+    .unwrap();
+    evaluate(&cached, &first.valid).unwrap();
+    assert_eq!(cached.cached_teacher_items(), 12);
+    let served = evaluate(&cached, &other.valid).unwrap();
+    let computed = evaluate(&plain, &other.valid).unwrap();
+    assert_eq!(
+        cached.cached_teacher_items(),
+        24,
+        "other images, other keys"
+    );
+    let (s, c) = (served.kd.unwrap(), computed.kd.unwrap());
+    assert!((s - c).abs() < 1e-6 * c.abs().max(1.0), "{s} vs {c}");
+}
+
 #[test]
 fn bad_layer_names_and_missing_teachers_fail_before_training() {
     let student = net(Arch::ResNet18, 9);
@@ -169,11 +268,11 @@ fn bad_layer_names_and_missing_teachers_fail_before_training() {
         LossConfig::attention(vec![LayerPair::new("layer1", "layer9")]),
         0.9,
     );
-    let err = DistillModel::new(student.clone(), Some(&teacher), at, false, 16)
+    let err = distill(student.clone(), Some(&teacher), at, false)
         .unwrap_err()
         .to_string();
     assert!(err.contains("layer9"), "{err}");
-    let err = DistillModel::new(student.clone(), None, soft_target_pairs(), false, 16)
+    let err = distill(student.clone(), None, soft_target_pairs(), false)
         .unwrap_err()
         .to_string();
     assert!(err.contains("teacher"), "{err}");
@@ -186,7 +285,7 @@ fn bad_layer_names_and_missing_teachers_fail_before_training() {
         0.5,
     );
     let wide = net(Arch::ResNet50, 9);
-    let model = DistillModel::new(student, Some(&wide), fit, false, 16).unwrap();
+    let model = distill(student, Some(&wide), fit, false).unwrap();
     assert_eq!(model.connectors.taps, vec!["layer2"]);
 }
 

@@ -1,11 +1,21 @@
 //! Helpers shared by the training tests.
 #![allow(dead_code)]
 
+use std::path::Path;
+
+use burn::store::ModuleSnapshot;
 use burn::tensor::Device;
 use image::{Rgb, RgbImage};
 use kd_core::{LossConfig, Objective};
-use kd_data::{DataBundle, DataConfig, ImageSet, LabelFn};
+use kd_data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn};
 use kd_models::{Arch, Head, Network, NetworkConfig};
+use kd_train::report::Reporter;
+use kd_train::{
+    DistillModel, FitConfig, FrozenTeacher, History, TeacherCache, TrainError, fit_one_cycle,
+};
+
+/// A bundled ResNet distilled on kd-data's image batches.
+pub type Model = DistillModel<Network, ImageBatch>;
 
 pub fn device() -> Device {
     Device::flex().autodiff()
@@ -13,9 +23,17 @@ pub fn device() -> Device {
 
 /// 24 cats (bright) and 24 dogs (dark), 16×16, square so every item is deterministic.
 pub fn tiny_data(size: usize) -> (tempfile::TempDir, DataBundle) {
+    tinted_data(size, 0)
+}
+
+/// As [`tiny_data`], the cats' blue channel raised by `tint`: same files, labels and split,
+/// other pixels.
+pub fn tinted_data(size: usize, tint: u32) -> (tempfile::TempDir, DataBundle) {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..24u32 {
-        let cat = RgbImage::from_fn(16, 16, |x, y| Rgb([200, (x * 8 + i) as u8, (y * 8) as u8]));
+        let cat = RgbImage::from_fn(16, 16, |x, y| {
+            Rgb([200, (x * 8 + i) as u8, (y * 8 + tint) as u8])
+        });
         cat.save(dir.path().join(format!("Cat_{i}.png"))).unwrap();
         let dog = RgbImage::from_fn(16, 16, |x, y| Rgb([30, (y * 4 + i) as u8, (x * 4) as u8]));
         dog.save(dir.path().join(format!("dog_{i}.png"))).unwrap();
@@ -39,9 +57,57 @@ pub fn net(arch: Arch, seed: u64) -> Network {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let device = device();
     device.seed(seed);
-    NetworkConfig::new(arch, Head::Linear).init(2, &device)
+    let net = NetworkConfig::new(arch, Head::Linear).init(2, &device);
+    // Parameters are drawn lazily, when first read back: draw them now, under the lock.
+    for tensor in net.collect(None, None, false) {
+        burn::store::bridge::to_data(&tensor).expect("a parameter's values");
+    }
+    net
 }
 
 pub fn soft_target_pairs() -> Objective {
     Objective::lerp(LossConfig::soft_target(), 0.5)
+}
+
+/// `student` distilled from a frozen `teacher` under `objective`, checked on a probe of two
+/// 16×16 images; `cache` turns the teacher-output cache on (default budget) or off.
+pub fn distill(
+    student: Network,
+    teacher: Option<&Network>,
+    objective: Objective,
+    cache: bool,
+) -> Result<Model, TrainError> {
+    let probe = ImageBatch::zeros(2, 16, &device());
+    let cache = if cache {
+        TeacherCache::default()
+    } else {
+        TeacherCache::OFF
+    };
+    DistillModel::new(
+        student,
+        teacher.map(FrozenTeacher::new),
+        objective,
+        &probe,
+        cache,
+    )
+}
+
+/// `fit_one_cycle` on `data`'s loaders, the training loader's epochs counted from 0.
+pub fn fit(
+    model: Model,
+    data: &DataBundle,
+    config: &FitConfig,
+    name: &str,
+    checkpoints: Option<&Path>,
+    reporter: &mut dyn Reporter,
+) -> Result<(Model, History), TrainError> {
+    fit_one_cycle(
+        model,
+        &data.train.restarted(),
+        &data.valid,
+        config,
+        name,
+        checkpoints,
+        reporter,
+    )
 }

@@ -1,0 +1,104 @@
+//! The batch contract: what a trainer needs from a batch of any data pipeline — the model's
+//! inputs, the class targets, and (optionally) a stable key per item under which a frozen
+//! teacher's outputs may be cached.
+
+use burn::tensor::{Int, Tensor};
+
+/// Names one item's exact model input, so a frozen teacher's outputs for it can be reused.
+///
+/// Two items with the same key must produce the same input tensor, on every epoch and in every
+/// batch. `source` tells data sets (and pipelines that change pixels, such as another size or
+/// normalisation) apart, `item` is the item within that source and `variant` the finite
+/// augmentation applied to it (for example 0 = as is, 1 = flipped horizontally).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemKey {
+    /// A fingerprint of the data set and of every setting that shapes its pixels.
+    pub source: u64,
+    /// The item within the source.
+    pub item: u64,
+    /// Which of a finite set of augmentations was applied.
+    pub variant: u32,
+}
+
+/// A batch a distillation trainer can consume.
+///
+/// Implement it for the batch type of your own `Batcher`; `cache_keys` is optional (without it
+/// the teacher runs on every batch).
+///
+/// ```
+/// use burn::tensor::{Int, Tensor};
+/// use kd_core::{DistillBatch, ItemKey};
+///
+/// #[derive(Debug, Clone)]
+/// struct MyBatch {
+///     images: Tensor<4>,
+///     labels: Tensor<1, Int>,
+/// }
+///
+/// impl DistillBatch for MyBatch {
+///     fn inputs(&self) -> Tensor<4> {
+///         self.images.clone()
+///     }
+///     fn targets(&self) -> Tensor<1, Int> {
+///         self.labels.clone()
+///     }
+///     fn without_autodiff(self) -> Self {
+///         Self {
+///             images: self.images.without_autodiff(),
+///             labels: self.labels.without_autodiff(),
+///         }
+///     }
+/// }
+/// ```
+pub trait DistillBatch: Clone + Send + Sync + std::fmt::Debug + 'static {
+    /// The models' input, `[batch, channels, height, width]`.
+    fn inputs(&self) -> Tensor<4>;
+
+    /// Class indices, `[batch]`.
+    fn targets(&self) -> Tensor<1, Int>;
+
+    /// The same batch with every tensor on the tape-free device (for evaluation).
+    fn without_autodiff(self) -> Self;
+
+    /// One entry per item: the key its input is known by, or `None` when its input may differ
+    /// next time (a random crop, say). An empty vector (the default) means no item is cached.
+    fn cache_keys(&self) -> Vec<Option<ItemKey>> {
+        Vec::new()
+    }
+
+    /// Number of items.
+    fn len(&self) -> usize {
+        self.targets().dims()[0]
+    }
+
+    /// True when the batch holds no item.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// FNV-1a over `bytes`, continuing from `state` (start with [`fnv1a_start`]): a stable 64-bit
+/// fingerprint for [`ItemKey::source`], the same on every machine and every run.
+pub fn fnv1a(state: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(state, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The FNV-1a offset basis, where a [`fnv1a`] fingerprint starts.
+pub const fn fnv1a_start() -> u64 {
+    0xcbf2_9ce4_8422_2325
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_published_test_vectors() {
+        // From the FNV reference (draft-eastlake-fnv): FNV-1a 64 of "" and "a" and "foobar".
+        assert_eq!(fnv1a(fnv1a_start(), b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a(fnv1a_start(), b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a(fnv1a_start(), b"foobar"), 0x85944171f73967e8);
+    }
+}

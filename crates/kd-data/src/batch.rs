@@ -1,0 +1,177 @@
+//! Batches: items of an image set turned into tensors — crop (random on training items),
+//! optional horizontal flip, normalisation — with each item's cache key.
+
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use kd_core::{DistillBatch, ItemKey, fnv1a};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use crate::image_set::ImageSet;
+use crate::transform::{crop_origin, write_chw};
+
+/// One item as Burn's `Dataset` sees it: an index into an [`ImageSet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageItem {
+    /// Index in the image set.
+    pub index: usize,
+    /// Class index.
+    pub label: usize,
+}
+
+/// A batch on a device.
+#[derive(Debug, Clone)]
+pub struct ImageBatch {
+    /// `[batch, 3, size, size]`.
+    pub images: Tensor<4>,
+    /// `[batch]` class indices.
+    pub targets: Tensor<1, Int>,
+    /// The items' indices in the image set.
+    pub items: Vec<usize>,
+    /// Each item's cache key (data set fingerprint, index, flip), or `None` when its pixels
+    /// change from epoch to epoch (a random crop).
+    pub keys: Vec<Option<ItemKey>>,
+}
+
+impl ImageBatch {
+    /// A batch of `batch` black images of `size`×`size` with class 0 and no cache keys: a probe
+    /// of the loaders' shape for checking a model and objective before any image is decoded.
+    pub fn zeros(batch: usize, size: usize, device: &Device) -> Self {
+        Self {
+            images: Tensor::zeros([batch, 3, size, size], device),
+            targets: Tensor::zeros([batch], device),
+            items: (0..batch).collect(),
+            keys: vec![None; batch],
+        }
+    }
+}
+
+impl DistillBatch for ImageBatch {
+    fn inputs(&self) -> Tensor<4> {
+        self.images.clone()
+    }
+
+    fn targets(&self) -> Tensor<1, Int> {
+        self.targets.clone()
+    }
+
+    fn without_autodiff(self) -> Self {
+        Self {
+            images: self.images.without_autodiff(),
+            targets: self.targets.without_autodiff(),
+            ..self
+        }
+    }
+
+    fn cache_keys(&self) -> Vec<Option<ItemKey>> {
+        self.keys.clone()
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// Turns items into batches: crop (random on train), optional flip, normalisation.
+#[derive(Debug, Clone)]
+pub struct ImageBatcher {
+    pub(crate) set: Arc<ImageSet>,
+    pub(crate) train: bool,
+    pub(crate) flip: bool,
+    normalize: bool,
+    pub(crate) seed: u64,
+    epoch: u64,
+}
+
+pub(crate) fn mix(mut x: u64) -> u64 {
+    // splitmix64 finaliser
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl ImageBatcher {
+    /// A batcher over `set`; `train` enables random crops (and flips if `flip`).
+    pub fn new(set: Arc<ImageSet>, train: bool, flip: bool, normalize: bool, seed: u64) -> Self {
+        Self {
+            set,
+            train,
+            flip,
+            normalize,
+            seed,
+            epoch: 0,
+        }
+    }
+
+    /// The same batcher for another epoch (new random crops).
+    pub fn at_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// The pixels of item `index` as CHW floats; returns whether they were flipped.
+    pub fn item_pixels(&self, index: usize, out: &mut [f32]) -> bool {
+        let img = self.set.image(index);
+        let size = self.set.size() as u32;
+        let mut rng =
+            StdRng::seed_from_u64(mix(self.seed ^ mix(self.epoch) ^ mix(index as u64 + 1)));
+        let offset = if self.train {
+            (rng.random::<f64>(), rng.random::<f64>())
+        } else {
+            (0.5, 0.5)
+        };
+        let flip = self.train && self.flip && rng.random_bool(0.5);
+        let (w, h) = img.dimensions();
+        write_chw(
+            img,
+            crop_origin(w, h, size, offset),
+            size,
+            flip,
+            self.normalize,
+            out,
+        );
+        flip
+    }
+
+    /// The cache key of item `index` given whether it was flipped, when its crop is fixed.
+    fn key(&self, index: usize, flipped: bool) -> Option<ItemKey> {
+        self.set.crop_is_fixed(index, self.train).then(|| ItemKey {
+            source: fnv1a(self.set.fingerprint(), &[u8::from(self.normalize)]),
+            item: index as u64,
+            variant: u32::from(flipped),
+        })
+    }
+
+    pub(crate) fn build(&self, items: &[usize], device: &Device) -> ImageBatch {
+        let size = self.set.size();
+        let per = 3 * size * size;
+        let mut data = vec![0f32; items.len() * per];
+        let flipped: Vec<bool> = data
+            .par_chunks_mut(per)
+            .zip(items.par_iter())
+            .map(|(out, &i)| self.item_pixels(i, out))
+            .collect();
+        let labels: Vec<i64> = items.iter().map(|&i| self.set.labels[i] as i64).collect();
+        ImageBatch {
+            images: Tensor::from_data(TensorData::new(data, [items.len(), 3, size, size]), device),
+            targets: Tensor::from_data(TensorData::new(labels, [items.len()]), device),
+            items: items.to_vec(),
+            keys: items
+                .iter()
+                .zip(flipped)
+                .map(|(&i, f)| self.key(i, f))
+                .collect(),
+        }
+    }
+}
+
+impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
+    fn batch(&self, items: Vec<ImageItem>, device: &Device) -> ImageBatch {
+        let idx: Vec<usize> = items.iter().map(|i| i.index).collect();
+        self.build(&idx, device)
+    }
+}
