@@ -1,74 +1,15 @@
-//! The model contract holds for a model kd did not ship: a three-stage CNN of its own, with its
-//! own layer names, implements `FeatureModel` in a few lines and is tapped, listed, matched and
+//! The model contract holds for a model kd did not ship: a three-stage CNN of its own
+//! (`examples/custom_model/small_cnn.rs`), with its own layer names, implements `FeatureModel` in a few lines and is tapped, listed, matched and
 //! distilled through `&dyn FeatureModel`.
 
-use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
-use burn::tensor::module::adaptive_avg_pool2d;
+#[path = "../../../examples/custom_model/small_cnn.rs"]
+mod small_cnn;
+
 use burn::tensor::{Device, Int, Tensor};
 use kd_core::{
-    FeatureModel, LayerPair, LossConfig, Objective, Outputs, TapError, TapPlan, TapRecorder, Term,
-    match_feature_layers,
+    FeatureModel, LayerPair, LossConfig, Objective, TapError, Term, match_feature_layers,
 };
-
-/// Three conv stages (each halves the resolution), global pooling, a linear classifier.
-#[derive(Module, Debug)]
-struct SmallCnn {
-    stem: Conv2d,
-    stage1: Conv2d,
-    stage2: Conv2d,
-    classifier: Linear,
-}
-
-const LAYERS: [&str; 5] = ["stem", "stage1", "stage2", "pool", "classifier"];
-
-impl SmallCnn {
-    fn new(width: usize, device: &Device) -> Self {
-        let conv = |i: usize, o: usize| {
-            Conv2dConfig::new([i, o], [3, 3])
-                .with_stride([2, 2])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(device)
-        };
-        Self {
-            stem: conv(3, width),
-            stage1: conv(width, 2 * width),
-            stage2: conv(2 * width, 4 * width),
-            classifier: LinearConfig::new(4 * width, 2).init(device),
-        }
-    }
-}
-
-impl FeatureModel for SmallCnn {
-    fn layer_paths(&self) -> Vec<(String, Option<String>)> {
-        LAYERS.iter().map(|p| (p.to_string(), None)).collect()
-    }
-
-    fn canonical(&self, name: &str) -> Option<String> {
-        LAYERS.contains(&name).then(|| name.to_string())
-    }
-
-    fn forward_taps(&self, input: Tensor<4>, plan: &TapPlan) -> Outputs {
-        let mut taps = TapRecorder::new(plan);
-        let x = relu(self.stem.forward(input));
-        taps.offer("stem", &x);
-        let x = relu(self.stage1.forward(x));
-        taps.offer("stage1", &x);
-        let x = relu(self.stage2.forward(x));
-        taps.offer("stage2", &x);
-        let pooled = adaptive_avg_pool2d(x, [1, 1]);
-        taps.offer("pool", &pooled);
-        let logits = self.classifier.forward(pooled.flatten(1, 3));
-        taps.offer_flat("classifier", &logits);
-        taps.finish(logits)
-    }
-
-    fn device(&self) -> Device {
-        self.classifier.weight.device()
-    }
-}
+use small_cnn::SmallCnn;
 
 fn device() -> Device {
     Device::flex().autodiff()
@@ -76,7 +17,7 @@ fn device() -> Device {
 
 #[test]
 fn a_users_model_is_tapped_listed_and_named_by_the_contract() {
-    let model = SmallCnn::new(4, &device());
+    let model = SmallCnn::new(4, 2, &device());
     let as_dyn: &dyn FeatureModel = &model;
     let plan = as_dyn.tap_plan(&["stage1", "pool"]).unwrap();
     assert!(plan.wants("stage1") && !plan.wants("stem"));
@@ -113,8 +54,8 @@ fn a_users_model_is_tapped_listed_and_named_by_the_contract() {
 
 #[test]
 fn two_users_models_are_matched_and_distilled() {
-    let student = SmallCnn::new(2, &device());
-    let teacher = SmallCnn::new(8, &device());
+    let student = SmallCnn::new(2, 2, &device());
+    let teacher = SmallCnn::new(8, 2, &device());
     let pairs = match_feature_layers(&student, &teacher, 16);
     let names: Vec<(&str, &str)> = pairs
         .iter()
