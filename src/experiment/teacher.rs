@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use kd_data::DataBundle;
 use kd_models::weights::{Classifier, load_model, load_torchvision, save_model};
 use kd_models::{Head, Network};
-use kd_train::report::Console;
+use kd_train::report::SharedReporter;
 use kd_train::{DistillModel, History, TeacherCache, fit_one_cycle};
 
 use super::config::{Experiment, Weights};
@@ -46,6 +46,7 @@ fn build_teacher(
 /// starting weights (`fingerprint`, which names the cache entry). Fine-tuning checkpoints every
 /// epoch into the run directory and resumes from there; a cache that cannot be written costs a
 /// warning, not the fine-tuned teacher.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn teacher(
     exp: &Experiment,
     data: &DataBundle,
@@ -54,6 +55,7 @@ pub(super) fn teacher(
     device: &Device,
     fingerprint: &Fingerprint,
     out_dir: &Path,
+    reporter: &SharedReporter,
 ) -> Result<(Network, History), KdError> {
     let classes = data.set.vocab.len();
     let dir = cache.join("teachers");
@@ -68,11 +70,11 @@ pub(super) fn teacher(
             path: history_path.clone(),
             reason: e.to_string(),
         })?;
-        println!(
+        reporter.note(&format!(
             "teacher: reusing {} fine-tuned earlier (accuracy {:.4}); --retrain-teacher to redo",
             weights.display(),
             history.final_accuracy().unwrap_or(0.0)
-        );
+        ));
         return Ok((net, history));
     }
     let model = DistillModel::new(
@@ -92,16 +94,16 @@ pub(super) fn teacher(
         &exp.teacher.fit(),
         &name,
         Some(&checkpoints),
-        &mut Console::default(),
+        &mut *reporter.lock(),
     )?;
     match keep_in_cache(&model.student, &history, &weights, &history_path) {
         // The cache holds it now: the run directory needs no copy.
         Ok(()) => std::fs::remove_dir_all(&checkpoints).map_err(io_err(&checkpoints))?,
-        Err(e) => eprintln!(
-            "warning: the fine-tuned teacher could not be kept in the cache ({e}); this run \
-             goes on with it, and its last checkpoint stays in {}",
+        Err(e) => reporter.warning(&format!(
+            "the fine-tuned teacher could not be kept in the cache ({e}); this run goes on \
+             with it, and its last checkpoint stays in {}",
             checkpoints.display()
-        ),
+        )),
     }
     Ok((model.student, history))
 }

@@ -92,7 +92,6 @@ impl NpmPackage {
             remove_stale_staging(&dir);
             let staging = dir.join(format!(".tmp-{}-{}", unique_suffix(), self.tarball));
             std::fs::create_dir_all(&staging).map_err(io(&staging))?;
-            eprintln!("fetching {} with npm …", self.spec);
             let output = Command::new("npm")
                 .args(["pack", self.spec, "--silent", "--pack-destination"])
                 .arg(&staging)

@@ -1,7 +1,9 @@
-//! What people see while training: a progress bar per epoch, fastai's table after each epoch,
-//! and a comparison of runs.
+//! How training tells the world what it does: every event — a run starting or resuming, a
+//! batch, an epoch, a note, a warning — goes to a [`Reporter`], and nothing in the library
+//! prints. The `kd` command line renders them (`kd::console::Console`); tests and benchmarks
+//! pass [`Silent`]. Also the comparison table of finished runs.
 
-use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::history::{EpochRecord, History};
 
@@ -15,115 +17,63 @@ pub trait Reporter {
     fn step(&mut self, _run: &str, _epoch: usize, _step: usize, _steps: usize, _loss: f64) {}
     /// An epoch finished.
     fn epoch(&mut self, _run: &str, _record: &EpochRecord) {}
+    /// Progress of long work other than training (`done` of `total`: images decoded, say).
+    fn progress(&mut self, _what: &str, _done: usize, _total: usize) {}
+    /// Something worth knowing (what was loaded, reused, skipped).
+    fn note(&mut self, _text: &str) {}
+    /// Something that went wrong without stopping the work.
+    fn warning(&mut self, _text: &str) {}
 }
 
-/// Reports nothing (tests, benchmarks).
+/// Reports nothing (tests, benchmarks, embedders who want quiet).
 #[derive(Debug, Default)]
 pub struct Silent;
 
 impl Reporter for Silent {}
 
-/// Progress bar on stderr (when it is a terminal), fastai's table on stdout.
-#[derive(Debug)]
-pub struct Console {
-    tty: bool,
-    distilled: bool,
+/// A reporter shared by the several places (and threads) of one job, such as an experiment:
+/// clones report to the same reporter, one event at a time.
+#[derive(Clone)]
+pub struct SharedReporter(Arc<Mutex<dyn Reporter + Send>>);
+
+impl SharedReporter {
+    /// Share `reporter`.
+    pub fn new(reporter: impl Reporter + Send + 'static) -> Self {
+        Self(Arc::new(Mutex::new(reporter)))
+    }
+
+    /// The reporter itself, for a call that takes `&mut dyn Reporter` (such as
+    /// [`fit_one_cycle`](crate::fit_one_cycle)); other clones wait until the guard is dropped.
+    pub fn lock(&self) -> MutexGuard<'_, dyn Reporter + Send + 'static> {
+        // A reporter that panicked mid-event still takes the next one.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Report a note.
+    pub fn note(&self, text: &str) {
+        self.lock().note(text);
+    }
+
+    /// Report a warning.
+    pub fn warning(&self, text: &str) {
+        self.lock().warning(text);
+    }
+
+    /// Report progress of long work.
+    pub fn progress(&self, what: &str, done: usize, total: usize) {
+        self.lock().progress(what, done, total);
+    }
 }
 
-impl Default for Console {
+impl Default for SharedReporter {
     fn default() -> Self {
-        Self {
-            tty: std::io::stderr().is_terminal(),
-            distilled: false,
-        }
+        Self::new(Silent)
     }
 }
 
-fn opt(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.6}"))
-}
-
-/// `mm:ss`, as fastai prints epoch times.
-pub fn mmss(seconds: f64) -> String {
-    let s = seconds.round() as u64;
-    format!("{:02}:{:02}", s / 60, s % 60)
-}
-
-impl Reporter for Console {
-    fn start(&mut self, run: &str, epochs: usize, distilled: bool) {
-        self.distilled = distilled;
-        println!("\n== {run}: {epochs} epochs");
-        if distilled {
-            println!(
-                "{:>5}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}  {:>8}  {:>5}",
-                "epoch",
-                "train_loss",
-                "train_kd",
-                "valid_loss",
-                "valid_ce",
-                "valid_kd",
-                "accuracy",
-                "lr",
-                "time"
-            );
-        } else {
-            println!(
-                "{:>5}  {:>10}  {:>10}  {:>10}  {:>8}  {:>5}",
-                "epoch", "train_loss", "valid_loss", "accuracy", "lr", "time"
-            );
-        }
-    }
-
-    fn resumed(&mut self, run: &str, epoch: usize) {
-        println!(
-            "{run}: resuming from the checkpoint after epoch {}",
-            epoch - 1
-        );
-    }
-
-    fn step(&mut self, run: &str, epoch: usize, step: usize, steps: usize, loss: f64) {
-        if !self.tty {
-            return;
-        }
-        let width = 30;
-        let filled = step * width / steps.max(1);
-        eprint!(
-            "\r{run} epoch {epoch} [{}{}] {step}/{steps} loss {loss:.4}\x1b[K",
-            "#".repeat(filled),
-            ".".repeat(width - filled)
-        );
-        if step == steps {
-            eprint!("\r\x1b[K");
-        }
-        let _ = std::io::stderr().flush();
-    }
-
-    fn epoch(&mut self, _run: &str, r: &EpochRecord) {
-        if self.distilled {
-            println!(
-                "{:>5}  {:>10.6}  {:>10}  {:>10.6}  {:>10.6}  {:>10}  {:>10.4}  {:>8.1e}  {:>5}",
-                r.epoch,
-                r.train_loss,
-                opt(r.train_kd),
-                r.valid_loss,
-                r.valid_ce,
-                opt(r.valid_kd),
-                r.accuracy,
-                r.lr,
-                mmss(r.seconds)
-            );
-        } else {
-            println!(
-                "{:>5}  {:>10.6}  {:>10.6}  {:>10.4}  {:>8.1e}  {:>5}",
-                r.epoch,
-                r.train_loss,
-                r.valid_loss,
-                r.accuracy,
-                r.lr,
-                mmss(r.seconds)
-            );
-        }
-        let _ = std::io::stdout().flush();
+impl std::fmt::Debug for SharedReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedReporter")
     }
 }
 
