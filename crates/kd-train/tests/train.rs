@@ -136,43 +136,6 @@ fn two_kd_steps_match_a_hand_computed_loss() {
     }
 }
 
-#[test]
-fn cached_and_uncached_teacher_outputs_give_the_same_training() {
-    let (_dir, data) = tiny_data(16);
-    let config = FitConfig {
-        epochs: 2,
-        lr: 1e-3,
-        weight_decay: 0.01,
-    };
-    let teacher = net(Arch::ResNet34, 7);
-    let pairs = LayerPair::zip(&["layer1", "layer3"], &["layer1", "layer3"]);
-    let run = |cache: bool| {
-        let mut objective = soft_target_pairs();
-        objective
-            .terms
-            .push(kd_core::Term::new(LossConfig::attention(pairs.clone())));
-        let model = distill(net(Arch::ResNet18, 8), Some(&teacher), objective, cache).unwrap();
-        let (model, h) = fit(model, &data, &config, "kd", None, &mut Silent).unwrap();
-        (model.cached_teacher_items(), h)
-    };
-    let (n_cached, cached) = run(true);
-    let (n_plain, plain) = run(false);
-    assert_eq!(n_plain, 0);
-    // Every (square, unflipped) item seen is cached: the training items the two epochs drew
-    // (drop_last leaves some out) and the 12 validation items.
-    let mut seen: Vec<usize> = (0..2)
-        .flat_map(|e| data.train.epoch_batches(e).concat())
-        .collect();
-    seen.sort();
-    seen.dedup();
-    assert_eq!(n_cached, seen.len() + 12);
-    for (a, b) in cached.epochs.iter().zip(&plain.epochs) {
-        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
-        assert!((a.valid_loss - b.valid_loss).abs() < 1e-5);
-        assert_eq!(a.accuracy, b.accuracy);
-    }
-}
-
 /// Soft targets plus attention on two layers: the teacher's logits and taps both cached.
 fn soft_target_and_attention() -> Objective {
     let pairs = LayerPair::zip(&["layer1", "layer3"], &["layer1", "layer3"]);
@@ -183,11 +146,13 @@ fn soft_target_and_attention() -> Objective {
     objective
 }
 
-#[test]
-fn flipped_items_are_cached_per_variant_and_train_as_without_cache() {
+/// Train the same student for `epochs` with the teacher cache on and off (flips as given);
+/// check that both train alike, and return the number of cache entries and the number of
+/// distinct training items drawn.
+fn cached_vs_plain(flip: bool, epochs: usize) -> (usize, usize) {
     let (_dir, data) = tiny_data(16);
     let config = FitConfig {
-        epochs: 3,
+        epochs,
         lr: 1e-3,
         weight_decay: 0.01,
     };
@@ -200,7 +165,7 @@ fn flipped_items_are_cached_per_variant_and_train_as_without_cache() {
             cache,
         )
         .unwrap();
-        let train = data.train.with_flip(true);
+        let train = data.train.with_flip(flip);
         let (model, h) =
             fit_one_cycle(model, &train, &data.valid, &config, "kd", None, &mut Silent).unwrap();
         (model.cached_teacher_items(), h)
@@ -208,23 +173,37 @@ fn flipped_items_are_cached_per_variant_and_train_as_without_cache() {
     let (n_cached, cached) = run(true);
     let (n_plain, plain) = run(false);
     assert_eq!(n_plain, 0);
-    let mut seen: Vec<usize> = (0..3)
-        .flat_map(|e| data.train.epoch_batches(e).concat())
-        .collect();
-    seen.sort();
-    seen.dedup();
-    // Each training item drawn is cached once per flip variant it came in (one or both over
-    // three epochs), plus the 12 validation items.
-    assert!(
-        n_cached > seen.len() + 12,
-        "{n_cached} entries: some items came both ways"
-    );
-    assert!(n_cached <= 2 * seen.len() + 12, "{n_cached} entries");
     for (a, b) in cached.epochs.iter().zip(&plain.epochs) {
         assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
         assert!((a.valid_loss - b.valid_loss).abs() < 1e-5);
         assert_eq!(a.accuracy, b.accuracy);
     }
+    // drop_last leaves some items out of each epoch.
+    let mut seen: Vec<usize> = (0..epochs as u64)
+        .flat_map(|e| data.train.epoch_batches(e).concat())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    (n_cached, seen.len())
+}
+
+#[test]
+fn cached_and_uncached_teacher_outputs_give_the_same_training() {
+    // Every (square, unflipped) item drawn is cached, and the 12 validation items.
+    let (entries, drawn) = cached_vs_plain(false, 2);
+    assert_eq!(entries, drawn + 12);
+}
+
+#[test]
+fn flipped_items_are_cached_per_variant_and_train_as_without_cache() {
+    // Each item drawn is cached once per flip variant it came in (one or both over three
+    // epochs), plus the 12 validation items.
+    let (entries, drawn) = cached_vs_plain(true, 3);
+    assert!(
+        entries > drawn + 12,
+        "{entries} entries: some items came both ways"
+    );
+    assert!(entries <= 2 * drawn + 12, "{entries} entries");
 }
 
 #[test]
