@@ -63,7 +63,9 @@ pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, PackTensor>, Mode
         .unwrap_or("")
         .to_ascii_lowercase();
     let tensors = if ext == "safetensors" {
-        let mut store = SafetensorsStore::from_file(path);
+        // Read now, not lazily from the path when first used (see `load_model_except`).
+        let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
+        let mut store = SafetensorsStore::from_bytes(Some(bytes));
         store
             .get_all_tensors()
             .map_err(|e| read_err(e.to_string()))?
@@ -228,7 +230,11 @@ pub fn load_model_except<M: ModuleSnapshot>(
     if !path.is_file() {
         return Err(read_err("no such file".into()));
     }
-    let mut store = BurnpackStore::from_file(path);
+    // Read the whole file now: a file-backed store leaves the tensors to be read from the
+    // path when first used, and kd replaces or removes checkpoint and cache files while
+    // their models live on.
+    let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
+    let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes)));
     let result = model
         .load_from(&mut store)
         .map_err(|e| read_err(e.to_string()))?;

@@ -421,3 +421,27 @@ fn automatic_matching_pairs_shallowest_layers_by_resolution() {
         .collect();
     assert_eq!(got, expect);
 }
+
+#[test]
+fn a_loaded_model_does_not_depend_on_its_file_afterwards() {
+    // The teacher cache and checkpoints are replaced and removed while their models are in
+    // use: loading must read the weights, not leave them to be read from the path later.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.bpk");
+    let model = VisionLearner::new(ResNetConfig::new(Arch::ResNet18).init(&device()), 2);
+    save_model(&model, &path).unwrap();
+    let mut loaded = VisionLearner::new(ResNetConfig::new(Arch::ResNet18).init(&device()), 2);
+    load_model(&mut loaded, &path).unwrap();
+    drop(dir);
+    let a: Vec<f32> = model
+        .forward_logits(input(32))
+        .to_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let b: Vec<f32> = loaded
+        .forward_logits(input(32))
+        .to_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_eq!(a, b);
+}
