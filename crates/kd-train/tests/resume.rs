@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{distill, fit, net, soft_target_pairs, tiny_data};
+use common::{distill, fit, net, soft_target_pairs, tiny_data, twin};
 use kd_models::Arch;
 use kd_train::report::{Reporter, Silent};
 use kd_train::{EpochRecord, FitConfig};
@@ -36,9 +36,10 @@ fn a_killed_run_resumes_to_the_same_result() {
         weight_decay: 0.01,
     };
     let teacher = net(Arch::ResNet18, 5);
+    let student = net(Arch::ResNet18, 6);
     let build = || {
         distill(
-            net(Arch::ResNet18, 6),
+            twin(&student, Arch::ResNet18),
             Some(&teacher),
             soft_target_pairs(),
             true,

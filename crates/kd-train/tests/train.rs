@@ -4,7 +4,7 @@
 mod common;
 
 use burn::module::Module;
-use common::{distill, fit, net, soft_target_pairs, tinted_data, tiny_data};
+use common::{distill, fit, net, soft_target_pairs, tinted_data, tiny_data, twin};
 use kd_core::{LayerPair, LossConfig, Objective};
 use kd_models::{Arch, FeatureModel};
 use kd_train::report::Silent;
@@ -157,9 +157,10 @@ fn cached_vs_plain(flip: bool, epochs: usize) -> (usize, usize) {
         weight_decay: 0.01,
     };
     let teacher = net(Arch::ResNet34, 7);
+    let student = net(Arch::ResNet18, 8);
     let run = |cache: bool| {
         let model = distill(
-            net(Arch::ResNet18, 8),
+            twin(&student, Arch::ResNet18),
             Some(&teacher),
             soft_target_and_attention(),
             cache,
@@ -212,15 +213,16 @@ fn a_model_reused_on_other_images_gets_their_teacher_outputs() {
     let (_a, first) = tiny_data(16);
     let (_b, other) = tinted_data(16, 60);
     let teacher = net(Arch::ResNet34, 7);
+    let student = net(Arch::ResNet18, 8);
     let cached = distill(
-        net(Arch::ResNet18, 8),
+        twin(&student, Arch::ResNet18),
         Some(&teacher),
         soft_target_and_attention(),
         true,
     )
     .unwrap();
     let plain = distill(
-        net(Arch::ResNet18, 8),
+        twin(&student, Arch::ResNet18),
         Some(&teacher),
         soft_target_and_attention(),
         false,

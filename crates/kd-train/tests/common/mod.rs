@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use burn::store::ModuleSnapshot;
 use burn::tensor::Device;
 use image::{Rgb, RgbImage};
 use kd_core::{LossConfig, Objective};
@@ -57,12 +56,7 @@ pub fn net(arch: Arch, seed: u64) -> Network {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let device = device();
     device.seed(seed);
-    let net = NetworkConfig::new(arch, Head::Linear).init(2, &device);
-    // Parameters are drawn lazily, when first read back: draw them now, under the lock.
-    for tensor in net.collect(None, None, false) {
-        burn::store::bridge::to_data(&tensor).expect("a parameter's values");
-    }
-    net
+    NetworkConfig::new(arch, Head::Linear).init(2, &device)
 }
 
 pub fn soft_target_pairs() -> Objective {
@@ -110,4 +104,17 @@ pub fn fit(
         checkpoints,
         reporter,
     )
+}
+
+/// An independent copy of `net` (Burn's `clone` shares BatchNorm running statistics): its
+/// weights and statistics written out and read into a fresh network. Two seeded
+/// initialisations are not enough for that: a test running in parallel may draw from the
+/// global generator (a connector's initialisation, say) between the seeding and the draws.
+pub fn twin(net: &Network, arch: Arch) -> Network {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twin.bpk");
+    kd_models::weights::save_model(net, &path).unwrap();
+    let mut copy = NetworkConfig::new(arch, Head::Linear).init(2, &device());
+    kd_models::weights::load_model(&mut copy, &path).unwrap();
+    copy
 }
