@@ -40,6 +40,7 @@ pub struct ReadmeDoctests;
 
 pub mod args;
 pub mod backend;
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod console;
 pub mod experiment;
