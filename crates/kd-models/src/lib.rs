@@ -1,6 +1,6 @@
 //! # kd-models
 //!
-//! ResNet 18/34/50/101/152 for knowledge distillation: torchvision layout and initialisation,
+//! ResNet 18/34/50/101/152 and MobileNetV2 for knowledge distillation: torchvision layout and initialisation,
 //! **named feature taps** (ask for any module paths and get them with the logits from one
 //! forward pass), a layer listing like fastai's `get_model_layers`, fastai's `vision_learner`
 //! model (pretrained body + fastai head, fastai path names), and weight import.
@@ -20,6 +20,7 @@
 
 pub mod keras;
 mod learner;
+mod mobilenet;
 mod resnet;
 pub mod weights;
 
@@ -30,6 +31,7 @@ pub use kd_core::{
     nearest_names,
 };
 pub use learner::{FastaiHead, VisionLearner};
+pub use mobilenet::{ConvBnAct, InvertedResidual, MobileNetV2, MobileNetV2Config};
 pub use resnet::{Arch, Block, Downsample, ResNet, ResNetConfig, StridePlacement};
 
 /// Everything that can go wrong when building, tapping or loading a model.

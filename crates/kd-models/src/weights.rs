@@ -12,6 +12,7 @@ use burn::store::{
 };
 
 use crate::ModelError;
+use crate::mobilenet::{self, MobileNetV2};
 use crate::resnet::ResNet;
 
 /// What to do with a checkpoint's classifier (`fc.*`) when its class count differs from the
@@ -35,16 +36,54 @@ pub struct ImportReport {
     pub skipped: Vec<String>,
 }
 
-/// Our module paths differ from torchvision's only in the shortcut: `downsample.conv` /
-/// `downsample.bn` versus `downsample.0` / `downsample.1`.
-fn ours_to_torchvision(name: &str) -> String {
-    name.replace(".downsample.conv.", ".downsample.0.")
-        .replace(".downsample.bn.", ".downsample.1.")
+/// A model whose parameters have torchvision names: what [`apply_torchvision`] imports into.
+pub trait TorchvisionLayout: ModuleSnapshot + Module {
+    /// torchvision's key for one of our parameter paths (in PyTorch's naming: `weight`/`bias`
+    /// of a BatchNorm, not `gamma`/`beta`).
+    fn torchvision_key(&self, ours: &str) -> String;
+
+    /// The classifier's weight and bias keys (torchvision names), which
+    /// [`Classifier::ReplaceIfDifferent`] may leave out.
+    fn classifier_keys(&self) -> [&'static str; 2];
 }
 
-fn torchvision_to_ours(name: &str) -> String {
-    name.replace(".downsample.0.", ".downsample.conv.")
-        .replace(".downsample.1.", ".downsample.bn.")
+impl TorchvisionLayout for ResNet {
+    /// Our module paths differ from torchvision's only in the shortcut: `downsample.conv` /
+    /// `downsample.bn` versus `downsample.0` / `downsample.1`.
+    fn torchvision_key(&self, ours: &str) -> String {
+        ours.replace(".downsample.conv.", ".downsample.0.")
+            .replace(".downsample.bn.", ".downsample.1.")
+    }
+
+    fn classifier_keys(&self) -> [&'static str; 2] {
+        ["fc.weight", "fc.bias"]
+    }
+}
+
+impl TorchvisionLayout for MobileNetV2 {
+    /// `stem` is `features.0`, `blocks.i` is `features.{i+1}`, `head` is `features.18`,
+    /// `classifier` is `classifier.1`; inside, the `conv`/`bn` of a ConvBNReLU6 are `0`/`1`.
+    fn torchvision_key(&self, ours: &str) -> String {
+        mobilenet::to_torchvision(ours, self.blocks.len()).unwrap_or_else(|| ours.to_string())
+    }
+
+    fn classifier_keys(&self) -> [&'static str; 2] {
+        ["classifier.1.weight", "classifier.1.bias"]
+    }
+}
+
+/// Each torchvision key of `model` with our path and the shape.
+fn torchvision_names<M: TorchvisionLayout>(model: &M) -> BTreeMap<String, (String, Vec<usize>)> {
+    model
+        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
+        .into_iter()
+        .map(|t| {
+            (
+                model.torchvision_key(&t.name),
+                (t.name.clone(), t.shape.to_vec()),
+            )
+        })
+        .collect()
 }
 
 /// Read every tensor of a torchvision checkpoint: `.safetensors`, or a PyTorch pickle
@@ -97,11 +136,10 @@ pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, PackTensor>, Mode
 
 /// The torchvision key and shape of every tensor `model` holds (BatchNorm statistics included,
 /// `fc.weight` as `[out, in]`).
-pub fn torchvision_keys<M: ModuleSnapshot>(model: &M) -> BTreeMap<String, Vec<usize>> {
-    model
-        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
+pub fn torchvision_keys<M: TorchvisionLayout>(model: &M) -> BTreeMap<String, Vec<usize>> {
+    torchvision_names(model)
         .into_iter()
-        .map(|t| (ours_to_torchvision(&t.name), t.shape.to_vec()))
+        .map(|(key, (_, shape))| (key, shape))
         .collect()
 }
 
@@ -110,13 +148,15 @@ pub fn torchvision_keys<M: ModuleSnapshot>(model: &M) -> BTreeMap<String, Vec<us
 /// Every problem is reported at once, by key: tensors the model needs that the checkpoint
 /// lacks, checkpoint tensors the model has no place for, and shape mismatches. `source` names the
 /// checkpoint in messages.
-pub fn apply_torchvision<M: ModuleSnapshot + Module>(
+pub fn apply_torchvision<M: TorchvisionLayout>(
     model: &mut M,
     tensors: BTreeMap<String, PackTensor>,
     classifier: Classifier,
     source: &str,
 ) -> Result<ImportReport, ModelError> {
+    let names = torchvision_names(model);
     let mut expected = torchvision_keys(model);
+    let classifier_keys = model.classifier_keys();
     let mut report = ImportReport::default();
     let mut given = BTreeMap::new();
     for (name, tensor) in tensors {
@@ -127,14 +167,14 @@ pub fn apply_torchvision<M: ModuleSnapshot + Module>(
         }
     }
     if classifier == Classifier::ReplaceIfDifferent {
-        let fc_differs = ["fc.weight", "fc.bias"].iter().any(|k| {
+        let [weight, _] = classifier_keys;
+        let fc_differs = classifier_keys.iter().any(|k| {
             let want = expected.get(*k);
             let have = given.get(*k).map(|t| t.shape.to_vec());
             want.is_some() && have.is_some() && want != have.as_ref()
-        }) || (!expected.contains_key("fc.weight")
-            && given.contains_key("fc.weight"));
+        }) || (!expected.contains_key(weight) && given.contains_key(weight));
         if fc_differs {
-            for key in ["fc.weight", "fc.bias"] {
+            for key in classifier_keys {
                 expected.remove(key);
                 if given.remove(key).is_some() {
                     report.skipped.push(key.to_string());
@@ -171,7 +211,8 @@ pub fn apply_torchvision<M: ModuleSnapshot + Module>(
     let renamed: Vec<PackTensor> = given
         .into_values()
         .map(|mut t| {
-            t.name = torchvision_to_ours(&t.name);
+            // Every key was checked against `expected`, built from `names`.
+            t.name = names[&t.name].0.clone();
             t
         })
         .collect();
@@ -180,7 +221,7 @@ pub fn apply_torchvision<M: ModuleSnapshot + Module>(
     let missing = result
         .missing
         .iter()
-        .filter(|(path, _)| !report.skipped.contains(&ours_to_torchvision(path)));
+        .filter(|(path, _)| !report.skipped.contains(&model.torchvision_key(path)));
     if !result.errors.is_empty() || missing.count() > 0 {
         return Err(ModelError::WeightsApply {
             checkpoint: source.to_string(),

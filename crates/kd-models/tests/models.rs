@@ -209,7 +209,9 @@ fn unknown_tap_lists_nearest_names() {
     assert!(err.contains("0.6") && err.contains("0.5"), "{err}");
 }
 
-fn formula_weights(model: &impl burn::store::ModuleSnapshot) -> BTreeMap<String, PackTensor> {
+fn formula_weights(
+    model: &impl kd_models::weights::TorchvisionLayout,
+) -> BTreeMap<String, PackTensor> {
     torchvision_keys(model)
         .into_iter()
         .map(|(name, shape)| {
