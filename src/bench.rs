@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::core::{LayerPair, LossConfig, Objective};
 use crate::data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn, Split};
-use crate::models::{Arch, FeatureModel, Head, Network, NetworkConfig};
+use crate::models::{Arch, FeatureModel, Head, Network, NetworkArch, NetworkConfig};
 use crate::train::{DistillModel, FrozenTeacher, TeacherCache, fastai_adam};
 
 /// What to measure (also the command-line flags of `kd bench` and `cargo xtask bench-backends`).
@@ -107,21 +107,16 @@ fn train_step(
         let _: f32 = out.item.loss.clone().into_scalar();
         let m = optim.step(1e-4, m, out.grads);
         // Reading one weight waits for the update.
-        let probe: f32 = match &m.student {
-            Network::ResNet(r) => r
-                .conv1
-                .weight
-                .val()
-                .slice([0..1, 0..1, 0..1, 0..1])
-                .into_scalar(),
-            Network::Learner(l) => l
-                .body
-                .conv1
-                .weight
-                .val()
-                .slice([0..1, 0..1, 0..1, 0..1])
-                .into_scalar(),
+        let first_conv = match &m.student {
+            Network::ResNet(r) => &r.conv1,
+            Network::Learner(l) => &l.body.conv1,
+            Network::MobileNetV2(n) => &n.stem.conv,
         };
+        let probe: f32 = first_conv
+            .weight
+            .val()
+            .slice([0..1, 0..1, 0..1, 0..1])
+            .into_scalar();
         std::hint::black_box(probe);
         model = Some(m);
     })
@@ -149,19 +144,21 @@ pub fn bench_backend(
             images_per_s: b as f64 / (ms / 1e3),
         });
     };
-    // Build a ResNet-18 student with `objective` (and `teacher`), time its training step.
-    let step = |teacher: Option<&Network>, objective: Objective, label: &str| {
-        let student = net(Arch::ResNet18, Head::Linear, &device);
-        let probe = ImageBatch::zeros(2, size, &device);
-        let teacher = teacher.map(FrozenTeacher::new);
-        let model = DistillModel::new(student, teacher, objective, &probe, TeacherCache::OFF)
-            .map_err(|e| e.to_string())?;
-        Ok::<f64, String>(train_step(model, &device, b, size, warmup, iters, label))
-    };
+    // Build a `student` with `objective` (and `teacher`), time its training step.
+    let step =
+        |student: NetworkArch, teacher: Option<&Network>, objective: Objective, label: &str| {
+            let student = NetworkConfig::new(student, Head::Linear).init(2, &device);
+            let probe = ImageBatch::zeros(2, size, &device);
+            let teacher = teacher.map(FrozenTeacher::new);
+            let model = DistillModel::new(student, teacher, objective, &probe, TeacherCache::OFF)
+                .map_err(|e| e.to_string())?;
+            Ok::<f64, String>(train_step(model, &device, b, size, warmup, iters, label))
+        };
     let label = "student train step (resnet18)";
-    let student_ms = step(None, Objective::cross_entropy_only(), label)?;
+    let resnet18 = NetworkArch::ResNet(Arch::ResNet18);
+    let student_ms = step(resnet18, None, Objective::cross_entropy_only(), label)?;
     push(label, student_ms);
-    let mut teacher_ms = 0.0;
+    let (mut teacher_ms, mut r50_ms) = (0.0, 0.0);
     for arch in [Arch::ResNet34, Arch::ResNet50] {
         let t = net(arch, Head::Fastai, &device).valid();
         let label = format!("teacher eval forward ({arch})");
@@ -170,15 +167,16 @@ pub fn bench_backend(
             let y: f32 = t.forward_logits(x).slice([0..1, 0..1]).into_scalar();
             std::hint::black_box(y);
         });
-        if arch == Arch::ResNet34 {
-            teacher_ms = ms;
+        match arch {
+            Arch::ResNet34 => teacher_ms = ms,
+            _ => r50_ms = ms,
         }
         push(&label, ms);
     }
     let teacher = net(Arch::ResNet34, Head::Fastai, &device);
     let label = "KD step SoftTarget (r34 → r18)";
     let soft_target = Objective::lerp(LossConfig::soft_target(), 0.5);
-    let st_ms = step(Some(&teacher), soft_target, label)?;
+    let st_ms = step(resnet18, Some(&teacher), soft_target.clone(), label)?;
     push(label, st_ms);
     let pairs = LayerPair::zip(
         &["layer1", "layer2", "layer3", "layer4"],
@@ -186,8 +184,17 @@ pub fn bench_backend(
     );
     let label = "KD step Attention ×4 (r34 → r18)";
     let attention = Objective::lerp(LossConfig::attention(pairs), 0.9);
-    let at_ms = step(Some(&teacher), attention, label)?;
+    let at_ms = step(resnet18, Some(&teacher), attention, label)?;
     push(label, at_ms);
+    // Cross-architecture: a MobileNetV2 student of a ResNet-50 teacher.
+    let mobilenet = NetworkArch::MobileNetV2;
+    let label = "student train step (mobilenet_v2)";
+    let mnv2_ms = step(mobilenet, None, Objective::cross_entropy_only(), label)?;
+    push(label, mnv2_ms);
+    let r50 = net(Arch::ResNet50, Head::Fastai, &device);
+    let label = "KD step SoftTarget (r50 → mobilenet_v2)";
+    let cross_ms = step(mobilenet, Some(&r50), soft_target, label)?;
+    push(label, cross_ms);
     rows.push(Row {
         backend: name.into(),
         workload: "ratio SoftTarget / (student + teacher)".into(),
@@ -198,6 +205,12 @@ pub fn bench_backend(
         backend: name.into(),
         workload: "ratio Attention / (student + teacher)".into(),
         median_ms: at_ms / (student_ms + teacher_ms),
+        images_per_s: f64::NAN,
+    });
+    rows.push(Row {
+        backend: name.into(),
+        workload: "ratio SoftTarget r50 → mobilenet_v2 / (student + teacher)".into(),
+        median_ms: cross_ms / (mnv2_ms + r50_ms),
         images_per_s: f64::NAN,
     });
     Ok(rows)

@@ -173,7 +173,7 @@ fn kd_step(
     let loss: f32 = out.item.loss.clone().into_scalar();
     let conv1 = |m: &DistillModel<Network, ImageBatch>| match &m.student {
         Network::ResNet(r) => r.conv1.weight.clone(),
-        Network::Learner(_) => unreachable!("linear head"),
+        _ => unreachable!("a ResNet with a linear head"),
     };
     let grad = values(
         out.grads

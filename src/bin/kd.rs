@@ -8,7 +8,7 @@ use kd::KdError;
 use kd::console::Console;
 use kd::core::match_feature_layers;
 use kd::experiment::{Experiment, RunOptions, summary_table};
-use kd::models::{Arch, FeatureModel, Head, NetworkConfig};
+use kd::models::{FeatureModel, Head, NetworkArch, NetworkConfig};
 use kd::train::report::SharedReporter;
 
 #[derive(Parser, Debug)]
@@ -36,22 +36,22 @@ enum Command {
     Run(RunArgs),
     /// List every layer path of a model with its output shape (like fastai's get_model_layers).
     #[command(
-        after_help = "Examples:\n  kd layers resnet18\n  kd layers resnet50 --head fastai --size 224"
+        after_help = "Examples:\n  kd layers resnet18\n  kd layers resnet50 --head fastai --size 224\n  kd layers mobilenet_v2 --size 224"
     )]
     Layers {
-        /// resnet18, resnet34, resnet50, resnet101 or resnet152.
+        /// resnet18, resnet34, resnet50, resnet101, resnet152 or mobilenet_v2.
         model: String,
         /// Input side in pixels (1 to 1024).
         #[arg(long, default_value_t = 64, value_parser = kd::args::image_side)]
         size: usize,
-        /// Classifier: linear (torchvision names) or fastai (fastai paths, with aliases).
+        /// Classifier: linear (torchvision names) or fastai (fastai paths, with aliases; ResNets).
         #[arg(long, value_enum, default_value_t = HeadArg::Linear)]
         head: HeadArg,
     },
     /// Pair student and teacher layers automatically by spatial resolution.
     #[command(
         name = "match-layers",
-        after_help = "Example:\n  kd match-layers --student resnet18 --teacher resnet50 --teacher-head fastai"
+        after_help = "Examples:\n  kd match-layers --student resnet18 --teacher resnet50 --teacher-head fastai\n  kd match-layers --student mobilenet_v2 --teacher resnet50 --teacher-head fastai"
     )]
     MatchLayers {
         /// Student architecture.
@@ -193,8 +193,15 @@ fn run(args: RunArgs) -> Result<(), KdError> {
     Ok(())
 }
 
-fn arch(name: &str) -> Result<Arch, KdError> {
-    Ok(name.parse::<Arch>()?)
+/// The network `name` with `head`; a head the architecture does not have is a usage error
+/// naming `option`.
+fn network(name: &str, head: Head, option: &str) -> Result<NetworkConfig, KdError> {
+    let config = NetworkConfig::new(name.parse::<NetworkArch>()?, head);
+    config.check().map_err(|message| KdError::Config {
+        origin: option.to_string(),
+        message,
+    })?;
+    Ok(config)
 }
 
 fn main() -> ExitCode {
@@ -204,7 +211,7 @@ fn main() -> ExitCode {
         None => run(cli.run),
         Some(Command::Run(args)) => run(args),
         Some(Command::Layers { model, size, head }) => {
-            let net = NetworkConfig::new(arch(&model)?, head.into()).init(2, &device()?);
+            let net = network(&model, head.into(), "--head")?.init(2, &device()?);
             for layer in net.layers(size) {
                 let alias = layer.alias.map(|a| format!("({a})")).unwrap_or_default();
                 println!("{:<28} {:<22} {:?}", layer.path, alias, layer.shape);
@@ -218,8 +225,8 @@ fn main() -> ExitCode {
             size,
         }) => {
             let d = device()?;
-            let s = NetworkConfig::new(arch(&student)?, Head::Linear).init(2, &d);
-            let t = NetworkConfig::new(arch(&teacher)?, teacher_head.into()).init(2, &d);
+            let s = network(&student, Head::Linear, "--student")?.init(2, &d);
+            let t = network(&teacher, teacher_head.into(), "--teacher-head")?.init(2, &d);
             for pair in match_feature_layers(&s, &t, size) {
                 println!("{:<12} <-> {}", pair.student, pair.teacher);
             }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use kd_core::{Mix, ObjectiveConfig, TermConfig};
 use kd_data::{DataConfig, LabelFn, ResizeMethod};
-use kd_models::{Arch, Head, NetworkConfig};
+use kd_models::{Head, NetworkArch, NetworkConfig};
 use kd_train::FitConfig;
 use serde::{Deserialize, Serialize};
 
@@ -101,9 +101,9 @@ pub enum Weights {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TeacherSection {
-    /// Architecture.
-    pub arch: Arch,
-    /// Classifier (default: fastai's head).
+    /// Architecture (`resnet18` … `resnet152`, `mobilenet_v2`).
+    pub arch: NetworkArch,
+    /// Classifier (default: fastai's head, ResNets only).
     #[serde(default = "fastai_head")]
     pub head: Head,
     /// Starting weights.

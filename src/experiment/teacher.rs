@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use kd_data::DataBundle;
 use kd_models::weights::{Classifier, load_model, load_torchvision, save_model};
-use kd_models::{Head, Network};
+use kd_models::{Head, MobileNetV2Config, Network};
 use kd_train::report::SharedReporter;
 use kd_train::{DistillModel, History, TeacherCache, fit_one_cycle};
 
@@ -28,14 +28,19 @@ fn build_teacher(
         Weights::ImagenetKeras => crate::pretrained::keras_resnet50_weights(cache)?,
     };
     // A pretrained classifier is cut off and replaced, as fastai does.
+    let Some(resnet) = config.resnet() else {
+        let mut model = MobileNetV2Config::new(classes).init(device);
+        load_torchvision(&mut model, &path, Classifier::ReplaceIfDifferent)?;
+        return Ok(Network::MobileNetV2(model));
+    };
     Ok(match config.head {
         Head::Fastai => {
-            let mut body = config.resnet().with_classes(None).init(device);
+            let mut body = resnet.with_classes(None).init(device);
             load_torchvision(&mut body, &path, Classifier::ReplaceIfDifferent)?;
             Network::Learner(kd_models::VisionLearner::new(body, classes))
         }
         Head::Linear => {
-            let mut model = config.resnet().with_classes(Some(classes)).init(device);
+            let mut model = resnet.with_classes(Some(classes)).init(device);
             load_torchvision(&mut model, &path, Classifier::ReplaceIfDifferent)?;
             Network::ResNet(model)
         }

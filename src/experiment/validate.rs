@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use kd_core::Mix;
-use kd_models::Arch;
+use kd_models::{Arch, NetworkArch};
 
 use super::config::{Experiment, Weights, label_fn};
 use crate::KdError;
@@ -54,7 +54,17 @@ impl Experiment {
                 p.display()
             )));
         }
-        if self.teacher.weights == Weights::ImagenetKeras && self.teacher.arch != Arch::ResNet50 {
+        for (section, network) in [
+            ("teacher", self.teacher.network()),
+            ("student", self.student.clone()),
+        ] {
+            network
+                .check()
+                .map_err(|e| bad(format!("{section}: {e}")))?;
+        }
+        if self.teacher.weights == Weights::ImagenetKeras
+            && self.teacher.arch != NetworkArch::ResNet(Arch::ResNet50)
+        {
             return Err(bad(format!(
                 "teacher.weights = \"imagenet-keras\" is a ResNet-50, but teacher.arch is {}",
                 self.teacher.arch

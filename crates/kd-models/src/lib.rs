@@ -114,4 +114,4 @@ fn mismatch_message(
 }
 
 mod network;
-pub use network::{Head, Network, NetworkConfig};
+pub use network::{Head, Network, NetworkArch, NetworkConfig};

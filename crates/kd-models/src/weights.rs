@@ -232,9 +232,10 @@ pub fn apply_torchvision<M: TorchvisionLayout>(
     Ok(report)
 }
 
-/// Load a torchvision ResNet checkpoint (`.pth`, `.pt` or `.safetensors`) into `model`.
-pub fn load_torchvision(
-    model: &mut ResNet,
+/// Load a torchvision checkpoint (`.pth`, `.pt` or `.safetensors`) into `model` (a ResNet or a
+/// MobileNetV2).
+pub fn load_torchvision<M: TorchvisionLayout>(
+    model: &mut M,
     path: &Path,
     classifier: Classifier,
 ) -> Result<ImportReport, ModelError> {

@@ -19,7 +19,7 @@ fn fc_weights(model: &Model) -> Vec<f32> {
             let fc = r.fc.as_ref().expect("a linear head has fc");
             fc.weight.val().to_data().iter::<f32>().collect()
         }
-        kd_models::Network::Learner(_) => unreachable!("linear head"),
+        _ => unreachable!("a ResNet with a linear head"),
     }
 }
 
