@@ -46,10 +46,6 @@ impl FeatureModel for SmallCnn {
         LAYERS.iter().map(|p| (p.to_string(), None)).collect()
     }
 
-    fn canonical(&self, name: &str) -> Option<String> {
-        LAYERS.contains(&name).then(|| name.to_string())
-    }
-
     fn forward_taps(&self, input: Tensor<4>, plan: &TapPlan) -> Outputs {
         let mut taps = TapRecorder::new(plan);
         let x = relu(self.stem.forward(input));

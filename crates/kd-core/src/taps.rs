@@ -166,8 +166,14 @@ pub trait FeatureModel {
     /// Every tappable module path, in forward (pre-)order, with an optional alias each.
     fn layer_paths(&self) -> Vec<(String, Option<String>)>;
 
-    /// Map a requested name (path or alias) to the canonical path used by the forward pass.
-    fn canonical(&self, name: &str) -> Option<String>;
+    /// Map a requested name (path or alias) to the canonical path used by the forward pass. The
+    /// default looks `name` up among [`layer_paths`](Self::layer_paths) and their aliases.
+    fn canonical(&self, name: &str) -> Option<String> {
+        self.layer_paths()
+            .into_iter()
+            .find(|(path, alias)| path == name || alias.as_deref() == Some(name))
+            .map(|(path, _)| path)
+    }
 
     /// Forward pass returning logits and the taps of `plan`.
     fn forward_taps(&self, input: Tensor<4>, plan: &TapPlan) -> Outputs;

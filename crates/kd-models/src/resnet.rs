@@ -438,13 +438,6 @@ impl FeatureModel for ResNet {
         paths.into_iter().map(|p| (p, None)).collect()
     }
 
-    fn canonical(&self, name: &str) -> Option<String> {
-        self.layer_paths()
-            .into_iter()
-            .find(|(p, _)| p == name)
-            .map(|(p, _)| p)
-    }
-
     fn forward_taps(&self, input: Tensor<4>, plan: &TapPlan) -> Outputs {
         let mut sink = TapRecorder::new(plan);
         let x = self.forward_body(input, &mut sink);
