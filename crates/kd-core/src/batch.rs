@@ -61,7 +61,8 @@ pub trait DistillBatch: Clone + Send + Sync + std::fmt::Debug + 'static {
     fn without_autodiff(self) -> Self;
 
     /// One entry per item: the key its input is known by, or `None` when its input may differ
-    /// next time (a random crop, say). An empty vector (the default) means no item is cached.
+    /// next time (a random crop, say). An empty vector (the default) means no item is cached;
+    /// any other length is an error (reported when the trainer is built from a probe batch).
     fn cache_keys(&self) -> Vec<Option<ItemKey>> {
         Vec::new()
     }

@@ -127,6 +127,13 @@ where
     /// One evaluation of the objective on `probe`, the teacher run directly (the cache is
     /// left untouched).
     fn check(&self, probe: &B) -> Result<(), TrainError> {
+        let keys = probe.cache_keys().len();
+        if keys != 0 && keys != probe.len() {
+            return Err(TrainError::Data(format!(
+                "the batch type's cache_keys() gave {keys} keys for a batch of {} items: one per item, or none",
+                probe.len()
+            )));
+        }
         let model = self.valid();
         let student = model
             .student

@@ -134,7 +134,10 @@ impl TeacherRunner {
     /// is cached), and what it computes for keyed items is kept while the budget allows.
     pub(crate) fn outputs<B: DistillBatch>(&self, batch: &B) -> Outputs {
         let keys = batch.cache_keys();
-        if self.budget.max_bytes == 0 || keys.is_empty() || keys.iter().all(Option::is_none) {
+        // A batch with one key per item, some of them set, can be served from the cache
+        // (`DistillModel::new` rejects a probe whose key count is off).
+        let cacheable = keys.len() == batch.len() && keys.iter().any(Option::is_some);
+        if self.budget.max_bytes == 0 || !cacheable {
             return self.run(batch.inputs());
         }
         let mut store = self.store.lock().expect("teacher cache lock");

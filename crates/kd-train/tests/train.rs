@@ -349,3 +349,61 @@ fn fastai_adam_moves_beta_1_as_fastais_adam_step_does() {
         );
     }
 }
+
+/// A batch type of the user's own: plain tensors, and as many cache keys as it is told.
+#[derive(Debug, Clone)]
+struct MyBatch {
+    x: burn::tensor::Tensor<4>,
+    y: burn::tensor::Tensor<1, burn::tensor::Int>,
+    keys: usize,
+}
+
+impl kd_core::DistillBatch for MyBatch {
+    fn inputs(&self) -> burn::tensor::Tensor<4> {
+        self.x.clone()
+    }
+    fn targets(&self) -> burn::tensor::Tensor<1, burn::tensor::Int> {
+        self.y.clone()
+    }
+    fn without_autodiff(self) -> Self {
+        Self {
+            x: self.x.without_autodiff(),
+            y: self.y.without_autodiff(),
+            keys: self.keys,
+        }
+    }
+    fn cache_keys(&self) -> Vec<Option<kd_core::ItemKey>> {
+        vec![None; self.keys]
+    }
+}
+
+#[test]
+fn a_batch_type_of_ones_own_trains_and_a_wrong_key_count_is_named() {
+    use burn::train::TrainStep;
+    use kd_train::{DistillModel, FrozenTeacher, TeacherCache};
+    let device = common::device();
+    let batch = |keys| MyBatch {
+        x: burn::tensor::Tensor::zeros([2, 3, 16, 16], &device),
+        y: burn::tensor::Tensor::from_ints([0, 1], &device),
+        keys,
+    };
+    let teacher = net(Arch::ResNet18, 13);
+    let build = |probe: &MyBatch| {
+        DistillModel::new(
+            net(Arch::ResNet18, 14),
+            Some(FrozenTeacher::new(&teacher)),
+            soft_target_pairs(),
+            probe,
+            TeacherCache::default(),
+        )
+    };
+    let err = build(&batch(1)).unwrap_err().to_string();
+    assert!(
+        err.contains("cache_keys") && err.contains("1 keys") && err.contains("2 items"),
+        "{err}"
+    );
+    let model = build(&batch(0)).unwrap();
+    let out = TrainStep::step(&model, batch(0));
+    let loss: f32 = out.item.loss.into_scalar();
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+}
