@@ -12,7 +12,7 @@ use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::resnet::initialize_now;
+use crate::resnet::{conv_init, initialize_now, offer_at};
 use kd_core::{FeatureModel, Outputs, TapPlan, TapRecorder};
 
 /// torchvision's inverted-residual setting: expansion `t`, output channels `c`, repeats `n`,
@@ -119,10 +119,7 @@ fn conv(
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
         .with_groups(groups)
         .with_bias(false)
-        .with_initializer(Initializer::KaimingNormal {
-            gain: std::f64::consts::SQRT_2,
-            fan_out_only: true,
-        })
+        .with_initializer(conv_init())
         .init(device)
 }
 
@@ -248,13 +245,6 @@ impl InvertedResidual {
         ConvBnAct::paths(&format!("{prefix}.{depthwise}"), out);
         out.push(format!("{prefix}.{project}"));
         out.push(format!("{prefix}.{project_bn}"));
-    }
-}
-
-/// Offer `value` as `prefix.suffix` when the enclosing module is being tapped.
-fn offer_at(sink: &mut TapRecorder, prefix: Option<&str>, suffix: &str, value: &Tensor<4>) {
-    if let Some(prefix) = prefix {
-        sink.offer(&format!("{prefix}.{suffix}"), value);
     }
 }
 

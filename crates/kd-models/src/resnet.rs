@@ -235,7 +235,8 @@ pub(crate) fn initialize_now<M: Module>(model: &M) {
     model.visit(&mut Touch);
 }
 
-fn conv_init() -> Initializer {
+/// torchvision's convolution init: Kaiming-normal, fan-out, ReLU gain.
+pub(crate) fn conv_init() -> Initializer {
     Initializer::KaimingNormal {
         gain: std::f64::consts::SQRT_2,
         fan_out_only: true,
@@ -281,7 +282,12 @@ pub struct Block {
 }
 
 /// Offer `value` as `prefix.suffix` when the block's prefix is being tapped.
-fn offer_at(sink: &mut TapRecorder, prefix: Option<&str>, suffix: &str, value: &Tensor<4>) {
+pub(crate) fn offer_at(
+    sink: &mut TapRecorder,
+    prefix: Option<&str>,
+    suffix: &str,
+    value: &Tensor<4>,
+) {
     if let Some(prefix) = prefix {
         sink.offer(&format!("{prefix}.{suffix}"), value);
     }
