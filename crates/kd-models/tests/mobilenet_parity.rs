@@ -6,13 +6,16 @@
 //! 0.24.0): torchvision's own seeded initialisation of `mobilenet_v2(num_classes=10,
 //! width_mult=0.5)` with randomised BatchNorm statistics, an input and the outputs.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
 use burn::store::burn_pack::Tensor as PackTensor;
-use burn::store::{ModuleStore, SafetensorsStore, bridge};
+use burn::store::{ModuleStore, SafetensorsStore};
 use burn::tensor::{Device, Tensor};
+use common::{rel_err, to_tensor};
 use kd_models::weights::{Classifier, apply_torchvision, torchvision_keys};
 use kd_models::{FeatureModel, MobileNetV2, MobileNetV2Config, ModelError};
 
@@ -49,17 +52,6 @@ fn state_dict(fx: &BTreeMap<String, PackTensor>) -> BTreeMap<String, PackTensor>
             Some((key.to_string(), t))
         })
         .collect()
-}
-
-fn to_tensor<const D: usize>(t: &PackTensor, device: &Device) -> Tensor<D> {
-    Tensor::from_data(bridge::to_data(t).expect("fixture tensor"), device)
-}
-
-/// max |a - b| / max |b|
-fn rel_err<const D: usize>(actual: Tensor<D>, reference: Tensor<D>) -> f32 {
-    let scale: f32 = reference.clone().abs().max().into_scalar();
-    let diff: f32 = (actual - reference).abs().max().into_scalar();
-    diff / scale.max(f32::MIN_POSITIVE)
 }
 
 fn model(device: &Device) -> MobileNetV2 {

@@ -4,12 +4,15 @@
 //! `python crates/kd-models/tests/fixtures/make_resnet_taps.py` (torch 2.9.0, torchvision 0.24.0).
 //! Weights are a closed formula both sides compute, so the fixture holds only input and outputs.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{ModuleStore, SafetensorsStore, bridge};
 use burn::tensor::{Device, Tensor, TensorData};
+use common::{rel_err, to_tensor};
 use kd_models::weights::{Classifier, apply_torchvision, torchvision_keys};
 use kd_models::{Arch, FeatureModel, ResNetConfig};
 
@@ -63,17 +66,6 @@ fn fixture() -> BTreeMap<String, PackTensor> {
         .get_all_tensors()
         .expect("fixture readable")
         .clone()
-}
-
-fn to_tensor<const D: usize>(t: &PackTensor, device: &Device) -> Tensor<D> {
-    Tensor::from_data(bridge::to_data(t).expect("fixture tensor"), device)
-}
-
-/// max |a - b| / max |b|
-fn rel_err<const D: usize>(actual: Tensor<D>, reference: Tensor<D>) -> f32 {
-    let scale: f32 = reference.clone().abs().max().into_scalar();
-    let diff: f32 = (actual - reference).abs().max().into_scalar();
-    diff / scale.max(f32::MIN_POSITIVE)
 }
 
 fn check(arch: Arch) {
