@@ -20,10 +20,13 @@ pub mod args;
 pub mod backend;
 #[cfg(feature = "cli")]
 pub mod bench;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod console;
 pub mod experiment;
 mod plot;
 pub mod pretrained;
+pub mod registry;
 
 pub use kd_core as core;
 pub use kd_data as data;

@@ -7,6 +7,7 @@ use std::path::Path;
 use common::{TinyRun, kd_bin, tiny_experiment};
 use kd::KdError;
 use kd::experiment::{DEFAULT_EXPERIMENT, Experiment, RunOptions, evaluate_run_dir, run};
+use kd::registry::Registry;
 
 #[test]
 fn the_shipped_main_job_parses() {
@@ -29,7 +30,9 @@ fn the_shipped_main_job_parses() {
 }
 
 fn config_error(text: &str) -> String {
-    match Experiment::from_toml(text, "test.toml") {
+    let parsed = Experiment::from_toml(text, "test.toml")
+        .and_then(|exp| exp.check_names(&Registry::builtin(), "test.toml"));
+    match parsed {
         Err(e @ KdError::Config { .. }) => {
             assert_eq!(e.exit_code(), 2);
             e.to_string()
@@ -154,8 +157,15 @@ fn eval_rescores_the_saved_students() {
     let cache_dir = Some(cache.path().to_path_buf());
 
     // On the validation split, the reloaded students score what training measured last.
-    let scores =
-        evaluate_run_dir(&out_dir, None, None, cache_dir.clone(), &Default::default()).unwrap();
+    let scores = evaluate_run_dir(
+        &Registry::builtin(),
+        &out_dir,
+        None,
+        None,
+        cache_dir.clone(),
+        &Default::default(),
+    )
+    .unwrap();
     assert!(scores.unscored.is_empty(), "{:?}", scores.unscored);
     let rows = scores.rows;
     assert_eq!(rows.len(), 2);

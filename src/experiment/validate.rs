@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use kd_core::Mix;
-use kd_models::{Arch, NetworkArch};
 
 use super::config::{Experiment, Weights, label_fn};
 use crate::KdError;
+use crate::registry::Registry;
 
 /// The largest image side an experiment or a `kd` command accepts (a ResNet's activations grow
 /// with its square; 1024 px already needs gigabytes per batch).
@@ -17,9 +17,10 @@ pub const MAX_IMAGE_SIZE: usize = 1024;
 pub const MAX_BATCH_SIZE: usize = 4096;
 
 impl Experiment {
-    /// Everything that can be checked without data or models: numeric ranges (naming the key
-    /// and the value), unique run folders and seeds, the label function and the teacher's
-    /// weights. Errors are [`KdError::Config`] (exit code 2) with `origin` as the file.
+    /// Everything that can be checked without data, models or the registry: numeric ranges
+    /// (naming the key and the value), unique run folders and seeds, the label function and the
+    /// teacher's weights. (Model names, their settings and loss kinds are resolved by
+    /// [`super::run`] against its registry.) Errors are [`KdError::Config`] (exit code 2) with `origin` as the file.
     pub fn validate(&self, origin: &str) -> Result<(), KdError> {
         let bad = |message: String| KdError::Config {
             origin: origin.to_string(),
@@ -54,23 +55,36 @@ impl Experiment {
                 p.display()
             )));
         }
-        for (section, network) in [
-            ("teacher", self.teacher.network()),
-            ("student", self.student.clone()),
-        ] {
-            network
-                .check()
-                .map_err(|e| bad(format!("{section}: {e}")))?;
-        }
-        if self.teacher.weights == Weights::ImagenetKeras
-            && self.teacher.arch != NetworkArch::ResNet(Arch::ResNet50)
-        {
+        if self.teacher.weights == Weights::ImagenetKeras && self.teacher.arch != "resnet50" {
             return Err(bad(format!(
                 "teacher.weights = \"imagenet-keras\" is a ResNet-50, but teacher.arch is {}",
                 self.teacher.arch
             )));
         }
         label_fn(&self.data.label).map_err(|e| bad(format!("data.label: {e}")))?;
+        Ok(())
+    }
+
+    /// Every name the experiment gives resolves in `registry` and takes its settings: the
+    /// teacher's and the student's model, each run's loss kinds and their parameters. Errors
+    /// are [`KdError::Config`] (exit code 2) naming the section and listing what is registered.
+    pub fn check_names(&self, registry: &Registry, origin: &str) -> Result<(), KdError> {
+        let bad = |message: String| KdError::Config {
+            origin: origin.to_string(),
+            message,
+        };
+        for (section, model) in [
+            ("teacher", self.teacher.model()),
+            ("student", self.student.clone()),
+        ] {
+            registry
+                .check_model(&model.arch, &model.settings)
+                .map_err(|e| bad(format!("{section}: {e}")))?;
+        }
+        for (i, run) in self.runs.iter().enumerate() {
+            run.objective(registry)
+                .map_err(|e| bad(format!("runs[{i}] (`{}`).{e}", run.name)))?;
+        }
         Ok(())
     }
 

@@ -1,0 +1,130 @@
+//! A registered model, type-erased: whatever Burn module a constructor returns, the experiment
+//! runner builds, trains, saves, loads and scores it through [`AnyModel`] — the generic
+//! training code is instantiated for the module's type when it is registered.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use kd_core::{FeatureModel, Objective};
+use kd_data::{ImageBatch, ImageLoader};
+use kd_models::weights::{load_model, save_model};
+use kd_train::report::Reporter;
+use kd_train::{
+    DistillModel, Evaluation, FitConfig, FrozenTeacher, History, TappableModule, TeacherCache,
+    evaluate, fit_one_cycle, load_trained_student,
+};
+
+use crate::KdError;
+use crate::experiment::Weights;
+
+/// What a registered constructor is asked for: how many classes, on which device, and (for a
+/// teacher) which starting weights.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelContext<'a> {
+    /// Outputs of the classifier.
+    pub classes: usize,
+    /// Where the parameters live.
+    pub device: &'a Device,
+    /// The teacher's `weights` ([`Weights::None`] for students and for checks).
+    pub weights: &'a Weights,
+    /// The cache directory (downloaded weights live there).
+    pub cache_dir: &'a Path,
+}
+
+/// A model the experiment runner can use, whatever its type.
+pub(crate) trait AnyModel: Send {
+    /// Its layers and taps.
+    fn features(&self) -> &dyn FeatureModel;
+    /// A frozen, tape-free copy to teach with.
+    fn freeze(&self) -> FrozenTeacher;
+    /// Replace its weights by those saved at `path`.
+    fn load(&mut self, path: &Path) -> Result<(), KdError>;
+    /// Save its weights to `path`.
+    fn save(&self, path: &Path) -> Result<(), KdError>;
+    /// Wrap it for distillation with `objective` (checked on `probe`).
+    fn distill(
+        self: Box<Self>,
+        teacher: Option<FrozenTeacher>,
+        objective: Objective,
+        probe: &ImageBatch,
+        cache: TeacherCache,
+    ) -> Result<Box<dyn AnyDistill>, KdError>;
+}
+
+/// A registered model wrapped for distillation.
+pub(crate) trait AnyDistill {
+    /// fastai's one-cycle fit (see [`fit_one_cycle`]); gives back the trained model.
+    fn fit(
+        self: Box<Self>,
+        train: &ImageLoader,
+        valid: &ImageLoader,
+        config: &FitConfig,
+        name: &str,
+        checkpoints: Option<&Path>,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(Box<dyn AnyModel>, History), KdError>;
+    /// Load the newest checkpoint written by a fit into `checkpoints`.
+    fn load_trained(&mut self, checkpoints: &Path) -> Result<History, KdError>;
+    /// Score on `loader`.
+    fn evaluate(&self, loader: &ImageLoader) -> Result<Evaluation, KdError>;
+}
+
+/// The bounds a registered model's type meets.
+pub trait RegisteredModule: TappableModule + Send + Sync + 'static {}
+impl<M: TappableModule + Send + Sync + 'static> RegisteredModule for M {}
+
+/// A model of type `M` behind [`AnyModel`].
+pub(crate) struct Typed<M>(pub(crate) M);
+
+impl<M: RegisteredModule> AnyModel for Typed<M> {
+    fn features(&self) -> &dyn FeatureModel {
+        &self.0
+    }
+
+    fn freeze(&self) -> FrozenTeacher {
+        FrozenTeacher::new(&self.0)
+    }
+
+    fn load(&mut self, path: &Path) -> Result<(), KdError> {
+        Ok(load_model(&mut self.0, path)?)
+    }
+
+    fn save(&self, path: &Path) -> Result<(), KdError> {
+        Ok(save_model(&self.0, path)?)
+    }
+
+    fn distill(
+        self: Box<Self>,
+        teacher: Option<FrozenTeacher>,
+        objective: Objective,
+        probe: &ImageBatch,
+        cache: TeacherCache,
+    ) -> Result<Box<dyn AnyDistill>, KdError> {
+        let model = DistillModel::new(self.0, teacher, objective, probe, cache)?;
+        Ok(Box::new(model))
+    }
+}
+
+impl<M: RegisteredModule> AnyDistill for DistillModel<M, ImageBatch> {
+    fn fit(
+        self: Box<Self>,
+        train: &ImageLoader,
+        valid: &ImageLoader,
+        config: &FitConfig,
+        name: &str,
+        checkpoints: Option<&Path>,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(Box<dyn AnyModel>, History), KdError> {
+        let (model, history) =
+            fit_one_cycle(*self, train, valid, config, name, checkpoints, reporter)?;
+        Ok((Box::new(Typed(model.student)), history))
+    }
+
+    fn load_trained(&mut self, checkpoints: &Path) -> Result<History, KdError> {
+        Ok(load_trained_student(self, checkpoints)?)
+    }
+
+    fn evaluate(&self, loader: &ImageLoader) -> Result<Evaluation, KdError> {
+        Ok(evaluate(self, loader)?)
+    }
+}
