@@ -95,6 +95,12 @@ enum Command {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+    /// Redraw report.md and curves.png of a finished run directory from its metrics.json.
+    #[command(after_help = "Example:\n  kd report runs/pets-kd")]
+    Report {
+        /// A directory written by `kd run`.
+        run_dir: PathBuf,
+    },
     /// Fetch the embedded data set or the pretrained teacher into the cache.
     #[command(
         after_help = "Examples:\n  kd fetch data --cache-dir /tmp/kd-cache\n  kd fetch weights"
@@ -318,6 +324,12 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
                     scores.unscored.len() + scores.rows.len()
                 )))
             }
+        }
+        Some(Command::Report { run_dir }) => {
+            let report = kd::experiment::redraw_run_dir(&run_dir)?;
+            println!("{}", summary_table(&report));
+            println!("report.md and curves.png redrawn in {}", run_dir.display());
+            Ok(())
         }
         Some(Command::Bench(opts)) => {
             let rows = kd::bench::run(&opts);

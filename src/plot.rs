@@ -1,295 +1,361 @@
-//! Learning curves as a PNG, drawn with the `image` crate and a built-in 5×7 pixel font (no
-//! system fonts needed): validation accuracy and training loss per epoch for every run.
+//! Learning curves as a PNG (plotters, with an embedded DejaVu Sans subset: no system fonts):
+//! validation accuracy on [0, 1], training and validation cross-entropy per epoch — one line
+//! per run (the mean over its seeds, with a ± one standard deviation band when there are
+//! several), the teacher's final accuracy and loss as dashed reference lines, the highlighted
+//! run drawn thicker and on top.
 
 use std::path::Path;
 
-use image::{Rgb, RgbImage};
-use kd_train::History;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ExtendedColorType, ImageEncoder};
+use kd_train::{EpochRecord, History};
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
 
 use crate::KdError;
 
-const W: u32 = 1500;
-/// Height without legend overflow; a long legend makes the image taller.
-const H: u32 = 620;
-/// Legend text columns (characters per line) and line height.
-const LEGEND_CHARS: usize = 21;
-const LEGEND_LINE: i64 = 26;
-const SCALE: u32 = 2;
-const PALETTE: [[u8; 3]; 8] = [
-    [31, 119, 180],
-    [255, 127, 14],
-    [44, 160, 44],
-    [214, 39, 40],
-    [148, 103, 189],
-    [140, 86, 75],
-    [227, 119, 194],
-    [23, 190, 207],
+/// DejaVu Sans cut to Latin-1, punctuation, arrows and Greek (`assets/fonts/make_subset.sh`).
+const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-kd-subset.ttf");
+const FAMILY: &str = "sans-serif";
+
+const WIDTH: u32 = 1800;
+const PANEL_HEIGHT: u32 = 520;
+const LEGEND_ROW: u32 = 30;
+/// Tableau 10, as matplotlib.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+const TEACHER: RGBColor = RGBColor(60, 60, 60);
+
+/// One run's curves: the histories of its seeds.
+pub(crate) struct Curve<'a> {
+    /// The run's name (without seeds).
+    pub name: &'a str,
+    /// One history per seed.
+    pub seeds: Vec<&'a History>,
+    /// Drawn thicker and on top.
+    pub highlight: bool,
+}
+
+/// What a panel plots from an epoch.
+struct Metric {
+    title: &'static str,
+    value: fn(&EpochRecord) -> f64,
+    /// Fixed `[0, 1]` range (accuracy); otherwise from 0 to the largest value.
+    unit_range: bool,
+}
+
+const METRICS: [Metric; 3] = [
+    Metric {
+        title: "validation accuracy",
+        value: |e| e.accuracy,
+        unit_range: true,
+    },
+    Metric {
+        title: "training cross-entropy",
+        value: |e| e.train_ce,
+        unit_range: false,
+    },
+    Metric {
+        title: "validation cross-entropy",
+        value: |e| e.valid_ce,
+        unit_range: false,
+    },
 ];
 
-/// 5×7 glyphs, one row per byte (bit 4 = leftmost column).
-fn glyph(c: char) -> [u8; 7] {
-    match c.to_ascii_lowercase() {
-        '0' => [14, 17, 19, 21, 25, 17, 14],
-        '1' => [4, 12, 4, 4, 4, 4, 14],
-        '2' => [14, 17, 1, 2, 4, 8, 31],
-        '3' => [31, 2, 4, 2, 1, 17, 14],
-        '4' => [2, 6, 10, 18, 31, 2, 2],
-        '5' => [31, 16, 30, 1, 1, 17, 14],
-        '6' => [6, 8, 16, 30, 17, 17, 14],
-        '7' => [31, 1, 2, 4, 8, 8, 8],
-        '8' => [14, 17, 17, 14, 17, 17, 14],
-        '9' => [14, 17, 17, 15, 1, 2, 12],
-        'a' => [0, 0, 14, 1, 15, 17, 15],
-        'b' => [16, 16, 22, 25, 17, 17, 30],
-        'c' => [0, 0, 14, 16, 16, 17, 14],
-        'd' => [1, 1, 13, 19, 17, 17, 15],
-        'e' => [0, 0, 14, 17, 31, 16, 14],
-        'f' => [6, 9, 8, 28, 8, 8, 8],
-        'g' => [0, 15, 17, 17, 15, 1, 14],
-        'h' => [16, 16, 22, 25, 17, 17, 17],
-        'i' => [4, 0, 12, 4, 4, 4, 14],
-        'j' => [2, 0, 6, 2, 2, 18, 12],
-        'k' => [16, 16, 18, 20, 24, 20, 18],
-        'l' => [12, 4, 4, 4, 4, 4, 14],
-        'm' => [0, 0, 26, 21, 21, 17, 17],
-        'n' => [0, 0, 22, 25, 17, 17, 17],
-        'o' => [0, 0, 14, 17, 17, 17, 14],
-        'p' => [0, 0, 30, 17, 30, 16, 16],
-        'q' => [0, 0, 13, 19, 15, 1, 1],
-        'r' => [0, 0, 22, 25, 16, 16, 16],
-        's' => [0, 0, 14, 16, 14, 1, 30],
-        't' => [8, 8, 28, 8, 8, 9, 6],
-        'u' => [0, 0, 17, 17, 17, 19, 13],
-        'v' => [0, 0, 17, 17, 17, 10, 4],
-        'w' => [0, 0, 17, 17, 21, 21, 10],
-        'x' => [0, 0, 17, 10, 4, 10, 17],
-        'y' => [0, 0, 17, 17, 15, 1, 14],
-        'z' => [0, 0, 31, 2, 4, 8, 31],
-        '.' => [0, 0, 0, 0, 0, 12, 12],
-        ',' => [0, 0, 0, 0, 12, 4, 8],
-        ':' => [0, 12, 12, 0, 12, 12, 0],
-        '-' => [0, 0, 0, 31, 0, 0, 0],
-        '_' => [0, 0, 0, 0, 0, 0, 31],
-        '(' => [2, 4, 8, 8, 8, 4, 2],
-        ')' => [8, 4, 2, 2, 2, 4, 8],
-        '/' => [0, 1, 2, 4, 8, 16, 0],
-        '%' => [24, 25, 2, 4, 8, 19, 3],
-        '+' => [0, 4, 4, 31, 4, 4, 0],
-        _ => [0; 7],
-    }
-}
-
-struct Canvas {
-    img: RgbImage,
-}
-
-impl Canvas {
-    fn put(&mut self, x: i64, y: i64, c: [u8; 3]) {
-        if x >= 0 && y >= 0 && (x as u32) < W && (y as u32) < self.img.height() {
-            self.img.put_pixel(x as u32, y as u32, Rgb(c));
-        }
-    }
-
-    fn text(&mut self, x: i64, y: i64, s: &str, c: [u8; 3]) {
-        for (i, ch) in s.chars().enumerate() {
-            let g = glyph(ch);
-            let ox = x + (i as i64) * 6 * SCALE as i64;
-            for (row, bits) in g.iter().enumerate() {
-                for col in 0..5 {
-                    if bits & (1 << (4 - col)) != 0 {
-                        for dy in 0..SCALE as i64 {
-                            for dx in 0..SCALE as i64 {
-                                self.put(
-                                    ox + col * SCALE as i64 + dx,
-                                    y + row as i64 * SCALE as i64 + dy,
-                                    c,
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Thick line (Bresenham, 3 px).
-    fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: [u8; 3]) {
-        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-        loop {
-            for o in -1..=1 {
-                self.put(x + o, y, c);
-                self.put(x, y + o, c);
-            }
-            if x == x1 && y == y1 {
-                break;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
-    }
-}
-
-/// One panel: `series` are (label, colour, values per epoch).
-fn panel(
-    cv: &mut Canvas,
-    origin: (i64, i64),
-    size: (i64, i64),
-    title: &str,
-    series: &[(String, [u8; 3], Vec<f64>)],
-) {
-    let (x0, y0) = origin;
-    let (w, h) = size;
-    let grey = [120, 120, 120];
-    cv.text(x0, y0 - 28, title, [0, 0, 0]);
-    let values: Vec<f64> = series
+/// Per epoch (1-based): mean and sample standard deviation over the seeds of `metric`, for the
+/// epochs every seed reached and whose values are all finite.
+fn band(curve: &Curve, metric: fn(&EpochRecord) -> f64) -> Vec<(f64, f64, f64)> {
+    let epochs = curve
+        .seeds
         .iter()
-        .flat_map(|s| s.2.iter().cloned())
-        .filter(|v| v.is_finite())
-        .collect();
-    if values.is_empty() {
-        return;
-    }
-    let (mut lo, mut hi) = values
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-    if hi - lo < 1e-9 {
-        lo -= 0.5;
-        hi += 0.5;
-    }
-    let pad = (hi - lo) * 0.05;
-    let (lo, hi) = (lo - pad, hi + pad);
-    let epochs = series.iter().map(|s| s.2.len()).max().unwrap_or(1).max(2);
-    let px = |i: usize| x0 + (i as i64) * w / (epochs as i64 - 1);
-    let py = |v: f64| y0 + h - ((v - lo) / (hi - lo) * h as f64) as i64;
-    cv.line((x0, y0 + h), (x0 + w, y0 + h), grey);
-    cv.line((x0, y0), (x0, y0 + h), grey);
-    for k in 0..=4 {
-        let v = lo + (hi - lo) * k as f64 / 4.0;
-        let y = py(v);
-        cv.line((x0 - 6, y), (x0, y), grey);
-        cv.text(x0 - 80, y - 7, &format!("{v:.3}"), grey);
-    }
-    for i in 0..epochs {
-        cv.text(px(i) - 5, y0 + h + 10, &format!("{}", i + 1), grey);
-    }
-    cv.text(x0 + w / 2 - 30, y0 + h + 34, "epoch", grey);
-    for (_, colour, vals) in series {
-        let pts: Vec<(i64, i64)> = vals
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (px(i), py(*v)))
-            .collect();
-        for p in pts.windows(2) {
-            cv.line(p[0], p[1], *colour);
+        .map(|h| h.epochs.len())
+        .min()
+        .unwrap_or(0);
+    (0..epochs)
+        .filter_map(|e| {
+            let values: Vec<f64> = curve.seeds.iter().map(|h| metric(&h.epochs[e])).collect();
+            if values.iter().any(|v| !v.is_finite()) {
+                return None;
+            }
+            let (mean, std) = crate::experiment::mean_std(&values);
+            Some(((e + 1) as f64, mean, std))
+        })
+        .collect()
+}
+
+fn register_font_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The font is ours and parses: a failure here is a build defect, seen by every test.
+        if register_font(FAMILY, FontStyle::Normal, FONT).is_err() {
+            panic!("the embedded plot font does not parse");
         }
-        if let [only] = pts.as_slice() {
-            cv.line((only.0 - 4, only.1), (only.0 + 4, only.1), *colour);
+    });
+}
+
+/// The legend's text for `curve`: its name, final accuracy and seeds.
+fn legend_label(curve: &Curve) -> String {
+    let last = band(curve, |e| e.accuracy).last().copied();
+    let seeds = curve.seeds.len();
+    match last {
+        Some((_, mean, std)) if seeds > 1 => {
+            format!("{}: {mean:.4} ± {std:.4} ({seeds} seeds)", curve.name)
         }
+        Some((_, mean, _)) => format!("{}: {mean:.4}", curve.name),
+        None => format!("{}: no finished epoch", curve.name),
     }
 }
 
-/// Validation accuracy and training loss per epoch for every run, with a legend.
-pub fn curves_png(runs: &[History], path: &Path) -> Result<(), KdError> {
-    let legend: Vec<Vec<String>> = runs.iter().map(|h| wrap(&h.name, LEGEND_CHARS)).collect();
-    let legend_lines = legend.iter().map(Vec::len).sum::<usize>() + runs.len();
-    let height = H.max(60 + legend_lines as u32 * LEGEND_LINE as u32 + 20);
-    let mut cv = Canvas {
-        img: RgbImage::from_pixel(W, height, Rgb([255, 255, 255])),
-    };
-    let series = |f: &dyn Fn(&kd_train::EpochRecord) -> f64| -> Vec<(String, [u8; 3], Vec<f64>)> {
-        runs.iter()
-            .enumerate()
-            .map(|(i, h)| {
-                (
-                    h.name.clone(),
-                    PALETTE[i % PALETTE.len()],
-                    h.epochs.iter().map(f).collect(),
-                )
-            })
-            .collect()
-    };
-    panel(
-        &mut cv,
-        (110, 60),
-        (480, 440),
-        "validation accuracy",
-        &series(&|e| e.accuracy),
-    );
-    panel(
-        &mut cv,
-        (710, 60),
-        (480, 440),
-        "training loss",
-        &series(&|e| e.train_loss),
-    );
-    let mut y = 60;
-    for (i, lines) in legend.iter().enumerate() {
-        cv.line((1215, y + 6), (1240, y + 6), PALETTE[i % PALETTE.len()]);
-        for line in lines {
-            cv.text(1245, y, line, [0, 0, 0]);
-            y += LEGEND_LINE;
-        }
-        y += LEGEND_LINE / 2;
-    }
+/// Draw `curves` (and the teacher's final values as reference lines) into a PNG at `path`.
+pub(crate) fn curves_png(
+    curves: &[Curve],
+    teacher: Option<&History>,
+    path: &Path,
+) -> Result<(), KdError> {
+    register_font_once();
+    let legend_rows = curves.len() + usize::from(teacher.is_some());
+    let height = PANEL_HEIGHT + 30 + legend_rows.div_ceil(2) as u32 * LEGEND_ROW;
+    let mut pixels = vec![0u8; (WIDTH * height * 3) as usize];
+    draw(curves, teacher, &mut pixels, height).map_err(|e| KdError::Io {
+        path: path.to_path_buf(),
+        reason: format!("drawing the curves: {e}"),
+    })?;
     let tmp = path.with_extension("png.tmp");
-    cv.img
-        .save_with_format(&tmp, image::ImageFormat::Png)
+    let file = std::fs::File::create(&tmp).map_err(crate::io_err(&tmp))?;
+    let encoder = PngEncoder::new_with_quality(
+        std::io::BufWriter::new(file),
+        CompressionType::Best,
+        FilterType::Adaptive,
+    );
+    encoder
+        .write_image(&pixels, WIDTH, height, ExtendedColorType::Rgb8)
         .map_err(|e| KdError::Io {
             path: tmp.clone(),
             reason: e.to_string(),
         })?;
-    std::fs::rename(&tmp, path).map_err(|e| KdError::Io {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    std::fs::rename(&tmp, path).map_err(crate::io_err(path))
 }
 
-/// `text` in lines of at most `width` characters, broken at spaces where possible.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split(' ') {
-        let mut word: Vec<char> = word.chars().collect();
-        let len = line.chars().count();
-        if len > 0 && len + 1 + word.len() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        while word.len() > width {
-            let rest = word.split_off(width);
-            lines.push(word.into_iter().collect());
-            word = rest;
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.extend(word);
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+fn draw(curves: &[Curve], teacher: Option<&History>, pixels: &mut [u8], height: u32) -> DrawResult {
+    let root = BitMapBackend::with_buffer(pixels, (WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, legend) = root.split_vertically(PANEL_HEIGHT);
+    let epochs = curves
+        .iter()
+        .flat_map(|c| c.seeds.iter().map(|h| h.epochs.len()))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    // Highlighted runs last, so they are drawn on top.
+    let mut order: Vec<usize> = (0..curves.len()).collect();
+    order.sort_by_key(|&i| curves[i].highlight);
+    for (area, metric) in top.split_evenly((1, 3)).iter().zip(&METRICS) {
+        panel(area, metric, curves, &order, teacher, epochs)?;
     }
-    if !line.is_empty() || lines.is_empty() {
-        lines.push(line);
+    draw_legend(&legend, curves, teacher)?;
+    root.present()?;
+    Ok(())
+}
+
+fn panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    metric: &Metric,
+    curves: &[Curve],
+    order: &[usize],
+    teacher: Option<&History>,
+    epochs: usize,
+) -> DrawResult {
+    let bands: Vec<Vec<(f64, f64, f64)>> = curves.iter().map(|c| band(c, metric.value)).collect();
+    let reference = teacher
+        .and_then(|t| t.epochs.last())
+        .map(metric.value)
+        .filter(|v| v.is_finite());
+    let y_max = if metric.unit_range {
+        1.0
+    } else {
+        let top = bands
+            .iter()
+            .flatten()
+            .map(|&(_, mean, std)| mean + std)
+            .chain(reference)
+            .fold(0.0_f64, f64::max);
+        if top > 0.0 { top * 1.08 } else { 1.0 }
+    };
+    let x_range = 0.5..epochs as f64 + 0.5;
+    let mut chart = ChartBuilder::on(area)
+        .caption(metric.title, (FAMILY, 24))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x_range, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .x_labels(epochs.min(10) + 1)
+        .x_label_formatter(&|x| {
+            let rounded = x.round();
+            if (x - rounded).abs() < 1e-6 && rounded >= 1.0 {
+                format!("{rounded:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|y| format!("{y:.2}"))
+        .label_style((FAMILY, 16))
+        .axis_desc_style((FAMILY, 18))
+        .light_line_style(RGBColor(248, 248, 248))
+        .bold_line_style(RGBColor(222, 222, 222))
+        .draw()?;
+    if let Some(value) = reference {
+        chart.draw_series(DashedLineSeries::new(
+            [(0.5, value), (epochs as f64 + 0.5, value)],
+            10,
+            6,
+            TEACHER.stroke_width(2),
+        ))?;
     }
-    lines
+    for &i in order {
+        let points = &bands[i];
+        let colour = PALETTE[i % PALETTE.len()];
+        if curves[i].seeds.len() > 1 && points.len() > 1 {
+            let upper = points.iter().map(|&(x, m, s)| (x, (m + s).min(y_max)));
+            let lower = points.iter().rev().map(|&(x, m, s)| (x, (m - s).max(0.0)));
+            let outline: Vec<(f64, f64)> = upper.chain(lower).collect();
+            chart.draw_series(std::iter::once(Polygon::new(
+                outline,
+                colour.mix(0.15).filled(),
+            )))?;
+        }
+        let width = if curves[i].highlight { 5 } else { 2 };
+        let line = points.iter().map(|&(x, mean, _)| (x, mean));
+        chart.draw_series(LineSeries::new(line, colour.stroke_width(width)))?;
+        // Markers keep a single epoch (and every epoch's value) visible.
+        let dots = points
+            .iter()
+            .map(|&(x, mean, _)| Circle::new((x, mean), width + 2, colour.filled()));
+        chart.draw_series(dots)?;
+    }
+    Ok(())
+}
+
+fn draw_legend(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    curves: &[Curve],
+    teacher: Option<&History>,
+) -> DrawResult {
+    let mut entries: Vec<(String, ShapeStyle, bool)> = Vec::new();
+    if let Some(t) = teacher {
+        let accuracy = t.epochs.last().map(|e| e.accuracy).unwrap_or(f64::NAN);
+        let label = format!("{} (dashed): {accuracy:.4}", t.name);
+        entries.push((label, TEACHER.stroke_width(2), true));
+    }
+    for (i, curve) in curves.iter().enumerate() {
+        let width = if curve.highlight { 5 } else { 2 };
+        let mut label = legend_label(curve);
+        if curve.highlight {
+            label.push_str("  (highlighted)");
+        }
+        entries.push((label, PALETTE[i % PALETTE.len()].stroke_width(width), false));
+    }
+    // Two columns, filled top to bottom.
+    let rows = entries.len().div_ceil(2);
+    let column = (WIDTH / 2) as i32;
+    for (i, (label, style, dashed)) in entries.into_iter().enumerate() {
+        let x = 80 + column * (i / rows) as i32;
+        let y = 12 + (i % rows) as i32 * LEGEND_ROW as i32;
+        let swatch = [(x, y + 9), (x + 44, y + 9)];
+        if dashed {
+            area.draw(&PathElement::new([(x, y + 9), (x + 16, y + 9)], style))?;
+            area.draw(&PathElement::new([(x + 26, y + 9), (x + 44, y + 9)], style))?;
+        } else {
+            area.draw(&PathElement::new(swatch, style))?;
+        }
+        area.draw(&Text::new(label, (x + 56, y), (FAMILY, 19)))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::wrap;
+    use super::*;
+
+    fn history(accuracies: &[f64]) -> History {
+        History {
+            name: "run".into(),
+            epochs: accuracies
+                .iter()
+                .enumerate()
+                .map(|(epoch, &accuracy)| EpochRecord {
+                    epoch,
+                    train_loss: 1.0,
+                    train_ce: 1.0 - accuracy,
+                    train_kd: None,
+                    valid_loss: 1.0,
+                    valid_ce: 2.0 * (1.0 - accuracy),
+                    valid_kd: None,
+                    accuracy,
+                    lr: 1e-3,
+                    seconds: 1.0,
+                })
+                .collect(),
+        }
+    }
 
     #[test]
-    fn legend_names_wrap_at_spaces_and_lose_nothing() {
-        let name = "SoftTarget T4 w0.9 + flip (seed 12)";
-        let lines = wrap(name, 21);
-        assert_eq!(lines, ["SoftTarget T4 w0.9 +", "flip (seed 12)"]);
-        assert_eq!(lines.join(" "), name);
-        assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
-        assert_eq!(wrap("", 4), [""]);
+    fn bands_are_the_mean_and_sample_std_over_seeds_per_epoch() {
+        let (a, b, c) = (history(&[0.5, 0.6]), history(&[0.7, 0.8]), history(&[0.6]));
+        let curve = Curve {
+            name: "run",
+            seeds: vec![&a, &b, &c],
+            highlight: false,
+        };
+        // Only epoch 1 is reached by every seed: values 0.5, 0.7, 0.6 → mean 0.6, std 0.1.
+        let points = band(&curve, |e| e.accuracy);
+        assert_eq!(points.len(), 1);
+        let (x, mean, std) = points[0];
+        assert_eq!(x, 1.0);
+        assert!(
+            (mean - 0.6).abs() < 1e-12 && (std - 0.1).abs() < 1e-12,
+            "{points:?}"
+        );
+        assert_eq!(legend_label(&curve), "run: 0.6000 ± 0.1000 (3 seeds)");
+    }
+
+    #[test]
+    fn a_single_epoch_run_is_drawn_inside_its_panels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("curves.png");
+        let (run, teacher) = (history(&[0.75]), history(&[0.9]));
+        let curve = Curve {
+            name: "one epoch",
+            seeds: vec![&run],
+            highlight: true,
+        };
+        curves_png(&[curve], Some(&teacher), &path).unwrap();
+        let image = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(image.width(), WIDTH);
+        assert!(image.height() > PANEL_HEIGHT, "room for the legend");
+        let RGBColor(r, g, b) = PALETTE[0];
+        let in_panels = (0..PANEL_HEIGHT)
+            .flat_map(|y| (0..WIDTH).map(move |x| (x, y)))
+            .filter(|&(x, y)| image.get_pixel(x, y).0 == [r, g, b])
+            .count();
+        // Three markers of radius 7: several hundred pixels of the run's colour.
+        assert!(
+            in_panels > 300,
+            "{in_panels} pixels of the run's colour in the panels"
+        );
     }
 }

@@ -22,6 +22,7 @@ pub use config::{
 pub use data::load_images;
 pub use eval::{EvalRow, RunDirScores, eval_table, evaluate_run_dir};
 pub use fingerprint::Fingerprint;
-pub use report::{Report, RunSummary, mean_curves, summary_table, write_run_dir};
+pub(crate) use report::mean_std;
+pub use report::{Report, RunSummary, redraw_run_dir, summary_table, write_run_dir};
 pub use run::{RunOptions, run};
 pub use validate::{MAX_BATCH_SIZE, MAX_IMAGE_SIZE};

@@ -2,10 +2,11 @@
 
 use std::path::Path;
 
+use kd_train::History;
 use kd_train::report::comparison_table;
-use kd_train::{EpochRecord, History};
 use serde::{Deserialize, Serialize};
 
+use crate::plot::Curve;
 use crate::{KdError, io_err};
 
 /// Mean and (sample) standard deviation of one run's final accuracy over seeds.
@@ -44,7 +45,7 @@ pub struct Report {
     pub seconds: f64,
 }
 
-pub(super) fn mean_std(v: &[f64]) -> (f64, f64) {
+pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = if v.len() > 1 {
@@ -81,46 +82,16 @@ pub fn summary_table(report: &Report) -> String {
     out
 }
 
-/// of several seeds stays one line per run).
-pub fn mean_curves(report: &Report) -> Vec<History> {
+/// Each run of the summary with the histories of its seeds (`runs` holds them in order).
+fn seed_groups(report: &Report) -> Vec<Curve<'_>> {
     let mut histories = report.runs.iter();
     report
         .summary
         .iter()
-        .map(|run| {
-            let seeds: Vec<&History> = histories.by_ref().take(run.accuracies.len()).collect();
-            if let [only] = seeds.as_slice() {
-                return (*only).clone();
-            }
-            let n = seeds.len() as f64;
-            let epochs = seeds.iter().map(|h| h.epochs.len()).min().unwrap_or(0);
-            let records = (0..epochs)
-                .map(|e| {
-                    let mean = |f: fn(&EpochRecord) -> f64| {
-                        seeds.iter().map(|h| f(&h.epochs[e])).sum::<f64>() / n
-                    };
-                    let mean_kd = |f: fn(&EpochRecord) -> Option<f64>| {
-                        let v: Option<Vec<f64>> = seeds.iter().map(|h| f(&h.epochs[e])).collect();
-                        v.map(|v| v.iter().sum::<f64>() / n)
-                    };
-                    EpochRecord {
-                        epoch: e,
-                        train_loss: mean(|r| r.train_loss),
-                        train_ce: mean(|r| r.train_ce),
-                        train_kd: mean_kd(|r| r.train_kd),
-                        valid_loss: mean(|r| r.valid_loss),
-                        valid_ce: mean(|r| r.valid_ce),
-                        valid_kd: mean_kd(|r| r.valid_kd),
-                        accuracy: mean(|r| r.accuracy),
-                        lr: mean(|r| r.lr),
-                        seconds: mean(|r| r.seconds),
-                    }
-                })
-                .collect();
-            History {
-                name: format!("{} (mean of {} seeds)", run.name, seeds.len()),
-                epochs: records,
-            }
+        .map(|run| Curve {
+            name: &run.name,
+            seeds: histories.by_ref().take(run.accuracies.len()).collect(),
+            highlight: run.highlight,
         })
         .collect()
 }
@@ -129,9 +100,8 @@ pub fn mean_curves(report: &Report) -> Vec<History> {
 pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
     let json = serde_json::to_string_pretty(report).expect("report serialises");
     std::fs::write(dir.join("metrics.json"), json).map_err(io_err(dir))?;
-    let mut curves = vec![report.teacher.clone()];
-    curves.extend(mean_curves(report));
-    crate::plot::curves_png(&curves, &dir.join("curves.png"))?;
+    let curves = seed_groups(report);
+    crate::plot::curves_png(&curves, Some(&report.teacher), &dir.join("curves.png"))?;
     let mut all = vec![report.teacher.clone()];
     all.extend(report.runs.iter().cloned());
     let md = format!(
@@ -148,9 +118,23 @@ pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
     Ok(())
 }
 
+/// Redraw `report.md` and `curves.png` of a finished run directory from its `metrics.json`
+/// (after upgrading kd, or for a directory whose figures were deleted).
+pub fn redraw_run_dir(dir: &Path) -> Result<Report, KdError> {
+    let path = dir.join("metrics.json");
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    let report: Report = serde_json::from_str(&text).map_err(|e| KdError::Io {
+        path: path.clone(),
+        reason: format!("not a kd report: {e}"),
+    })?;
+    write_run_dir(dir, &report)?;
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kd_train::EpochRecord;
 
     fn history(name: &str, accuracies: &[f64], kd: Option<f64>) -> History {
         History {
@@ -186,7 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn several_seeds_plot_as_one_mean_curve_per_run() {
+    fn each_run_gets_the_histories_of_its_own_seeds() {
         let report = Report {
             backend: "flex".into(),
             data: String::new(),
@@ -197,25 +181,16 @@ mod tests {
                 history("alone (seed 1)", &[0.7, 0.8], None),
                 history("KD (seed 0)", &[0.6, 0.9], Some(1.0)),
                 history("KD (seed 1)", &[0.6, 0.7], Some(3.0)),
+                history("FitNet", &[0.4], Some(2.0)),
             ],
-            summary: vec![summary("alone", 2), summary("KD", 2)],
+            summary: vec![summary("alone", 2), summary("KD", 2), summary("FitNet", 1)],
             seconds: 0.0,
         };
-        let curves = mean_curves(&report);
-        assert_eq!(curves.len(), 2);
-        assert_eq!(curves[0].name, "alone (mean of 2 seeds)");
-        let acc = |h: &History| h.epochs.iter().map(|e| e.accuracy).collect::<Vec<_>>();
-        let close = |a: Vec<f64>, b: [f64; 2]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
-        assert!(close(acc(&curves[0]), [0.6, 0.7]), "{:?}", acc(&curves[0]));
-        assert!(close(acc(&curves[1]), [0.6, 0.8]), "{:?}", acc(&curves[1]));
-        assert_eq!(curves[1].epochs[0].train_kd, Some(2.0));
-        assert_eq!(curves[0].epochs[0].train_kd, None);
-        // One seed: the run's own history.
-        let one = Report {
-            runs: vec![history("alone", &[0.5], None)],
-            summary: vec![summary("alone", 1)],
-            ..report
-        };
-        assert_eq!(mean_curves(&one), one.runs);
+        let groups = seed_groups(&report);
+        let names = |c: &Curve| c.seeds.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&groups[0]), ["alone (seed 0)", "alone (seed 1)"]);
+        assert_eq!(names(&groups[1]), ["KD (seed 0)", "KD (seed 1)"]);
+        assert_eq!(names(&groups[2]), ["FitNet"]);
+        assert_eq!(groups[1].name, "KD");
     }
 }
