@@ -1,10 +1,12 @@
-//! The command line's rendering of what kd reports (`kd_train::report::Reporter`): a progress
-//! bar per epoch on stderr when it is a terminal and fastai's table after each epoch on stdout;
-//! notes, warnings and the progress of other long work on stderr (stdout keeps the results).
-//! Besides the command's own output, the one place kd prints from.
+//! The command line's rendering of what kd reports (`kd_train::report::Reporter`): progress
+//! bars (indicatif) on stderr when it is a terminal — one per epoch, one per long job such as
+//! decoding images — and fastai's table after each epoch on stdout; notes, warnings, and the
+//! progress of long work as plain lines when stderr is not a terminal (stdout keeps the
+//! results). Besides the command's own output, the one place kd prints from.
 
 use std::io::{IsTerminal, Write};
 
+use indicatif::{ProgressBar, ProgressStyle};
 use kd_train::EpochRecord;
 use kd_train::report::Reporter;
 
@@ -13,6 +15,8 @@ use kd_train::report::Reporter;
 pub struct Console {
     tty: bool,
     distilled: bool,
+    /// The bar being drawn, with what it counts (`run epoch N`, or the job's name).
+    bar: Option<(String, ProgressBar)>,
 }
 
 impl Default for Console {
@@ -20,6 +24,36 @@ impl Default for Console {
         Self {
             tty: std::io::stderr().is_terminal(),
             distilled: false,
+            bar: None,
+        }
+    }
+}
+
+impl Console {
+    /// The bar for `key` counting to `total`, started if another (or none) is drawn.
+    fn bar(&mut self, key: String, total: usize) -> &ProgressBar {
+        if self.bar.as_ref().is_none_or(|(k, _)| *k != key) {
+            if let Some((_, old)) = self.bar.take() {
+                old.finish_and_clear();
+            }
+            let style =
+                ProgressStyle::with_template("{prefix} [{wide_bar}] {pos}/{len} {msg} eta {eta}")
+                    .expect("a valid template")
+                    .progress_chars("=> ");
+            let bar = ProgressBar::new(total as u64)
+                .with_style(style)
+                .with_prefix(key.clone());
+            self.bar = Some((key, bar));
+        }
+        &self.bar.as_ref().expect("just set").1
+    }
+
+    /// Clear the bar once its count is complete.
+    fn finish_bar(&mut self, done: usize, total: usize) {
+        if done >= total
+            && let Some((_, bar)) = self.bar.take()
+        {
+            bar.finish_and_clear();
         }
     }
 }
@@ -36,17 +70,27 @@ pub fn mmss(seconds: f64) -> String {
 
 impl Reporter for Console {
     fn progress(&mut self, what: &str, done: usize, total: usize) {
-        if done == total || done.is_multiple_of(500) {
+        if self.tty {
+            self.bar(what.to_string(), total).set_position(done as u64);
+            self.finish_bar(done, total);
+        }
+        if done == total || (!self.tty && done.is_multiple_of(500)) {
             eprintln!("{what}: {done}/{total}");
         }
     }
 
     fn note(&mut self, text: &str) {
-        eprintln!("{text}");
+        match &self.bar {
+            Some((_, bar)) => bar.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
     }
 
     fn warning(&mut self, text: &str) {
-        eprintln!("warning: {text}");
+        match &self.bar {
+            Some((_, bar)) => bar.suspend(|| eprintln!("warning: {text}")),
+            None => eprintln!("warning: {text}"),
+        }
     }
 
     fn start(&mut self, run: &str, epochs: usize, distilled: bool) {
@@ -84,17 +128,10 @@ impl Reporter for Console {
         if !self.tty {
             return;
         }
-        let width = 30;
-        let filled = step * width / steps.max(1);
-        eprint!(
-            "\r{run} epoch {epoch} [{}{}] {step}/{steps} loss {loss:.4}\x1b[K",
-            "#".repeat(filled),
-            ".".repeat(width - filled)
-        );
-        if step == steps {
-            eprint!("\r\x1b[K");
-        }
-        let _ = std::io::stderr().flush();
+        let bar = self.bar(format!("{run} epoch {epoch}"), steps);
+        bar.set_position(step as u64);
+        bar.set_message(format!("loss {loss:.4}"));
+        self.finish_bar(step, steps);
     }
 
     fn epoch(&mut self, _run: &str, r: &EpochRecord) {
