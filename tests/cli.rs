@@ -273,3 +273,19 @@ fn the_binary_reports_usage_and_config_errors_with_exit_code_2() {
     let out = kd_bin().arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
 }
+
+#[test]
+fn a_closed_stdout_ends_the_output_without_a_panic() {
+    // `kd layers resnet50 | head -1`: the reader goes away before kd has printed every line.
+    let mut child = kd_bin()
+        .args(["layers", "resnet50", "--size", "32"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
