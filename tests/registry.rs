@@ -124,6 +124,17 @@ fn registered_settings_reach_the_constructor() {
         err.contains("student") && err.contains("widht") && err.contains("width"),
         "{err}"
     );
+    // A misspelt key of the teacher section itself is named with the section's own keys.
+    exp.student.settings.remove("widht");
+    exp.teacher.settings.insert("epocs".into(), 3.into());
+    let err = exp
+        .check_names(&opts.registry, "f.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("teacher") && err.contains("epocs") && err.contains("epochs"),
+        "{err}"
+    );
 }
 
 #[test]

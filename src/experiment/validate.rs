@@ -73,13 +73,25 @@ impl Experiment {
             origin: origin.to_string(),
             message,
         };
-        for (section, model) in [
-            ("teacher", self.teacher.model()),
-            ("student", self.student.clone()),
-        ] {
+        // Keys a section does not know land among the model's settings: say what else it takes.
+        let own_keys = [
+            (
+                "teacher",
+                self.teacher.model(),
+                "arch, weights, epochs, lr, seed, reuse",
+            ),
+            ("student", self.student.clone(), "arch"),
+        ];
+        for (section, model, keys) in own_keys {
             registry
                 .check_model(&model.arch, &model.settings)
-                .map_err(|e| bad(format!("{section}: {e}")))?;
+                .map_err(|e| {
+                    let also = match e.contains("unknown field") {
+                        true => format!(" (the [{section}] section itself takes {keys})"),
+                        false => String::new(),
+                    };
+                    bad(format!("{section}: {e}{also}"))
+                })?;
         }
         for (i, run) in self.runs.iter().enumerate() {
             run.objective(registry)
