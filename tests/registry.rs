@@ -213,3 +213,31 @@ fn a_model_without_weight_import_refuses_pretrained_weights() {
         "{err}"
     );
 }
+
+#[test]
+fn a_registered_loss_gets_its_parameters_from_the_file() {
+    let logits = |v: [f32; 4]| kd::core::Outputs {
+        logits: burn::tensor::Tensor::<1>::from_floats(v.as_slice(), &burn::tensor::Device::flex())
+            .reshape([2, 2]),
+        taps: Default::default(),
+    };
+    // Row 0: orthogonal logits (cosine 0); row 1: parallel ones (cosine 1). Mean of 1 − cos: 0.5.
+    let (student, teacher) = (logits([1.0, 0.0, 2.0, 2.0]), logits([0.0, 3.0, 1.0, 1.0]));
+    let input = kd::core::KdInput {
+        student: &student,
+        teacher: &teacher,
+        targets: None,
+        temperature_scale: 1.0,
+    };
+    let params: toml::Table = toml::from_str("scale = 3.0").unwrap();
+    let loss = names::registry()
+        .build_loss("logit_cosine", &params)
+        .unwrap();
+    let value = loss.compute(&input).unwrap().into_scalar::<f32>();
+    assert!((value - 1.5).abs() < 1e-6, "3 × 0.5, got {value}");
+    let bad: toml::Table = toml::from_str("scal = 3.0").unwrap();
+    let err = names::registry()
+        .build_loss("logit_cosine", &bad)
+        .unwrap_err();
+    assert!(err.contains("scal") && err.contains("scale"), "{err}");
+}

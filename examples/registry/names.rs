@@ -6,7 +6,7 @@
 mod small_cnn;
 
 use burn::tensor::Tensor;
-use kd::core::{KdInput, KdLoss, LossError};
+use kd::core::{KdInput, KdLoss, LossError, paired_logits};
 use kd::registry::Registry;
 use serde::Deserialize;
 use small_cnn::SmallCnn;
@@ -44,16 +44,7 @@ impl KdLoss for LogitCosine {
     }
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
-        let (s, t) = (input.student.logits.clone(), input.teacher.logits.clone());
-        if s.dims() != t.dims() {
-            return Err(LossError::Shape {
-                loss: self.name(),
-                what: "logits".into(),
-                student: s.dims().to_vec(),
-                teacher: t.dims().to_vec(),
-                hint: "student and teacher must predict the same classes",
-            });
-        }
+        let (s, t) = paired_logits(self.name(), input)?;
         let dot = (s.clone() * t.clone()).sum_dim(1);
         let norms = (s.powi_scalar(2).sum_dim(1) * t.powi_scalar(2).sum_dim(1)).sqrt();
         let cosine = dot / norms.clamp_min(1e-12);

@@ -41,7 +41,7 @@ mod schedule;
 mod taps;
 
 pub use batch::{DistillBatch, ItemKey, fnv1a, fnv1a_start};
-pub use loss::{KdInput, KdLoss, LayerPair, LossConfig, pair_features};
+pub use loss::{KdInput, KdLoss, LayerPair, LossConfig, pair_features, paired_logits};
 pub use matching::match_feature_layers;
 pub use objective::{
     Connector, Connectors, LossParts, Mix, Objective, ObjectiveConfig, Term, TermConfig,

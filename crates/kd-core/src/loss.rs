@@ -267,18 +267,7 @@ impl LossConfig {
     }
 
     fn check_logits(&self, input: &KdInput) -> Result<(Tensor<2>, Tensor<2>), LossError> {
-        let s = input.student.logits.clone();
-        let t = input.teacher.logits.clone();
-        if s.dims() != t.dims() {
-            return Err(LossError::Shape {
-                loss: self.name(),
-                what: "logits".into(),
-                student: s.dims().to_vec(),
-                teacher: t.dims().to_vec(),
-                hint: "student and teacher must predict the same classes",
-            });
-        }
-        Ok((s, t))
+        paired_logits(self.name(), input)
     }
 
     fn sum_pairs(
@@ -298,6 +287,26 @@ impl LossConfig {
         }
         total.ok_or(LossError::NoPairs { loss: self.name() })
     }
+}
+
+/// The student's and the teacher's logits, checked to have the same shape (what every logit
+/// loss needs); `loss` names the loss in the error.
+pub fn paired_logits(
+    loss: &'static str,
+    input: &KdInput,
+) -> Result<(Tensor<2>, Tensor<2>), LossError> {
+    let s = input.student.logits.clone();
+    let t = input.teacher.logits.clone();
+    if s.dims() != t.dims() {
+        return Err(LossError::Shape {
+            loss,
+            what: "logits".into(),
+            student: s.dims().to_vec(),
+            teacher: t.dims().to_vec(),
+            hint: "student and teacher must predict the same classes",
+        });
+    }
+    Ok((s, t))
 }
 
 /// Fetch a pair's two maps and check what every feature loss needs: same batch, and the same
