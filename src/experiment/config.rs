@@ -231,6 +231,11 @@ pub struct RunSection {
 }
 
 impl RunSection {
+    /// How messages name this run, the `index`-th of the file: ``runs[1] (`SoftTarget`)``.
+    pub fn origin(&self, index: usize) -> String {
+        format!("runs[{index}] (`{}`)", self.name)
+    }
+
     /// This run's objective: its mix and its terms, each loss built by `registry`. An unknown
     /// kind or bad parameters give an error naming the term (`losses[1]: …`).
     pub fn objective(&self, registry: &Registry) -> Result<Objective, String> {

@@ -7,7 +7,7 @@ use kd_train::TeacherCache;
 use kd_train::report::SharedReporter;
 use serde::{Deserialize, Serialize};
 
-use super::config::{DataSection, Experiment, Weights};
+use super::config::{DataSection, Experiment};
 use super::data::load_images;
 use super::run_dir::checkpoint_dir;
 use crate::KdError;
@@ -95,12 +95,7 @@ pub fn evaluate_run_dir(
         rows: Vec::new(),
         unscored: Vec::new(),
     };
-    let ctx = ModelContext {
-        classes: vocab.len(),
-        device: &device,
-        weights: &Weights::None,
-        cache_dir: &cache,
-    };
+    let ctx = ModelContext::untrained(vocab.len(), &device, &cache);
     for run in &exp.runs {
         for &seed in &exp.training.seeds {
             let name = exp.run_name(run, seed);

