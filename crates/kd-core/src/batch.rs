@@ -1,8 +1,10 @@
 //! The batch contract: what a trainer needs from a batch of any data pipeline — the model's
 //! inputs, the class targets, and (optionally) a stable key per item under which a frozen
-//! teacher's outputs may be cached.
+//! teacher's outputs may be cached, and how to split it over several devices.
 
-use burn::tensor::{Int, Tensor};
+use std::ops::Range;
+
+use burn::tensor::{Device, Int, Tensor};
 
 /// Names one item's exact model input, so a frozen teacher's outputs for it can be reused.
 ///
@@ -23,7 +25,8 @@ pub struct ItemKey {
 /// A batch a distillation trainer can consume.
 ///
 /// Implement it for the batch type of your own `Batcher`; `cache_keys` is optional (without it
-/// the teacher runs on every batch).
+/// the teacher runs on every batch), and so is `shard` (without it the batch trains on one
+/// device only).
 ///
 /// ```
 /// use burn::tensor::{Int, Tensor};
@@ -48,6 +51,13 @@ pub struct ItemKey {
 ///             labels: self.labels.without_autodiff(),
 ///         }
 ///     }
+///     // Only for training on several devices.
+///     fn shard(&self, rows: std::ops::Range<usize>, device: &burn::tensor::Device) -> Option<Self> {
+///         Some(Self {
+///             images: self.images.clone().slice(rows.clone()).to_device(device),
+///             labels: self.labels.clone().slice(rows).to_device(device),
+///         })
+///     }
 /// }
 /// ```
 pub trait DistillBatch: Clone + Send + Sync + std::fmt::Debug + 'static {
@@ -65,6 +75,16 @@ pub trait DistillBatch: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// any other length is an error (reported when the trainer is built from a probe batch).
     fn cache_keys(&self) -> Vec<Option<ItemKey>> {
         Vec::new()
+    }
+
+    /// The items `rows` of this batch, moved to `device` (and the tape kept: an autodiff device
+    /// stays one): how data-parallel training spreads one batch over several devices. Every
+    /// per-item part (inputs, targets, cache keys) must be cut the same way. `None`, the
+    /// default, says the batch type cannot be split; training on more than one device then
+    /// stops with a message before the first step.
+    fn shard(&self, rows: Range<usize>, device: &Device) -> Option<Self> {
+        let _ = (rows, device);
+        None
     }
 
     /// Number of items.

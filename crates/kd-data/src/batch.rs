@@ -70,6 +70,15 @@ impl DistillBatch for ImageBatch {
         self.keys.clone()
     }
 
+    fn shard(&self, rows: std::ops::Range<usize>, device: &Device) -> Option<Self> {
+        Some(Self {
+            images: self.images.clone().slice(rows.clone()).to_device(device),
+            targets: self.targets.clone().slice(rows.clone()).to_device(device),
+            items: self.items[rows.clone()].to_vec(),
+            keys: self.keys[rows].to_vec(),
+        })
+    }
+
     fn len(&self) -> usize {
         self.items.len()
     }

@@ -8,7 +8,6 @@ use std::time::Instant;
 use burn::data::dataloader::DataLoader;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::train::TrainStep;
 use kd_core::DistillBatch;
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +47,9 @@ fn scalar(t: Tensor<1>) -> f64 {
 }
 
 /// Train `model` with fastai's one-cycle recipe on any Burn `DataLoader` of its batch type.
-/// Each `train.iter()` is one epoch; the validation loader is read once per epoch.
+/// Each `train.iter()` is one epoch; the validation loader is read once per epoch. A model
+/// set to train [on several devices](DistillModel::on_devices) spreads every batch over them
+/// (one optimizer step per batch, as on one device).
 ///
 /// With `checkpoint_dir`, a checkpoint is written after every epoch and a run that finds one
 /// resumes after it (the training loader is iterated past the finished epochs without
@@ -92,10 +93,9 @@ where
         let clock = Instant::now();
         let (mut loss, mut ce, mut kd) = (0.0, 0.0, 0.0);
         let mut lr = 0.0;
-        let mut batches = train.iter();
         let mut steps_per_epoch = 0;
         let mut i = 0;
-        while let Some(batch) = batches.next() {
+        for batch in train.iter() {
             let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
             if i == 0 {
                 // Batches per epoch: the loader's items over the first batch's size.
@@ -107,7 +107,7 @@ where
             lr = schedule.lr(step);
             beta_1.set(schedule.momentum(step));
             model.set_progress(step as f64 / schedule.total_steps as f64);
-            let out = TrainStep::step(&model, batch.clone());
+            let out = model.train_step(batch.clone())?;
             let value = scalar(out.item.loss.clone());
             if !value.is_finite() || !gradients_finite(&model, &out.grads) {
                 return Err(TrainError::NonFinite {

@@ -22,6 +22,7 @@ mod divergence;
 mod fit;
 mod history;
 mod one_cycle;
+mod parallel;
 mod progress;
 pub mod report;
 mod teacher;
@@ -55,6 +56,9 @@ pub enum TrainError {
     /// The objective needs a teacher and none was given.
     #[error("the distillation objective needs a teacher, but none was given")]
     NoTeacher,
+    /// Training on several devices cannot start or went wrong on one of them.
+    #[error("devices: {0}")]
+    Devices(String),
     /// The training loader yielded no batch in an epoch.
     #[error(
         "the training data yielded no batch ({items} items per epoch): fewer items than one batch, with incomplete batches dropped?"

@@ -10,10 +10,13 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kd_core::{DistillBatch, FeatureModel, ItemKey, Outputs, TapError, TapPlan};
 
 /// A teacher ready for distillation: a copy of any tappable Burn model in eval mode on the
-/// tape-free device. It is shared by every copy of the distillation model and never trained.
+/// tape-free device. It is shared by every copy of the distillation model and never trained;
+/// training on several devices gives each device a copy of its own.
 #[derive(Clone)]
 pub struct FrozenTeacher {
     model: Arc<dyn FeatureModel + Send + Sync>,
+    /// Makes an independent copy on another device.
+    replicate: Arc<dyn Fn(&Device) -> FrozenTeacher + Send + Sync>,
 }
 
 impl std::fmt::Debug for FrozenTeacher {
@@ -27,14 +30,24 @@ impl std::fmt::Debug for FrozenTeacher {
 impl FrozenTeacher {
     /// Freeze a copy of `teacher` (`valid()`: eval mode, no autodiff).
     pub fn new<T: Module + FeatureModel + Sync + 'static>(teacher: &T) -> Self {
+        let frozen = teacher.valid();
+        let source = frozen.clone();
         Self {
-            model: Arc::new(teacher.valid()),
+            model: Arc::new(frozen),
+            // `valid()` again: BatchNorm statistics of its own, not shared with this copy's
+            // (Burn's `to_device` moves shared statistics in place).
+            replicate: Arc::new(move |device| Self::new(&source.valid().to_device(device))),
         }
     }
 
     /// The frozen model.
     pub fn model(&self) -> &(dyn FeatureModel + Send + Sync) {
         self.model.as_ref()
+    }
+
+    /// An independent copy on `device` (tape-free).
+    pub fn to_device(&self, device: &Device) -> Self {
+        (self.replicate)(device)
     }
 }
 
@@ -84,54 +97,97 @@ struct Store {
     bytes: u64,
 }
 
-/// Runs the frozen teacher, reusing per-item outputs when the batch allows.
+/// The teacher on one device, with the outputs cached there.
 #[derive(Debug)]
-pub(crate) struct TeacherRunner {
+struct Replica {
+    device: Device,
     teacher: FrozenTeacher,
-    plan: TapPlan,
-    tap_names: Vec<String>,
-    budget: TeacherCache,
     store: Mutex<Store>,
 }
 
+/// Runs the frozen teacher, reusing per-item outputs when the batch allows: on the device of
+/// each batch, with a copy of the teacher and a cache per device (made when a batch first
+/// comes from that device).
+#[derive(Debug)]
+pub(crate) struct TeacherRunner {
+    plan: TapPlan,
+    tap_names: Vec<String>,
+    budget: TeacherCache,
+    /// The teacher as given, on the device it was given on.
+    first: Arc<Replica>,
+    /// Copies on further devices.
+    copies: Mutex<Vec<Arc<Replica>>>,
+}
+
 impl TeacherRunner {
-    /// Prepare `teacher`'s taps `taps` with a cache of at most `budget`.
+    /// Prepare `teacher`'s taps `taps` with a cache of at most `budget` per device.
     pub(crate) fn new(
         teacher: FrozenTeacher,
         taps: &[String],
         budget: TeacherCache,
     ) -> Result<Self, TapError> {
         let plan = teacher.model().tap_plan(&crate::distill::as_strs(taps))?;
-        Ok(Self {
+        let first = Replica {
+            device: teacher.model().device(),
             teacher,
+            store: Mutex::new(Store::default()),
+        };
+        Ok(Self {
             plan,
             tap_names: taps.to_vec(),
             budget,
-            store: Mutex::new(Store::default()),
+            first: Arc::new(first),
+            copies: Mutex::new(Vec::new()),
         })
     }
 
-    /// The frozen model.
+    /// The teacher as given (on the device it was given on).
     pub(crate) fn model(&self) -> &(dyn FeatureModel + Send + Sync) {
-        self.teacher.model()
+        self.first.teacher.model()
     }
 
-    /// Number of cached items.
+    fn copies(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Replica>>> {
+        self.copies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The teacher and cache on `device`, copied there on first use.
+    fn replica(&self, device: &Device) -> Arc<Replica> {
+        if &self.first.device == device {
+            return self.first.clone();
+        }
+        let mut copies = self.copies();
+        if let Some(r) = copies.iter().find(|r| &r.device == device) {
+            return r.clone();
+        }
+        let copy = Arc::new(Replica {
+            device: device.clone(),
+            teacher: self.first.teacher.to_device(device),
+            store: Mutex::new(Store::default()),
+        });
+        copies.push(copy.clone());
+        copy
+    }
+
+    /// Number of cached items, over every device.
     pub(crate) fn cached_items(&self) -> usize {
-        self.store.lock().map(|s| s.items.len()).unwrap_or(0)
+        let count = |r: &Replica| r.store.lock().map_or(0, |s| s.items.len());
+        count(&self.first) + self.copies().iter().map(|r| count(r)).sum::<usize>()
     }
 
-    /// The teacher on the tape-free device; its outputs act as constants when combined with
-    /// the student's autodiff tensors.
+    /// The teacher on the tape-free device of `inputs`; its outputs act as constants when
+    /// combined with the student's autodiff tensors.
     pub(crate) fn run(&self, inputs: Tensor<4>) -> Outputs {
-        self.teacher
+        let inputs = inputs.inner();
+        self.replica(&inputs.device())
+            .teacher
             .model()
-            .forward_taps(inputs.inner(), &self.plan)
+            .forward_taps(inputs, &self.plan)
     }
 
-    /// Teacher outputs for `batch` (tape-free tensors). Items with a cache key are served from
-    /// the cache when there; the teacher runs on the others only (on the whole batch when none
-    /// is cached), and what it computes for keyed items is kept while the budget allows.
+    /// Teacher outputs for `batch` (tape-free tensors, on the batch's device). Items with a
+    /// cache key are served from that device's cache when there; the teacher runs on the
+    /// others only (on the whole batch when none is cached), and what it computes for keyed
+    /// items is kept while the budget allows.
     pub(crate) fn outputs<B: DistillBatch>(&self, batch: &B) -> Outputs {
         let keys = batch.cache_keys();
         // A batch with one key per item, some of them set, can be served from the cache
@@ -140,7 +196,10 @@ impl TeacherRunner {
         if self.budget.max_bytes == 0 || !cacheable {
             return self.run(batch.inputs());
         }
-        let mut store = self.store.lock().expect("teacher cache lock");
+        let inputs = batch.inputs().inner();
+        let replica = self.replica(&inputs.device());
+        let run = |inputs| replica.teacher.model().forward_taps(inputs, &self.plan);
+        let mut store = replica.store.lock().expect("teacher cache lock");
         let missing: Vec<usize> = keys
             .iter()
             .enumerate()
@@ -148,7 +207,7 @@ impl TeacherRunner {
             .map(|(row, _)| row)
             .collect();
         if missing.len() == keys.len() {
-            let out = self.run(batch.inputs());
+            let out = run(inputs);
             self.keep(
                 &mut store,
                 &keys,
@@ -158,9 +217,8 @@ impl TeacherRunner {
             return out;
         }
         let fresh = (!missing.is_empty()).then(|| {
-            let inputs = batch.inputs().inner();
             let rows = row_indices(&missing, &inputs.device());
-            let out = self.run(inputs.select(0, rows));
+            let out = run(inputs.select(0, rows));
             self.keep(&mut store, &keys, &out, &missing);
             out
         });

@@ -10,7 +10,8 @@ use kd_data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn};
 use kd_models::{Arch, Head, Network, NetworkConfig};
 use kd_train::report::Reporter;
 use kd_train::{
-    DistillModel, FitConfig, FrozenTeacher, History, TeacherCache, TrainError, fit_one_cycle,
+    DistillModel, FitConfig, FrozenTeacher, History, TappableModule, TeacherCache, TrainError,
+    fit_one_cycle,
 };
 
 /// A bundled ResNet distilled on kd-data's image batches.
@@ -87,14 +88,14 @@ pub fn distill(
 }
 
 /// `fit_one_cycle` on `data`'s loaders, the training loader's epochs counted from 0.
-pub fn fit(
-    model: Model,
+pub fn fit<S: TappableModule>(
+    model: DistillModel<S, ImageBatch>,
     data: &DataBundle,
     config: &FitConfig,
     name: &str,
     checkpoints: Option<&Path>,
     reporter: &mut dyn Reporter,
-) -> Result<(Model, History), TrainError> {
+) -> Result<(DistillModel<S, ImageBatch>, History), TrainError> {
     fit_one_cycle(
         model,
         &data.train.restarted(),
