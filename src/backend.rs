@@ -60,6 +60,17 @@ pub fn default_backend() -> String {
         })
 }
 
+/// The backend a device name belongs to: `cuda:1` → `cuda`, `tch-cuda:0` → `tch` (both of
+/// libtorch's devices are one backend), `cpu` → `flex`.
+pub fn kind(name: &str) -> String {
+    let kind = name.trim().split(':').next().unwrap_or_default();
+    match kind.to_ascii_lowercase().as_str() {
+        "tch" | "tch-cuda" | "libtorch" | "libtorch-cuda" => "tch".to_string(),
+        "cpu" => "flex".to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// The (tape-free) device called `name`. Use `.autodiff()` on it for training.
 #[allow(deprecated, unreachable_code, unused_variables)]
 pub fn device(name: &str) -> Result<Device, BackendError> {

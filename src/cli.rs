@@ -37,7 +37,7 @@ struct Cli {
 enum Command {
     /// Run an experiment file (default: the main job, examples/pets_kd.toml).
     #[command(
-        after_help = "Examples:\n  kd run examples/pets_kd.toml\n  kd run my.toml --backend wgpu --seeds 0,1,2 --force"
+        after_help = "Examples:\n  kd run examples/pets_kd.toml\n  kd run my.toml --backend wgpu --seeds 0,1,2 --force\n  kd run my.toml --devices cuda:0,cuda:1"
     )]
     Run(RunArgs),
     /// List every layer path of a model with its output shape (like fastai's get_model_layers).
@@ -125,6 +125,10 @@ struct RunArgs {
     /// Device: flex, ndarray, tch, tch-cuda:N, wgpu, cuda:N.
     #[arg(long)]
     backend: Option<String>,
+    /// Several devices of one backend to train on together, e.g. cuda:0,cuda:1: each batch is
+    /// split over them and their gradients averaged.
+    #[arg(long, value_delimiter = ',', conflicts_with = "backend")]
+    devices: Option<Vec<String>>,
     /// Seeds to repeat every run with, e.g. 0,1,2.
     #[arg(long, value_delimiter = ',')]
     seeds: Option<Vec<u64>>,
@@ -199,6 +203,11 @@ fn run(registry: &Registry, args: RunArgs) -> Result<(), KdError> {
     }
     if let Some(backend) = args.backend {
         exp.training.backend = Some(backend);
+        exp.training.devices.clear();
+    }
+    if let Some(devices) = args.devices {
+        exp.training.devices = devices;
+        exp.training.backend = None;
     }
     if let Some(seeds) = args.seeds {
         exp.training.seeds = seeds;

@@ -289,3 +289,56 @@ fn a_closed_stdout_ends_the_output_without_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
 }
+
+#[test]
+fn devices_train_an_experiment_split_over_them_from_the_command_line() {
+    // The teacher's fine-tuning and both runs (Attention with its connector-free pair) train
+    // with every batch split over the flex device listed twice.
+    let tiny = TinyRun::new();
+    let file = tiny.out.path().join("tiny.toml");
+    std::fs::write(&file, tiny_experiment(tiny.images.path(), &tiny.out_dir())).unwrap();
+    let out = kd_bin()
+        .args(["run"])
+        .arg(&file)
+        .args(["--devices", "flex,flex", "--cache-dir"])
+        .arg(tiny.cache.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("backend flex + flex"), "{stderr}");
+    let metrics: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tiny.out_dir().join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let kd = metrics["runs"][1]["epochs"][0]["train_kd"]
+        .as_f64()
+        .unwrap();
+    assert!(kd.is_finite() && kd > 0.0, "{metrics}");
+    // The resolved config records the devices.
+    let resolved = Experiment::from_file(&tiny.out_dir().join("config.toml")).unwrap();
+    assert_eq!(resolved.training.devices, ["flex", "flex"]);
+
+    // Flags and files that cannot mean one set of devices are refused before any work.
+    let out = kd_bin()
+        .args(["run"])
+        .arg(&file)
+        .args(["--devices", "flex,flex", "--backend", "flex"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let base = tiny_experiment(Path::new("/tmp/none"), Path::new("/tmp/out"));
+    let err = config_error(&base.replace(
+        "backend = \"flex\"",
+        "backend = \"flex\"\ndevices = [\"flex\", \"flex\"]",
+    ));
+    assert!(err.contains("not both"), "{err}");
+    let err = config_error(&base.replace(
+        "backend = \"flex\"",
+        "devices = [\"cuda:0\", \"tch-cuda:1\"]",
+    ));
+    assert!(
+        err.contains("mixes backends") && err.contains("cuda, tch"),
+        "{err}"
+    );
+}

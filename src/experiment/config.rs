@@ -277,6 +277,11 @@ pub struct TrainingSection {
     /// Device: flex, ndarray, tch, tch-cuda:N, wgpu, cuda:N (default `$KD_BACKEND` or flex).
     #[serde(default)]
     pub backend: Option<String>,
+    /// Several devices of one backend to train on together, e.g. `["cuda:0", "cuda:1"]`
+    /// (instead of `backend`): each batch is split over them and the gradients averaged
+    /// ([`kd_train::DistillModel::on_devices`]). Empty: the one `backend` device.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 fn d_student_epochs() -> usize {
@@ -382,6 +387,22 @@ impl Experiment {
             .unwrap_or_else(crate::backend::default_backend);
         let device = crate::backend::device(&name)?.autodiff();
         Ok((name, device))
+    }
+
+    /// The devices to train on: `training.devices`, else the one device of
+    /// [`device`](Self::device); with a label for messages and reports.
+    pub fn devices(&self) -> Result<(String, Vec<Device>), KdError> {
+        if self.training.devices.is_empty() {
+            let (name, device) = self.device(None)?;
+            return Ok((name, vec![device]));
+        }
+        let devices = self
+            .training
+            .devices
+            .iter()
+            .map(|name| Ok(crate::backend::device(name)?.autodiff()))
+            .collect::<Result<Vec<_>, KdError>>()?;
+        Ok((self.training.devices.join(" + "), devices))
     }
 
     /// The name of `run` trained with `seed` (the seed is named when there are several).

@@ -117,7 +117,8 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     exp.validate("experiment")?;
     exp.check_names(&opts.registry, "experiment")?;
     let out_dir = opts.output.clone().unwrap_or_else(|| exp.output.clone());
-    let (backend, device) = exp.device(None)?;
+    let (backend, devices) = exp.devices()?;
+    let device = devices[0].clone();
     let cache = opts
         .cache_dir
         .clone()
@@ -156,7 +157,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         &data,
         opts.retrain_teacher,
         &cache,
-        &device,
+        &devices,
         &teacher_fp,
         &out_dir,
         &opts.reporter,
@@ -180,7 +181,9 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
                 false => TeacherCache::OFF,
             };
             let objective = run_objective(registry, i, run)?;
-            let model = student.distill(Some(teacher.clone()), objective, &probe, outputs_cache)?;
+            let model = student
+                .distill(Some(teacher.clone()), objective, &probe, outputs_cache)?
+                .on_devices(&devices)?;
             // A loader of its own per run and seed: its epochs count from 0.
             let train = data.train.with_flip(run.flip.unwrap_or(exp.data.flip));
             let (_, history) = model.fit(

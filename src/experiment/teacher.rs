@@ -24,7 +24,7 @@ pub(super) fn teacher(
     data: &DataBundle,
     retrain: bool,
     cache: &Path,
-    device: &Device,
+    devices: &[Device],
     fingerprint: &Fingerprint,
     out_dir: &Path,
     reporter: &SharedReporter,
@@ -35,6 +35,7 @@ pub(super) fn teacher(
     let key = format!("{arch}-{}", fingerprint.digest());
     let weights = dir.join(format!("{key}.bpk"));
     let history_path = dir.join(format!("{key}.json"));
+    let device = &devices[0];
     let ctx = ModelContext {
         classes: data.set.vocab.len(),
         device,
@@ -57,12 +58,14 @@ pub(super) fn teacher(
         ));
         return Ok((net, history));
     }
-    let model = net.distill(
-        None,
-        kd_core::Objective::cross_entropy_only(),
-        &data.valid.probe(2),
-        TeacherCache::OFF,
-    )?;
+    let model = net
+        .distill(
+            None,
+            kd_core::Objective::cross_entropy_only(),
+            &data.valid.probe(2),
+            TeacherCache::OFF,
+        )?
+        .on_devices(devices)?;
     let checkpoints = teacher_checkpoint_dir(out_dir);
     fingerprint.check_or_write(&checkpoints, "teacher")?;
     let name = format!("teacher ({})", exp.teacher.arch);

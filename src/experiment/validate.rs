@@ -17,6 +17,28 @@ pub const MAX_IMAGE_SIZE: usize = 1024;
 pub const MAX_BATCH_SIZE: usize = 4096;
 
 impl Experiment {
+    /// `training.devices`: not beside `training.backend`, and all of one backend.
+    fn check_devices(&self) -> Result<(), String> {
+        let devices = &self.training.devices;
+        if devices.is_empty() {
+            return Ok(());
+        }
+        if let Some(backend) = &self.training.backend {
+            return Err(format!(
+                "training: set `backend` (one device) or `devices` (several), not both; backend = {backend:?}, devices = {devices:?}"
+            ));
+        }
+        let kinds: std::collections::BTreeSet<String> =
+            devices.iter().map(|d| crate::backend::kind(d)).collect();
+        if kinds.len() > 1 {
+            return Err(format!(
+                "training.devices = {devices:?} mixes backends ({}): list devices of one backend",
+                kinds.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     /// Everything that can be checked without data, models or the registry: numeric ranges
     /// (naming the key and the value), unique run folders and seeds, the label function and the
     /// teacher's weights. (Model names, their settings and loss kinds are resolved by
@@ -47,6 +69,7 @@ impl Experiment {
             }
         }
         self.check_run_folders().map_err(bad)?;
+        self.check_devices().map_err(bad)?;
         if let Weights::File(p) = &self.teacher.weights
             && !p.is_file()
         {

@@ -66,6 +66,8 @@ pub(crate) trait AnyModel: Send {
 
 /// A registered model wrapped for distillation.
 pub(crate) trait AnyDistill {
+    /// Train on `devices` (see [`DistillModel::on_devices`]).
+    fn on_devices(self: Box<Self>, devices: &[Device]) -> Result<Box<dyn AnyDistill>, KdError>;
     /// fastai's one-cycle fit (see [`fit_one_cycle`]); gives back the trained model.
     fn fit(
         self: Box<Self>,
@@ -119,6 +121,10 @@ impl<M: RegisteredModule> AnyModel for Typed<M> {
 }
 
 impl<M: RegisteredModule> AnyDistill for DistillModel<M, ImageBatch> {
+    fn on_devices(self: Box<Self>, devices: &[Device]) -> Result<Box<dyn AnyDistill>, KdError> {
+        Ok(Box::new(DistillModel::on_devices(*self, devices.to_vec())?))
+    }
+
     fn fit(
         self: Box<Self>,
         train: &ImageLoader,
