@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor};
-use burn::train::TrainStep;
 use serde::Serialize;
 
 use crate::core::{LayerPair, LossConfig, Objective};
@@ -32,6 +31,10 @@ pub struct BenchOptions {
     /// Untimed warm-up iterations (0 to 10000).
     #[arg(long, default_value_t = 2, value_parser = |s: &str| crate::args::bounded(s, 0, 10_000))]
     pub warmup: usize,
+    /// Also time the SoftTarget KD step with each batch split over these devices of one
+    /// backend (e.g. cuda:0,cuda:1), against the first of them alone.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<String>,
     /// Images in the data-pipeline benchmark, JPEGs of 500×375 (1 to 100000).
     #[arg(long, default_value_t = 256, value_parser = |s: &str| crate::args::bounded(s, 1, 100_000))]
     pub images: usize,
@@ -103,7 +106,7 @@ fn train_step(
             keys: vec![None; b],
         };
         let m = model.take().expect("model");
-        let out = TrainStep::step(&m, item);
+        let out = m.train_step(item).expect("a step on generated data");
         let _: f32 = out.item.loss.clone().into_scalar();
         let m = optim.step(1e-4, m, out.grads);
         // Reading one weight waits for the update.
@@ -216,6 +219,60 @@ pub fn bench_backend(
     Ok(rows)
 }
 
+/// The SoftTarget KD step (ResNet-34 → ResNet-18) with each batch split over `names`, and on
+/// the first of them alone; the ratio of the two.
+pub fn bench_devices(
+    names: &[String],
+    b: usize,
+    size: usize,
+    warmup: usize,
+    iters: usize,
+) -> Result<Vec<Row>, String> {
+    let devices = names
+        .iter()
+        .map(|n| Ok(crate::backend::device(n)?.autodiff()))
+        .collect::<Result<Vec<_>, crate::backend::BackendError>>()
+        .map_err(|e| e.to_string())?;
+    let main = devices.first().ok_or("no device")?.clone();
+    let label = names.join(" + ");
+    eprintln!("{label}:");
+    let teacher = net(Arch::ResNet34, Head::Fastai, &main);
+    let step = |on: Vec<Device>, label: &str| {
+        let student = net(Arch::ResNet18, Head::Linear, &main);
+        let probe = ImageBatch::zeros(2, size, &main);
+        let objective = Objective::lerp(LossConfig::soft_target(), 0.5);
+        let model = DistillModel::new(
+            student,
+            Some(FrozenTeacher::new(&teacher)),
+            objective,
+            &probe,
+            TeacherCache::OFF,
+        )
+        .and_then(|m| m.on_devices(on))
+        .map_err(|e| e.to_string())?;
+        Ok::<f64, String>(train_step(model, &main, b, size, warmup, iters, label))
+    };
+    let one_label = format!("KD step SoftTarget (r34 → r18) on {}", names[0]);
+    let one = step(vec![main.clone()], &one_label)?;
+    let all_label = format!("KD step SoftTarget (r34 → r18) split over {label}");
+    let all = step(devices, &all_label)?;
+    let row = |workload: String, ms: f64, images_per_s: f64| Row {
+        backend: label.clone(),
+        workload,
+        median_ms: ms,
+        images_per_s,
+    };
+    Ok(vec![
+        row(one_label, one, b as f64 / (one / 1e3)),
+        row(all_label, all, b as f64 / (all / 1e3)),
+        row(
+            format!("ratio split over {} / one device", names.len()),
+            all / one,
+            f64::NAN,
+        ),
+    ])
+}
+
 /// First-epoch decode (disk → cached u8) and later-epoch batch assembly, images/s. Every
 /// image is a training image; fewer than one batch of them is an error.
 pub fn bench_data(n: usize, size: usize, b: usize) -> Result<Vec<Row>, String> {
@@ -296,6 +353,18 @@ pub fn run(opts: &BenchOptions) -> Vec<Row> {
         match bench_backend(name, opts.batch, opts.size, opts.warmup, opts.iters) {
             Ok(r) => rows.extend(r),
             Err(e) => eprintln!("{name}: skipped: {e}"),
+        }
+    }
+    if !opts.devices.is_empty() {
+        match bench_devices(
+            &opts.devices,
+            opts.batch,
+            opts.size,
+            opts.warmup,
+            opts.iters,
+        ) {
+            Ok(r) => rows.extend(r),
+            Err(e) => eprintln!("devices {}: skipped: {e}", opts.devices.join(",")),
         }
     }
     rows
