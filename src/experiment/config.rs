@@ -249,6 +249,7 @@ impl RunSection {
                 weight: term.weight,
                 schedule: term.schedule,
                 temperature: term.temperature,
+                teacher: None,
             });
         }
         Ok(Objective {

@@ -32,6 +32,8 @@
 //! ```
 
 mod batch;
+mod connectors;
+mod ensemble;
 pub mod feature;
 pub mod logit;
 mod loss;
@@ -41,10 +43,12 @@ mod schedule;
 mod taps;
 
 pub use batch::{DistillBatch, ItemKey, fnv1a, fnv1a_start};
+pub use connectors::{Connector, Connectors};
+pub use ensemble::Ensemble;
 pub use loss::{KdInput, KdLoss, LayerPair, LossConfig, pair_features, paired_logits};
 pub use matching::match_feature_layers;
 pub use objective::{
-    Connector, Connectors, LossParts, Mix, Objective, ObjectiveConfig, Term, TermConfig,
+    DEFAULT_TEACHER, LossParts, Mix, Objective, ObjectiveConfig, TeacherOutputs, Term, TermConfig,
 };
 pub use schedule::Schedule;
 pub use taps::{FeatureModel, LayerInfo, Outputs, TapError, TapPlan, TapRecorder, nearest_names};
@@ -95,6 +99,24 @@ pub enum LossError {
     MissingTeacher {
         /// The loss.
         loss: &'static str,
+    },
+    /// A term names a teacher there is not.
+    #[error("{loss} reads teacher `{teacher}`, but there is no such teacher; teachers: [{}]", available.join(", "))]
+    UnknownTeacher {
+        /// The loss.
+        loss: &'static str,
+        /// The name it gave.
+        teacher: String,
+        /// The teachers there are.
+        available: Vec<String>,
+    },
+    /// A term names no teacher, and there are several.
+    #[error("{loss} does not say which teacher it reads, and there are several: [{}]; name one (`teacher = \"…\"`)", available.join(", "))]
+    AmbiguousTeacher {
+        /// The loss.
+        loss: &'static str,
+        /// The teachers there are.
+        available: Vec<String>,
     },
     /// A feature loss configured without layer pairs.
     #[error("{loss} has no layer pairs to compare")]

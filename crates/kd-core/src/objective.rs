@@ -1,14 +1,11 @@
-//! Combining cross-entropy with any number of weighted, scheduled distillation losses, and the
-//! learnable connectors that adapt student taps to the teacher's channel counts.
+//! Combining cross-entropy with any number of weighted, scheduled distillation losses, each
+//! reading one teacher's outputs (one of several, by name).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::Outputs;
-use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::logit::cross_entropy;
@@ -53,19 +50,36 @@ pub struct Term {
     pub schedule: Schedule,
     /// Multiplies the loss's temperature with training progress.
     pub temperature: Schedule,
+    /// The teacher whose outputs the loss reads, by name; `None`: the only one.
+    pub teacher: Option<String>,
 }
 
 impl Term {
-    /// A term with weight 1 and constant schedules.
+    /// A term with weight 1 and constant schedules, reading the only teacher.
     pub fn new(loss: impl KdLoss + 'static) -> Self {
         Self {
             loss: Arc::new(loss),
             weight: 1.0,
             schedule: Schedule::Constant,
             temperature: Schedule::Constant,
+            teacher: None,
+        }
+    }
+
+    /// The same term reading the teacher called `name`.
+    pub fn reading(self, name: &str) -> Self {
+        Self {
+            teacher: Some(name.to_string()),
+            ..self
         }
     }
 }
+
+/// The name a lone teacher goes by: what [`Objective::compute`] calls the teacher it is given.
+pub const DEFAULT_TEACHER: &str = "teacher";
+
+/// Every teacher's outputs for one batch, by teacher name.
+pub type TeacherOutputs = BTreeMap<String, Outputs>;
 
 /// Serialisable form of a [`Term`] with a built-in loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +96,9 @@ pub struct TermConfig {
     /// Temperature schedule (default constant).
     #[serde(default)]
     pub temperature: Schedule,
+    /// The teacher the loss reads (default: the only one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<String>,
 }
 
 fn default_weight() -> f64 {
@@ -113,6 +130,7 @@ impl ObjectiveConfig {
                     weight: t.weight,
                     schedule: t.schedule,
                     temperature: t.temperature,
+                    teacher: t.teacher.clone(),
                 })
                 .collect(),
         }
@@ -201,9 +219,61 @@ impl Objective {
         self.taps(|p| &p.student)
     }
 
-    /// Every teacher tap the terms read.
+    /// Every teacher tap the terms read (of every teacher).
     pub fn teacher_taps(&self) -> Vec<String> {
         self.taps(|p| &p.teacher)
+    }
+
+    /// The taps the terms read from teacher `name`, among the teachers `names`.
+    pub fn teacher_taps_of(&self, name: &str, names: &[&str]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for term in &self.terms {
+            if self.term_teacher(term, names).ok() != Some(name) {
+                continue;
+            }
+            for pair in term.loss.pairs() {
+                if !out.contains(&pair.teacher) {
+                    out.push(pair.teacher.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The teachers among `names` that some term reads, in `names` order.
+    pub fn teachers_read<'a>(&self, names: &[&'a str]) -> Vec<&'a str> {
+        names
+            .iter()
+            .copied()
+            .filter(|n| {
+                self.terms
+                    .iter()
+                    .any(|t| self.term_teacher(t, names).ok() == Some(*n))
+            })
+            .collect()
+    }
+
+    /// Which of the teachers `names` `term` reads: the one it names, or the only one when it
+    /// names none. A name not among `names`, or no name with several teachers, is an error
+    /// naming the loss and the teachers there are.
+    pub fn term_teacher<'a>(&self, term: &Term, names: &[&'a str]) -> Result<&'a str, LossError> {
+        let loss = term.loss.name();
+        let available = || names.iter().map(|n| n.to_string()).collect();
+        match (&term.teacher, names) {
+            (_, []) => Err(LossError::MissingTeacher { loss }),
+            (Some(wanted), _) => names.iter().copied().find(|n| n == wanted).ok_or_else(|| {
+                LossError::UnknownTeacher {
+                    loss,
+                    teacher: wanted.clone(),
+                    available: available(),
+                }
+            }),
+            (None, [only]) => Ok(only),
+            (None, _) => Err(LossError::AmbiguousTeacher {
+                loss,
+                available: available(),
+            }),
+        }
     }
 
     fn taps(&self, side: impl Fn(&crate::LayerPair) -> &String) -> Vec<String> {
@@ -219,12 +289,29 @@ impl Objective {
         out
     }
 
-    /// Evaluate at training progress `progress ∈ [0, 1]`. `student` taps must already be
-    /// through the connectors.
+    /// The loss on one batch with one teacher (`None` when the objective has no terms): the
+    /// terms read `teacher`, which goes by [`DEFAULT_TEACHER`].
     pub fn compute(
         &self,
         student: &Outputs,
         teacher: Option<&Outputs>,
+        targets: &Tensor<1, Int>,
+        progress: f64,
+    ) -> Result<LossParts, LossError> {
+        let teachers: TeacherOutputs = teacher
+            .map(|t| (DEFAULT_TEACHER.to_string(), t.clone()))
+            .into_iter()
+            .collect();
+        self.compute_with(student, &teachers, targets, progress)
+    }
+
+    /// The loss on one batch, each term reading the teacher it names among `teachers`
+    /// (see [`term_teacher`](Self::term_teacher)). `progress` in `[0, 1]` drives the
+    /// schedules; `student` taps must already be through the connectors.
+    pub fn compute_with(
+        &self,
+        student: &Outputs,
+        teachers: &TeacherOutputs,
         targets: &Tensor<1, Int>,
         progress: f64,
     ) -> Result<LossParts, LossError> {
@@ -241,15 +328,13 @@ impl Objective {
                 terms: Vec::new(),
             });
         }
-        let teacher = teacher.ok_or(LossError::MissingTeacher {
-            loss: self.terms[0].loss.name(),
-        })?;
+        let names: Vec<&str> = teachers.keys().map(String::as_str).collect();
         let mut kd: Option<Tensor<1>> = None;
         let mut terms = Vec::with_capacity(self.terms.len());
         for term in &self.terms {
             let input = KdInput {
                 student,
-                teacher,
+                teacher: &teachers[self.term_teacher(term, &names)?],
                 targets: Some(targets),
                 temperature_scale: term.temperature.at(progress),
             };
@@ -277,113 +362,5 @@ impl Objective {
             kd: Some(kd),
             terms,
         })
-    }
-}
-
-/// A learnable 1×1 convolution + BatchNorm mapping a student tap to the teacher's channels.
-#[derive(Module, Debug)]
-pub struct Connector {
-    /// 1×1 convolution, no bias.
-    pub conv: Conv2d,
-    /// BatchNorm on the teacher's channel count.
-    pub bn: BatchNorm,
-}
-
-impl Connector {
-    /// `in_channels` → `out_channels`.
-    pub fn new(in_channels: usize, out_channels: usize, device: &Device) -> Self {
-        Self {
-            conv: Conv2dConfig::new([in_channels, out_channels], [1, 1])
-                .with_bias(false)
-                .init(device),
-            bn: BatchNormConfig::new(out_channels).init(device),
-        }
-    }
-
-    /// Map a student feature map.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
-    }
-}
-
-/// The connectors of an objective, trained and saved with the student.
-#[derive(Module, Debug)]
-pub struct Connectors {
-    /// One connector per adapted student tap.
-    pub layers: Vec<Connector>,
-    /// The student tap each connector maps.
-    #[module(skip)]
-    pub taps: Vec<String>,
-}
-
-impl Connectors {
-    /// No connectors.
-    pub fn none() -> Self {
-        Self {
-            layers: Vec::new(),
-            taps: Vec::new(),
-        }
-    }
-
-    /// A connector for every pair of a channel-sensitive loss whose channel counts differ.
-    /// `student_channels` / `teacher_channels` give each tap's channel count.
-    pub fn for_objective(
-        objective: &Objective,
-        student_channels: &BTreeMap<String, usize>,
-        teacher_channels: &BTreeMap<String, usize>,
-        device: &Device,
-    ) -> Result<Self, LossError> {
-        let mut out = Self::none();
-        let mut planned: BTreeMap<String, usize> = BTreeMap::new();
-        for term in &objective.terms {
-            if !term.loss.needs_matching_channels() {
-                continue;
-            }
-            for pair in term.loss.pairs() {
-                let missing = |side: &'static str, tap: &str, map: &BTreeMap<String, usize>| {
-                    LossError::MissingTap {
-                        loss: term.loss.name(),
-                        side,
-                        tap: tap.to_string(),
-                        available: map.keys().cloned().collect(),
-                    }
-                };
-                let cs = *student_channels
-                    .get(&pair.student)
-                    .ok_or_else(|| missing("student", &pair.student, student_channels))?;
-                let ct = *teacher_channels
-                    .get(&pair.teacher)
-                    .ok_or_else(|| missing("teacher", &pair.teacher, teacher_channels))?;
-                if cs == ct {
-                    continue;
-                }
-                match planned.get(&pair.student) {
-                    Some(&c) if c == ct => continue,
-                    Some(&c) => {
-                        return Err(LossError::ConnectorConflict {
-                            tap: pair.student.clone(),
-                            first: c,
-                            second: ct,
-                        });
-                    }
-                    None => {
-                        planned.insert(pair.student.clone(), ct);
-                        out.layers.push(Connector::new(cs, ct, device));
-                        out.taps.push(pair.student.clone());
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Pass the student's taps through their connectors.
-    pub fn apply(&self, mut outputs: Outputs) -> Outputs {
-        for (tap, connector) in self.taps.iter().zip(&self.layers) {
-            if let Some(x) = outputs.taps.remove(tap) {
-                outputs.taps.insert(tap.clone(), connector.forward(x));
-            }
-        }
-        outputs
     }
 }
