@@ -6,15 +6,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use burn::module::{Module, ModuleDisplay};
-use burn::optim::GradientsAccumulator;
-use burn::tensor::distributed::{DistributedConfig, ReduceOperation};
 use burn::tensor::{Device, Int, Tensor};
 use burn::train::metric::{AccuracyInput, Adaptor, ItemLazy, LossInput};
-use burn::train::{ExecutionStrategy, InferenceStep, MultiDeviceOptim, TrainOutput, TrainStep};
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use kd_core::{Connectors, DistillBatch, FeatureModel, LossParts, Objective, TapPlan};
 
 use crate::TrainError;
-use crate::parallel::{Workers, split_rows};
+use crate::parallel::Workers;
 use crate::progress::Progress;
 use crate::teacher::{FrozenTeacher, TeacherCache, TeacherRunner};
 
@@ -56,7 +54,7 @@ pub struct DistillModel<S, B> {
     setup: Arc<DistillSetup>,
     /// One thread per device when it trains on several ([`on_devices`](Self::on_devices)).
     #[module(skip)]
-    workers: Option<Arc<Workers>>,
+    pub(crate) workers: Option<Arc<Workers>>,
     #[module(skip)]
     batch: PhantomData<fn() -> B>,
 }
@@ -237,114 +235,8 @@ where
         self.student.device()
     }
 
-    /// Train on `devices` (data parallelism): the student and its connectors move to the
-    /// first, the *main* device, where the optimizer steps and validation run; every training
-    /// batch is split into one contiguous shard per device, each device runs its shard with a
-    /// copy of the student and a copy of the frozen teacher (with a teacher-output cache of its
-    /// own), and the gradients are gathered on the main device, each weighted by its shard's
-    /// share of the batch. The optimizer thus sees the mean gradient over the whole batch — the
-    /// same as on one device, so batch size and learning rate mean what they mean there. What
-    /// differs: BatchNorm normalises each shard with that shard's statistics (as PyTorch's
-    /// `DataParallel` without SyncBatchNorm does).
-    ///
-    /// The same device may be listed twice (two threads on one CPU, say). The batch type must
-    /// implement [`DistillBatch::shard`]; one that does not is refused by the first
-    /// [`train_step`](Self::train_step).
-    pub fn on_devices(self, devices: Vec<Device>) -> Result<Self, TrainError> {
-        let Some(main) = devices.first().cloned() else {
-            return Err(TrainError::Devices(
-                "the list of devices to train on is empty".to_string(),
-            ));
-        };
-        let mut model = self.fork(&main);
-        model.workers = (devices.len() > 1).then(|| Arc::new(Workers::new(devices)));
-        Ok(model)
-    }
-
-    /// The devices this model trains on, the main one first.
-    pub fn devices(&self) -> Vec<Device> {
-        match &self.workers {
-            Some(w) => w.devices().to_vec(),
-            None => vec![self.device()],
-        }
-    }
-
-    /// Burn's execution strategy for these [`devices`](Self::devices), for training under
-    /// Burn's `Learner` (`SupervisedTraining::with_training_strategy`): `SingleDevice` for
-    /// one; for several, `DistributedDataParallel` when `all_reduce` (CUDA devices: the only
-    /// backend of Burn 0.22 with collective operations) and `MultiDevice` with the optimizer
-    /// on the main device otherwise.
-    ///
-    /// Under these strategies each device draws whole batches from its own slice of the
-    /// training data (the global batch is devices × the loader's batch size) and both sum the
-    /// devices' gradients; [`TrainStep::step`] divides each device's loss by the number of
-    /// devices, so with either strategy the optimizer sees the mean gradient over the global
-    /// batch, as [`fit_one_cycle`](crate::fit_one_cycle) does.
-    pub fn execution_strategy(&self, all_reduce: bool) -> ExecutionStrategy {
-        let devices = self.devices();
-        match (devices.len(), all_reduce) {
-            (1, _) => ExecutionStrategy::SingleDevice(self.device()),
-            (_, true) => ExecutionStrategy::ddp(
-                devices,
-                DistributedConfig {
-                    all_reduce_op: ReduceOperation::Sum,
-                },
-            ),
-            (_, false) => {
-                ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice)
-            }
-        }
-    }
-
-    /// The gradients of one optimizer step on `batch`, spread over the model's
-    /// [`devices`](Self::devices) and gathered on the main device (on one device, Burn's
-    /// [`TrainStep::step`]). The step's outputs are the whole batch's: its mean loss, CE and
-    /// KD, and its logits and targets on the main device.
-    pub fn train_step(&self, batch: B) -> Result<TrainOutput<KdOutput>, TrainError> {
-        let Some(workers) = &self.workers else {
-            return Ok(self.weighted_step(batch, 1.0));
-        };
-        let items = batch.len();
-        let mut jobs: Vec<Box<dyn FnOnce() -> TrainOutput<KdOutput> + Send>> = Vec::new();
-        let mut weights = Vec::new();
-        for (rows, device) in split_rows(items, workers.devices().len())
-            .into_iter()
-            .zip(workers.devices())
-        {
-            let weight = rows.len() as f32 / items as f32;
-            let shard = batch.shard(rows, device).ok_or_else(|| {
-                TrainError::Devices(format!(
-                    "the batch type `{}` cannot be split over devices: implement `DistillBatch::shard` for it to train on several",
-                    std::any::type_name::<B>()
-                ))
-            })?;
-            let (model, device) = (self.clone(), device.clone());
-            jobs.push(Box::new(move || {
-                model.fork(&device).weighted_step(shard, weight)
-            }));
-            weights.push(weight);
-        }
-        let main = workers.devices()[0].clone();
-        let mut grads = GradientsAccumulator::new();
-        let mut parts = Vec::new();
-        for (i, answer) in workers.run(jobs).into_iter().enumerate() {
-            let out = answer.map_err(|message| {
-                TrainError::Devices(format!(
-                    "training on device {i} ({:?}) failed: {message}",
-                    workers.devices()[i]
-                ))
-            })?;
-            grads.accumulate(self, out.grads.to_device(&main, self));
-            parts.push(out.item.into_device(&main));
-        }
-        Ok(TrainOutput {
-            grads: grads.grads(),
-            item: KdOutput::weighted_sum(parts, &weights),
-        })
-    }
-
     /// Backward through `weight` × the objective on `batch` (the shard's share of its batch).
-    fn weighted_step(&self, batch: B, weight: f32) -> TrainOutput<KdOutput> {
+    pub(crate) fn weighted_step(&self, batch: B, weight: f32) -> TrainOutput<KdOutput> {
         let (out, parts) = self.output(batch);
         let total = if weight == 1.0 {
             parts.total
@@ -352,42 +244,6 @@ where
             parts.total.mul_scalar(weight)
         };
         TrainOutput::new(self, total.backward(), out)
-    }
-}
-
-impl KdOutput {
-    fn into_device(self, device: &Device) -> Self {
-        Self {
-            loss: self.loss.to_device(device),
-            ce: self.ce.to_device(device),
-            kd: self.kd.map(|k| k.to_device(device)),
-            logits: self.logits.to_device(device),
-            targets: self.targets.to_device(device),
-        }
-    }
-
-    /// The outputs of a whole batch from its shards': means weighted by each shard's share,
-    /// logits and targets concatenated in shard order.
-    fn weighted_sum(parts: Vec<KdOutput>, weights: &[f32]) -> Self {
-        let sum = |ts: Vec<Tensor<1>>| {
-            ts.into_iter()
-                .zip(weights)
-                .map(|(t, &w)| t.mul_scalar(w))
-                .reduce(|a, b| a + b)
-                .expect("at least one shard")
-        };
-        let kd = parts
-            .iter()
-            .map(|p| p.kd.clone())
-            .collect::<Option<Vec<_>>>()
-            .map(sum);
-        Self {
-            loss: sum(parts.iter().map(|p| p.loss.clone()).collect()),
-            ce: sum(parts.iter().map(|p| p.ce.clone()).collect()),
-            kd,
-            logits: Tensor::cat(parts.iter().map(|p| p.logits.clone()).collect(), 0),
-            targets: Tensor::cat(parts.into_iter().map(|p| p.targets).collect(), 0),
-        }
     }
 }
 

@@ -17,6 +17,7 @@
 
 mod adam;
 mod checkpoint;
+mod devices;
 mod distill;
 mod divergence;
 mod fit;
