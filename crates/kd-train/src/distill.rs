@@ -9,12 +9,13 @@ use burn::module::{Module, ModuleDisplay};
 use burn::tensor::{Device, Int, Tensor};
 use burn::train::metric::{AccuracyInput, Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
-use kd_core::{Connectors, DistillBatch, FeatureModel, LossParts, Objective, TapPlan};
+use kd_core::{Connectors, DistillBatch, FeatureModel, LossParts, Objective, Outputs, TapPlan};
 
 use crate::TrainError;
 use crate::parallel::Workers;
 use crate::progress::Progress;
-use crate::teacher::{FrozenTeacher, TeacherCache, TeacherRunner};
+use crate::teacher::{FrozenTeacher, TeacherCache};
+use crate::teachers::{TeacherSet, Teachers};
 
 /// A Burn module whose layers can be tapped by name ([`FeatureModel`]): what a student must
 /// be. Implemented for every such module; a model of your own only implements `FeatureModel`.
@@ -29,8 +30,8 @@ struct DistillSetup {
     objective: Objective,
     /// The student taps the objective reads.
     student_plan: TapPlan,
-    /// The frozen teacher, when the objective needs one.
-    teacher: Option<TeacherRunner>,
+    /// The frozen teachers the objective reads (none when it reads none).
+    teachers: TeacherSet,
     /// Training progress in [0, 1], driving schedules.
     progress: Progress,
 }
@@ -93,25 +94,48 @@ where
         probe: &B,
         cache: TeacherCache,
     ) -> Result<Self, TrainError> {
+        let teachers = teacher.map(Teachers::one).unwrap_or_default();
+        Self::with_teachers(student, teachers, objective, probe, cache)
+    }
+
+    /// As [`new`](Self::new), with several teachers: each term of `objective` reads the
+    /// teacher it names among `teachers` (a model or an ensemble). Only the teachers some term
+    /// reads, directly or through an ensemble, run: one after another on each batch, so the
+    /// memory at a time is one teacher's activations plus the outputs kept; each has its own
+    /// output cache, of at most `cache` bytes. Names are checked here: a term naming a teacher
+    /// there is not, or none when there are several, is an error naming the teachers.
+    pub fn with_teachers(
+        student: S,
+        teachers: Teachers,
+        objective: Objective,
+        probe: &B,
+        cache: TeacherCache,
+    ) -> Result<Self, TrainError> {
         let device = student.device();
         let student_taps = objective.student_taps();
         let student_plan = student.tap_plan(&as_strs(&student_taps))?;
-        let teacher = match (objective.needs_teacher(), teacher) {
-            (false, _) => None,
-            (true, Some(t)) => Some(TeacherRunner::new(t, &objective.teacher_taps(), cache)?),
-            (true, None) => return Err(TrainError::NoTeacher),
-        };
-        let connectors = match &teacher {
-            Some(t) => {
-                let inputs = probe.inputs().inner();
-                Connectors::for_objective(
-                    &objective,
-                    &tap_widths(&student.valid(), &student_taps, inputs.clone()),
-                    &tap_widths(t.model(), &objective.teacher_taps(), inputs),
-                    &device,
-                )?
-            }
-            None => Connectors::none(),
+        let teachers = TeacherSet::new(teachers, &objective, cache)?;
+        let connectors = if teachers.is_empty() {
+            Connectors::none()
+        } else {
+            let inputs = probe.inputs().inner();
+            let widths = |out: &Outputs| -> BTreeMap<String, usize> {
+                out.taps
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.dims()[1]))
+                    .collect()
+            };
+            let teacher_widths = teachers
+                .run(inputs.clone())
+                .iter()
+                .map(|(name, out)| (name.clone(), widths(out)))
+                .collect();
+            Connectors::for_teachers(
+                &objective,
+                &tap_widths(&student.valid(), &student_taps, inputs),
+                &teacher_widths,
+                &device,
+            )?
         };
         let model = Self {
             student,
@@ -119,7 +143,7 @@ where
             setup: Arc::new(DistillSetup {
                 objective,
                 student_plan,
-                teacher,
+                teachers,
                 progress: Progress::new(),
             }),
             workers: None,
@@ -129,8 +153,8 @@ where
         Ok(model)
     }
 
-    /// One evaluation of the objective on `probe`, the teacher run directly (the cache is
-    /// left untouched).
+    /// One evaluation of the objective on `probe`, the teachers run directly (their caches
+    /// are left untouched).
     fn check(&self, probe: &B) -> Result<(), TrainError> {
         let keys = probe.cache_keys().len();
         if keys != 0 && keys != probe.len() {
@@ -144,11 +168,11 @@ where
             .student
             .forward_taps(probe.inputs().inner(), &model.setup.student_plan);
         let student = model.connectors.apply(student);
-        let teacher = model.setup.teacher.as_ref().map(|t| t.run(probe.inputs()));
+        let teachers = model.setup.teachers.run(probe.inputs());
         model
             .setup
             .objective
-            .compute(&student, teacher.as_ref(), &probe.targets().inner(), 0.0)?;
+            .compute_with(&student, &teachers, &probe.targets().inner(), 0.0)?;
         Ok(())
     }
 
@@ -178,20 +202,17 @@ where
 
     /// Whether a teacher runs beside the student.
     pub fn has_teacher(&self) -> bool {
-        self.setup.teacher.is_some()
+        !self.setup.teachers.is_empty()
     }
 
-    /// The frozen teacher, when the objective needs one.
+    /// The frozen teacher (the first, when there are several), when the objective reads one.
     pub fn teacher(&self) -> Option<&(dyn FeatureModel + Send + Sync)> {
-        self.setup.teacher.as_ref().map(TeacherRunner::model)
+        self.setup.teachers.first()
     }
 
-    /// How many items' teacher outputs are cached.
+    /// How many items' teacher outputs are cached (summed over teachers and devices).
     pub fn cached_teacher_items(&self) -> usize {
-        self.setup
-            .teacher
-            .as_ref()
-            .map_or(0, TeacherRunner::cached_items)
+        self.setup.teachers.cached_items()
     }
 
     /// The trained student, without the connectors.
@@ -205,10 +226,10 @@ where
             .student
             .forward_taps(batch.inputs(), &self.setup.student_plan);
         let student = self.connectors.apply(student);
-        let teacher = self.setup.teacher.as_ref().map(|t| t.outputs(batch));
-        let parts = self.setup.objective.compute(
+        let teachers = self.setup.teachers.outputs(batch);
+        let parts = self.setup.objective.compute_with(
             &student,
-            teacher.as_ref(),
+            &teachers,
             &batch.targets(),
             self.progress(),
         )?;

@@ -27,6 +27,7 @@ mod parallel;
 mod progress;
 pub mod report;
 mod teacher;
+mod teachers;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,7 @@ pub use history::{EpochRecord, History};
 pub use one_cycle::OneCycle;
 pub use progress::Progress;
 pub use teacher::{FrozenTeacher, TeacherCache};
+pub use teachers::Teachers;
 
 /// Everything that can stop training.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,9 @@ pub enum TrainError {
     /// A data problem.
     #[error("data: {0}")]
     Data(String),
+    /// The teachers cannot serve the objective (names, ensembles).
+    #[error("teachers: {0}")]
+    Teachers(String),
     /// The objective needs a teacher and none was given.
     #[error("the distillation objective needs a teacher, but none was given")]
     NoTeacher,
