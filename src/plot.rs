@@ -35,6 +35,8 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 const TEACHER: RGBColor = RGBColor(60, 60, 60);
+/// Dash and gap lengths (pixels) of the teachers' reference lines, one pattern per teacher.
+const DASHES: [(u32, u32); 3] = [(10, 6), (4, 4), (18, 4)];
 
 /// One run's curves: the histories of its seeds.
 pub(crate) struct Curve<'a> {
@@ -116,17 +118,17 @@ fn legend_label(curve: &Curve) -> String {
     }
 }
 
-/// Draw `curves` (and the teacher's final values as reference lines) into a PNG at `path`.
+/// Draw `curves` (and each teacher's final values as reference lines) into a PNG at `path`.
 pub(crate) fn curves_png(
     curves: &[Curve],
-    teacher: Option<&History>,
+    teachers: &[History],
     path: &Path,
 ) -> Result<(), KdError> {
     register_font_once();
-    let legend_rows = curves.len() + usize::from(teacher.is_some());
+    let legend_rows = curves.len() + teachers.len();
     let height = PANEL_HEIGHT + 30 + legend_rows.div_ceil(2) as u32 * LEGEND_ROW;
     let mut pixels = vec![0u8; (WIDTH * height * 3) as usize];
-    draw(curves, teacher, &mut pixels, height).map_err(|e| KdError::Io {
+    draw(curves, teachers, &mut pixels, height).map_err(|e| KdError::Io {
         path: path.to_path_buf(),
         reason: format!("drawing the curves: {e}"),
     })?;
@@ -148,7 +150,7 @@ pub(crate) fn curves_png(
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-fn draw(curves: &[Curve], teacher: Option<&History>, pixels: &mut [u8], height: u32) -> DrawResult {
+fn draw(curves: &[Curve], teachers: &[History], pixels: &mut [u8], height: u32) -> DrawResult {
     let root = BitMapBackend::with_buffer(pixels, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, legend) = root.split_vertically(PANEL_HEIGHT);
@@ -162,9 +164,9 @@ fn draw(curves: &[Curve], teacher: Option<&History>, pixels: &mut [u8], height: 
     let mut order: Vec<usize> = (0..curves.len()).collect();
     order.sort_by_key(|&i| curves[i].highlight);
     for (area, metric) in top.split_evenly((1, 3)).iter().zip(&METRICS) {
-        panel(area, metric, curves, &order, teacher, epochs)?;
+        panel(area, metric, curves, &order, teachers, epochs)?;
     }
-    draw_legend(&legend, curves, teacher)?;
+    draw_legend(&legend, curves, teachers)?;
     root.present()?;
     Ok(())
 }
@@ -174,14 +176,17 @@ fn panel(
     metric: &Metric,
     curves: &[Curve],
     order: &[usize],
-    teacher: Option<&History>,
+    teachers: &[History],
     epochs: usize,
 ) -> DrawResult {
     let bands: Vec<Vec<(f64, f64, f64)>> = curves.iter().map(|c| band(c, metric.value)).collect();
-    let reference = teacher
-        .and_then(|t| t.epochs.last())
-        .map(metric.value)
-        .filter(|v| v.is_finite());
+    // Each teacher's final value, with its index (which sets its dash pattern).
+    let references: Vec<(usize, f64)> = teachers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.epochs.last().map(|e| (i, (metric.value)(e))))
+        .filter(|(_, v)| v.is_finite())
+        .collect();
     let y_max = if metric.unit_range {
         1.0
     } else {
@@ -189,7 +194,7 @@ fn panel(
             .iter()
             .flatten()
             .map(|&(_, mean, std)| mean + std)
-            .chain(reference)
+            .chain(references.iter().map(|&(_, v)| v))
             .fold(0.0_f64, f64::max);
         if top > 0.0 { top * 1.08 } else { 1.0 }
     };
@@ -218,11 +223,12 @@ fn panel(
         .light_line_style(RGBColor(248, 248, 248))
         .bold_line_style(RGBColor(222, 222, 222))
         .draw()?;
-    if let Some(value) = reference {
+    for &(i, value) in &references {
+        let (dash, gap) = DASHES[i % DASHES.len()];
         chart.draw_series(DashedLineSeries::new(
             [(0.5, value), (epochs as f64 + 0.5, value)],
-            10,
-            6,
+            dash,
+            gap,
             TEACHER.stroke_width(2),
         ))?;
     }
@@ -253,13 +259,19 @@ fn panel(
 fn draw_legend(
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
     curves: &[Curve],
-    teacher: Option<&History>,
+    teachers: &[History],
 ) -> DrawResult {
-    let mut entries: Vec<(String, ShapeStyle, bool)> = Vec::new();
-    if let Some(t) = teacher {
+    // Label, line style, and the dash pattern of a teacher's dashed line.
+    type Entry = (String, ShapeStyle, Option<(u32, u32)>);
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, t) in teachers.iter().enumerate() {
         let accuracy = t.epochs.last().map(|e| e.accuracy).unwrap_or(f64::NAN);
         let label = format!("{} (dashed): {accuracy:.4}", t.name);
-        entries.push((label, TEACHER.stroke_width(2), true));
+        entries.push((
+            label,
+            TEACHER.stroke_width(2),
+            Some(DASHES[i % DASHES.len()]),
+        ));
     }
     for (i, curve) in curves.iter().enumerate() {
         let width = if curve.highlight { 5 } else { 2 };
@@ -267,7 +279,7 @@ fn draw_legend(
         if curve.highlight {
             label.push_str("  (highlighted)");
         }
-        entries.push((label, PALETTE[i % PALETTE.len()].stroke_width(width), false));
+        entries.push((label, PALETTE[i % PALETTE.len()].stroke_width(width), None));
     }
     // Two columns, filled top to bottom.
     let rows = entries.len().div_ceil(2);
@@ -276,11 +288,15 @@ fn draw_legend(
         let x = 80 + column * (i / rows) as i32;
         let y = 12 + (i % rows) as i32 * LEGEND_ROW as i32;
         let swatch = [(x, y + 9), (x + 44, y + 9)];
-        if dashed {
-            area.draw(&PathElement::new([(x, y + 9), (x + 16, y + 9)], style))?;
-            area.draw(&PathElement::new([(x + 26, y + 9), (x + 44, y + 9)], style))?;
-        } else {
-            area.draw(&PathElement::new(swatch, style))?;
+        match dashed {
+            Some((dash, gap)) => {
+                let (dash, step) = (dash as i32, (dash + gap) as i32);
+                for start in (x..x + 44).step_by(step as usize) {
+                    let end = (start + dash).min(x + 44);
+                    area.draw(&PathElement::new([(start, y + 9), (end, y + 9)], style))?;
+                }
+            }
+            None => area.draw(&PathElement::new(swatch, style))?,
         }
         area.draw(&Text::new(label, (x + 56, y), (FAMILY, 19)))?;
     }
@@ -343,7 +359,7 @@ mod tests {
             seeds: vec![&run],
             highlight: true,
         };
-        curves_png(&[curve], Some(&teacher), &path).unwrap();
+        curves_png(&[curve], std::slice::from_ref(&teacher), &path).unwrap();
         let image = image::open(&path).unwrap().to_rgb8();
         assert_eq!(image.width(), WIDTH);
         assert!(image.height() > PANEL_HEIGHT, "room for the legend");

@@ -143,7 +143,11 @@ fn a_run_writes_its_directory_and_refuses_to_overwrite_it() {
     );
     // Its history comes back from JSON: serde_json's default float parser may be off by one
     // unit in the last place, so compare to 1e-12.
-    for (a, b) in forced.teacher.epochs.iter().zip(&report.teacher.epochs) {
+    for (a, b) in forced.teachers[0]
+        .epochs
+        .iter()
+        .zip(&report.teachers[0].epochs)
+    {
         assert!((a.train_loss - b.train_loss).abs() <= 1e-12 * b.train_loss.abs());
         assert_eq!(a.accuracy, b.accuracy);
     }

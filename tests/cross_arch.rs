@@ -17,7 +17,7 @@ fn the_cross_architecture_experiment_runs_end_to_end() {
         .quick();
     exp.data.source = tiny.images.path().display().to_string();
     exp.data.batch_size = 8;
-    exp.teacher.weights = Weights::None;
+    exp.teacher.as_mut().unwrap().weights = Weights::None;
     exp.output = tiny.out_dir();
     let report = run(&exp, &tiny.options()).unwrap();
     let names: Vec<&str> = report.runs.iter().map(|h| h.name.as_str()).collect();

@@ -56,7 +56,7 @@ fn an_experiment_naming_registered_models_and_losses_trains_from_the_command_lin
     let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
     let report: Report = serde_json::from_str(&metrics).unwrap();
     assert_eq!(
-        report.teacher.epochs.len(),
+        report.teachers[0].epochs.len(),
         1,
         "the teacher trained one quick epoch"
     );
@@ -126,7 +126,11 @@ fn registered_settings_reach_the_constructor() {
     );
     // A misspelt key of the teacher section itself is named with the section's own keys.
     exp.student.settings.remove("widht");
-    exp.teacher.settings.insert("epocs".into(), 3.into());
+    exp.teacher
+        .as_mut()
+        .unwrap()
+        .settings
+        .insert("epocs".into(), 3.into());
     let err = exp
         .check_names(&opts.registry, "f.toml")
         .unwrap_err()

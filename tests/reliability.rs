@@ -218,12 +218,15 @@ fn the_teacher_is_identified_by_its_weights_content_not_their_path() {
         ),
     );
     let exp = parse(&text).unwrap();
-    let a = Fingerprint::teacher(&exp).unwrap();
+    let a = Fingerprint::teacher(&exp, exp.teacher.as_ref().unwrap()).unwrap();
     std::fs::write(&weights, b"other weights").unwrap();
-    let b = Fingerprint::teacher(&exp).unwrap();
+    let b = Fingerprint::teacher(&exp, exp.teacher.as_ref().unwrap()).unwrap();
     assert_ne!(a.digest(), b.digest());
     std::fs::write(&weights, b"first weights").unwrap();
-    assert_eq!(Fingerprint::teacher(&exp).unwrap(), a);
+    assert_eq!(
+        Fingerprint::teacher(&exp, exp.teacher.as_ref().unwrap()).unwrap(),
+        a
+    );
 }
 
 #[test]
@@ -234,7 +237,7 @@ fn the_teacher_resumes_from_its_checkpoint_when_the_cache_is_unwritable() {
     std::fs::write(tiny.cache.path().join("teachers"), "not a folder").unwrap();
     let exp = tiny.experiment(2);
     let first = run(&exp, &tiny.options()).unwrap();
-    assert_eq!(first.teacher.epochs.len(), 2);
+    assert_eq!(first.teachers[0].epochs.len(), 2);
     let kept = out_dir.join("teacher-checkpoints/epoch-001/model.bpk");
     assert!(
         kept.is_file(),
@@ -250,8 +253,12 @@ fn the_teacher_resumes_from_its_checkpoint_when_the_cache_is_unwritable() {
         std::fs::metadata(&kept).unwrap().modified().unwrap(),
         before
     );
-    assert_eq!(again.teacher.epochs.len(), 2);
-    for (a, b) in again.teacher.epochs.iter().zip(&first.teacher.epochs) {
+    assert_eq!(again.teachers[0].epochs.len(), 2);
+    for (a, b) in again.teachers[0]
+        .epochs
+        .iter()
+        .zip(&first.teachers[0].epochs)
+    {
         assert_eq!(a.accuracy, b.accuracy);
         assert!((a.train_loss - b.train_loss).abs() <= 1e-12 * b.train_loss.abs());
     }

@@ -1,9 +1,9 @@
-//! The experiment file's schema (TOML): data, teacher, student, training and runs.
+//! The experiment file's schema (TOML): data, teachers, student, training and runs.
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use kd_core::{Mix, Objective, Schedule, Term};
+use kd_core::{DEFAULT_TEACHER, Ensemble, Mix, Objective, Schedule, Term};
 use kd_data::{DataConfig, LabelFn, ResizeMethod};
 use kd_train::FitConfig;
 use serde::{Deserialize, Serialize};
@@ -146,6 +146,17 @@ pub struct TeacherSection {
     pub reuse: bool,
 }
 
+/// A teacher of an experiment with several (`[[teachers]]`): a name terms read it by, and
+/// everything a `[teacher]` section holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedTeacherSection {
+    /// The name terms read it by (`teacher = "…"`) and ensembles list it by.
+    pub name: String,
+    /// The model, its weights and its fine-tuning.
+    #[serde(flatten)]
+    pub section: TeacherSection,
+}
+
 fn d_teacher_epochs() -> usize {
     5
 }
@@ -201,6 +212,10 @@ pub struct TermSection {
     /// Temperature schedule (default constant).
     #[serde(default)]
     pub temperature: Schedule,
+    /// The teacher (or ensemble) the loss reads, by name; default: the `[teacher]`, or the
+    /// only one of `[[teachers]]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<String>,
 }
 
 fn one() -> f64 {
@@ -249,7 +264,7 @@ impl RunSection {
                 weight: term.weight,
                 schedule: term.schedule,
                 temperature: term.temperature,
-                teacher: None,
+                teacher: term.teacher.clone(),
             });
         }
         Ok(Objective {
@@ -313,8 +328,15 @@ fn default_seeds() -> Vec<u64> {
 pub struct Experiment {
     /// Images.
     pub data: DataSection,
-    /// Teacher.
-    pub teacher: TeacherSection,
+    /// The teacher (called `teacher`), unless there are several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<TeacherSection>,
+    /// Teachers by name, each fine-tuned and cached as `[teacher]` is (beside it or instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teachers: Vec<NamedTeacherSection>,
+    /// Ensembles of teachers, read by name like a teacher ([`Ensemble`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensembles: Vec<Ensemble>,
     /// The student model.
     pub student: ModelSection,
     /// Student training.
@@ -358,7 +380,12 @@ impl Experiment {
         self.data.limit_per_class = 96;
         self.data.size = 32;
         self.data.batch_size = 32;
-        self.teacher.epochs = 1;
+        for teacher in self.teacher.iter_mut() {
+            teacher.epochs = 1;
+        }
+        for teacher in &mut self.teachers {
+            teacher.section.epochs = 1;
+        }
         self.training.epochs = 1;
         self.training.seeds.truncate(1);
         self
@@ -404,6 +431,41 @@ impl Experiment {
             .map(|name| Ok(crate::backend::device(name)?.autodiff()))
             .collect::<Result<Vec<_>, KdError>>()?;
         Ok((self.training.devices.join(" + "), devices))
+    }
+
+    /// Every teacher by name: the `[teacher]` (as [`DEFAULT_TEACHER`]), then `[[teachers]]`.
+    pub fn teacher_sections(&self) -> Vec<(&str, &TeacherSection)> {
+        self.teacher
+            .iter()
+            .map(|t| (DEFAULT_TEACHER, t))
+            .chain(self.teachers.iter().map(|t| (t.name.as_str(), &t.section)))
+            .collect()
+    }
+
+    /// Every name a term may read: the teachers', then the ensembles'.
+    pub fn teacher_names(&self) -> Vec<&str> {
+        self.teacher_sections()
+            .into_iter()
+            .map(|(n, _)| n)
+            .chain(self.ensembles.iter().map(|e| e.name.as_str()))
+            .collect()
+    }
+
+    /// The objective of the `index`-th run: [`RunSection::objective`], a term that names no
+    /// teacher reading the `[teacher]` when there is one.
+    pub fn objective(&self, registry: &Registry, index: usize) -> Result<Objective, KdError> {
+        let run = &self.runs[index];
+        let mut objective = run.objective(registry).map_err(|message| KdError::Config {
+            origin: run.origin(index),
+            message,
+        })?;
+        if self.teacher.is_some() {
+            for term in &mut objective.terms {
+                term.teacher
+                    .get_or_insert_with(|| DEFAULT_TEACHER.to_string());
+            }
+        }
+        Ok(objective)
     }
 
     /// The name of `run` trained with `seed` (the seed is named when there are several).

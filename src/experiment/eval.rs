@@ -101,7 +101,7 @@ pub fn evaluate_run_dir(
             let name = exp.run_name(run, seed);
             let student = registry.build_section(&exp.student, "student", &ctx)?;
             let mut model = student.distill(
-                None,
+                kd_train::Teachers::new(),
                 kd_core::Objective::cross_entropy_only(),
                 &bundle.valid.probe(2),
                 TeacherCache::OFF,

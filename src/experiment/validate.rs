@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use kd_core::Mix;
 
-use super::config::{Experiment, Weights, label_fn};
+use kd_core::DEFAULT_TEACHER;
+
+use super::config::{Experiment, ModelSection, TeacherSection, Weights, label_fn};
 use crate::KdError;
 use crate::registry::Registry;
 
@@ -70,20 +72,20 @@ impl Experiment {
         }
         self.check_run_folders().map_err(bad)?;
         self.check_devices().map_err(bad)?;
-        if let Weights::File(p) = &self.teacher.weights
-            && !p.is_file()
-        {
-            return Err(bad(format!(
-                "teacher.weights: no such file {}",
-                p.display()
-            )));
+        for (key, _, teacher) in self.teacher_keys() {
+            if let Weights::File(p) = &teacher.weights
+                && !p.is_file()
+            {
+                return Err(bad(format!("{key}.weights: no such file {}", p.display())));
+            }
+            if teacher.weights == Weights::ImagenetKeras && teacher.arch != "resnet50" {
+                return Err(bad(format!(
+                    "{key}.weights = \"imagenet-keras\" is a ResNet-50, but {key}.arch is {}",
+                    teacher.arch
+                )));
+            }
         }
-        if self.teacher.weights == Weights::ImagenetKeras && self.teacher.arch != "resnet50" {
-            return Err(bad(format!(
-                "teacher.weights = \"imagenet-keras\" is a ResNet-50, but teacher.arch is {}",
-                self.teacher.arch
-            )));
-        }
+        self.check_teacher_names().map_err(bad)?;
         label_fn(&self.data.label).map_err(|e| bad(format!("data.label: {e}")))?;
         Ok(())
     }
@@ -97,14 +99,13 @@ impl Experiment {
             message,
         };
         // Keys a section does not know land among the model's settings: say what else it takes.
-        let own_keys = [
-            (
-                "teacher",
-                self.teacher.model(),
-                "arch, weights, epochs, lr, seed, reuse",
-            ),
-            ("student", self.student.clone(), "arch"),
-        ];
+        let teacher_keys = "arch, weights, epochs, lr, seed, reuse";
+        let mut own_keys: Vec<(String, ModelSection, &str)> = self
+            .teacher_keys()
+            .into_iter()
+            .map(|(key, _, t)| (key, t.model(), teacher_keys))
+            .collect();
+        own_keys.push(("student".into(), self.student.clone(), "arch"));
         for (section, model, keys) in own_keys {
             registry
                 .check_model(&model.arch, &model.settings)
@@ -126,12 +127,22 @@ impl Experiment {
     /// Out-of-range numbers, as `key = value: why`.
     fn numeric_problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        let teachers = self.teacher_keys();
+        let teacher_epochs = teachers
+            .iter()
+            .map(|(key, _, t)| (format!("{key}.epochs"), t.epochs, 100_000));
         for (key, value, max) in [
-            ("data.size", self.data.size, MAX_IMAGE_SIZE),
-            ("data.batch_size", self.data.batch_size, MAX_BATCH_SIZE),
-            ("teacher.epochs", self.teacher.epochs, 100_000),
-            ("training.epochs", self.training.epochs, 100_000),
-        ] {
+            ("data.size".to_string(), self.data.size, MAX_IMAGE_SIZE),
+            (
+                "data.batch_size".into(),
+                self.data.batch_size,
+                MAX_BATCH_SIZE,
+            ),
+            ("training.epochs".into(), self.training.epochs, 100_000),
+        ]
+        .into_iter()
+        .chain(teacher_epochs)
+        {
             if !(1..=max).contains(&value) {
                 out.push(format!("{key} = {value}: must be between 1 and {max}"));
             }
@@ -148,11 +159,14 @@ impl Experiment {
             pct > 0.0 && pct < 1.0,
             "must be above 0 and below 1 (the share of images held out for validation)",
         );
-        for (key, lr) in [
-            ("teacher.lr", self.teacher.lr),
-            ("training.lr", self.training.lr),
-        ] {
-            real(key.into(), lr, lr > 0.0, "must be a positive number");
+        let teacher_lrs = teachers
+            .iter()
+            .map(|(key, _, t)| (format!("{key}.lr"), t.lr));
+        for (key, lr) in [("training.lr".to_string(), self.training.lr)]
+            .into_iter()
+            .chain(teacher_lrs)
+        {
+            real(key, lr, lr > 0.0, "must be a positive number");
         }
         let wd = self.training.weight_decay;
         real(
@@ -182,6 +196,76 @@ impl Experiment {
             }
         }
         out
+    }
+
+    /// Each teacher with the key messages name it by (`teacher`, ``teachers[1] (`r50b`)``).
+    fn teacher_keys(&self) -> Vec<(String, &str, &TeacherSection)> {
+        let first = self
+            .teacher
+            .iter()
+            .map(|t| ("teacher".to_string(), DEFAULT_TEACHER, t));
+        let named = self.teachers.iter().enumerate().map(|(i, t)| {
+            (
+                format!("teachers[{i}] (`{}`)", t.name),
+                t.name.as_str(),
+                &t.section,
+            )
+        });
+        first.chain(named).collect()
+    }
+
+    /// Teacher and ensemble names are unique, ensembles are sound and combine teachers, every
+    /// term reads a teacher there is (and a run that distils has one), no feature loss reads
+    /// an ensemble.
+    fn check_teacher_names(&self) -> Result<(), String> {
+        let names = self.teacher_names();
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                return Err(format!(
+                    "two teachers or ensembles are called `{n}` (a `[teacher]` is called `{DEFAULT_TEACHER}`)"
+                ));
+            }
+        }
+        let models: Vec<&str> = self.teacher_sections().iter().map(|(n, _)| *n).collect();
+        for e in &self.ensembles {
+            let problems = e.problems();
+            if !problems.is_empty() {
+                return Err(problems.join("; "));
+            }
+            if let Some(m) = e.members.iter().find(|m| !models.contains(&m.as_str())) {
+                return Err(format!(
+                    "ensemble `{}` has member `{m}`, which is not a teacher; teachers: [{}]",
+                    e.name,
+                    models.join(", ")
+                ));
+            }
+        }
+        for (i, run) in self.runs.iter().enumerate() {
+            for (j, term) in run.losses.iter().enumerate() {
+                let at = format!("{}.losses[{j}]", run.origin(i));
+                match &term.teacher {
+                    Some(n) if !names.contains(&n.as_str()) => {
+                        return Err(format!(
+                            "{at}: teacher `{n}` is not a teacher or ensemble of this file; there are: [{}]",
+                            names.join(", ")
+                        ));
+                    }
+                    None if models.is_empty() => {
+                        return Err(format!(
+                            "{at}: a distillation term, but the file has no `[teacher]` or `[[teachers]]`"
+                        ));
+                    }
+                    None if self.teacher.is_none() && models.len() > 1 => {
+                        return Err(format!(
+                            "{at}: say which teacher it reads (`teacher = \"…\"`): there are several: [{}]",
+                            names.join(", ")
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every run × seed gets its own checkpoint folder: names that differ only in case or

@@ -11,7 +11,7 @@ use kd_models::weights::{load_model, save_model};
 use kd_train::report::Reporter;
 use kd_train::{
     DistillModel, Evaluation, FitConfig, FrozenTeacher, History, TappableModule, TeacherCache,
-    evaluate, fit_one_cycle, load_trained_student,
+    Teachers, evaluate, fit_one_cycle, load_trained_student,
 };
 
 use crate::KdError;
@@ -54,10 +54,10 @@ pub(crate) trait AnyModel: Send {
     fn load(&mut self, path: &Path) -> Result<(), KdError>;
     /// Save its weights to `path`.
     fn save(&self, path: &Path) -> Result<(), KdError>;
-    /// Wrap it for distillation with `objective` (checked on `probe`).
+    /// Wrap it for distillation from `teachers` with `objective` (checked on `probe`).
     fn distill(
         self: Box<Self>,
-        teacher: Option<FrozenTeacher>,
+        teachers: Teachers,
         objective: Objective,
         probe: &ImageBatch,
         cache: TeacherCache,
@@ -110,12 +110,12 @@ impl<M: RegisteredModule> AnyModel for Typed<M> {
 
     fn distill(
         self: Box<Self>,
-        teacher: Option<FrozenTeacher>,
+        teachers: Teachers,
         objective: Objective,
         probe: &ImageBatch,
         cache: TeacherCache,
     ) -> Result<Box<dyn AnyDistill>, KdError> {
-        let model = DistillModel::new(self.0, teacher, objective, probe, cache)?;
+        let model = DistillModel::with_teachers(self.0, teachers, objective, probe, cache)?;
         Ok(Box::new(model))
     }
 }
