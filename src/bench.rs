@@ -8,10 +8,10 @@ use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use serde::Serialize;
 
-use crate::core::{LayerPair, LossConfig, Objective};
+use crate::core::{Ensemble, LayerPair, LossConfig, Objective};
 use crate::data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn, Split};
 use crate::models::{Arch, FeatureModel, Head, Network, NetworkArch, NetworkConfig};
-use crate::train::{DistillModel, FrozenTeacher, TeacherCache, fastai_adam};
+use crate::train::{DistillModel, FrozenTeacher, TeacherCache, Teachers, fastai_adam};
 
 /// What to measure (also the command-line flags of `kd bench` and `cargo xtask bench-backends`).
 #[derive(Debug, Clone, clap::Args)]
@@ -147,19 +147,24 @@ pub fn bench_backend(
             images_per_s: b as f64 / (ms / 1e3),
         });
     };
-    // Build a `student` with `objective` (and `teacher`), time its training step.
-    let step =
-        |student: NetworkArch, teacher: Option<&Network>, objective: Objective, label: &str| {
-            let student = NetworkConfig::new(student, Head::Linear).init(2, &device);
-            let probe = ImageBatch::zeros(2, size, &device);
-            let teacher = teacher.map(FrozenTeacher::new);
-            let model = DistillModel::new(student, teacher, objective, &probe, TeacherCache::OFF)
+    // Build a `student` with `objective` (and `teachers`), time its training step.
+    let step = |student: NetworkArch, teachers: Teachers, objective: Objective, label: &str| {
+        let student = NetworkConfig::new(student, Head::Linear).init(2, &device);
+        let probe = ImageBatch::zeros(2, size, &device);
+        let model =
+            DistillModel::with_teachers(student, teachers, objective, &probe, TeacherCache::OFF)
                 .map_err(|e| e.to_string())?;
-            Ok::<f64, String>(train_step(model, &device, b, size, warmup, iters, label))
-        };
+        Ok::<f64, String>(train_step(model, &device, b, size, warmup, iters, label))
+    };
+    let one = |t: &Network| Teachers::one(FrozenTeacher::new(t));
     let label = "student train step (resnet18)";
     let resnet18 = NetworkArch::ResNet(Arch::ResNet18);
-    let student_ms = step(resnet18, None, Objective::cross_entropy_only(), label)?;
+    let student_ms = step(
+        resnet18,
+        Teachers::new(),
+        Objective::cross_entropy_only(),
+        label,
+    )?;
     push(label, student_ms);
     let (mut teacher_ms, mut r50_ms) = (0.0, 0.0);
     for arch in [Arch::ResNet34, Arch::ResNet50] {
@@ -179,29 +184,52 @@ pub fn bench_backend(
     let teacher = net(Arch::ResNet34, Head::Fastai, &device);
     let label = "KD step SoftTarget (r34 → r18)";
     let soft_target = Objective::lerp(LossConfig::soft_target(), 0.5);
-    let st_ms = step(resnet18, Some(&teacher), soft_target.clone(), label)?;
+    let st_ms = step(resnet18, one(&teacher), soft_target.clone(), label)?;
     push(label, st_ms);
+    // Two teachers, one after the other on every batch: SoftTarget towards their ensemble.
+    let r50 = net(Arch::ResNet50, Head::Fastai, &device);
+    let label = "KD step SoftTarget, ensemble of r34 + r50 → r18";
+    let both = Teachers::new()
+        .with("r34", FrozenTeacher::new(&teacher))
+        .with("r50", FrozenTeacher::new(&r50))
+        .with_ensemble(Ensemble::mean("both", &["r34", "r50"], 5.0));
+    let ensemble = Objective {
+        terms: vec![soft_target.terms[0].clone().reading("both")],
+        ..soft_target.clone()
+    };
+    let two_ms = step(resnet18, both, ensemble, label)?;
+    push(label, two_ms);
     let pairs = LayerPair::zip(
         &["layer1", "layer2", "layer3", "layer4"],
         &["0.4", "0.5", "0.6", "0.7"],
     );
     let label = "KD step Attention ×4 (r34 → r18)";
     let attention = Objective::lerp(LossConfig::attention(pairs), 0.9);
-    let at_ms = step(resnet18, Some(&teacher), attention, label)?;
+    let at_ms = step(resnet18, one(&teacher), attention, label)?;
     push(label, at_ms);
     // Cross-architecture: a MobileNetV2 student of a ResNet-50 teacher.
     let mobilenet = NetworkArch::MobileNetV2;
     let label = "student train step (mobilenet_v2)";
-    let mnv2_ms = step(mobilenet, None, Objective::cross_entropy_only(), label)?;
+    let mnv2_ms = step(
+        mobilenet,
+        Teachers::new(),
+        Objective::cross_entropy_only(),
+        label,
+    )?;
     push(label, mnv2_ms);
-    let r50 = net(Arch::ResNet50, Head::Fastai, &device);
     let label = "KD step SoftTarget (r50 → mobilenet_v2)";
-    let cross_ms = step(mobilenet, Some(&r50), soft_target, label)?;
+    let cross_ms = step(mobilenet, one(&r50), soft_target, label)?;
     push(label, cross_ms);
     rows.push(Row {
         backend: name.into(),
         workload: "ratio SoftTarget / (student + teacher)".into(),
         median_ms: st_ms / (student_ms + teacher_ms),
+        images_per_s: f64::NAN,
+    });
+    rows.push(Row {
+        backend: name.into(),
+        workload: "ratio SoftTarget two teachers / (student + both teachers)".into(),
+        median_ms: two_ms / (student_ms + teacher_ms + r50_ms),
         images_per_s: f64::NAN,
     });
     rows.push(Row {

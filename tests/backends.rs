@@ -1,6 +1,7 @@
 //! Backend parity: every other compiled backend agrees with flex on ResNet logits and taps,
-//! every loss and its gradient, and a full KD optimizer step — within 1e-4 of the reference
-//! magnitude. Built only with a second backend, e.g.
+//! every loss and its gradient, and a full KD optimizer step (one teacher; two teachers and
+//! their ensemble; the batch split over the device listed twice) — within 1e-4 of the
+//! reference magnitude. Built only with a second backend, e.g.
 //! `cargo test -p kd --features ndarray,tch,wgpu --test backends` (see `.ci/run`).
 #![cfg(any(feature = "ndarray", feature = "tch", feature = "wgpu"))]
 
@@ -8,11 +9,10 @@ use std::collections::BTreeMap;
 
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use burn::train::TrainStep;
-use kd::core::{KdInput, KdLoss, LayerPair, LossConfig, Objective};
+use kd::core::{Ensemble, KdInput, KdLoss, LayerPair, LossConfig, Mix, Objective, Term};
 use kd::data::ImageBatch;
 use kd::models::{Arch, FeatureModel, Head, Network, NetworkConfig, Outputs};
-use kd::train::{DistillModel, FrozenTeacher, TeacherCache, fastai_adam};
+use kd::train::{DistillModel, FrozenTeacher, TeacherCache, Teachers, fastai_adam};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -144,22 +144,45 @@ fn every_loss_and_its_gradient_agree() {
     }
 }
 
+/// How a KD step is set up besides its objective.
+#[derive(Clone, Copy)]
+struct Setup {
+    /// A second teacher `b` beside `a`, and their ensemble `both`.
+    second: bool,
+    /// The batch split over the device listed twice.
+    split: bool,
+}
+
 /// Loss, gradient of the student's conv1 weight, and that weight after one optimizer step.
 fn kd_step(
     objective: Objective,
+    setup: Setup,
     device: &Device,
     student: &Network,
-    teacher: &Network,
+    teachers: [&Network; 2],
     x: &Tensor<4>,
 ) -> (f32, Vec<f32>, Vec<f32>) {
     let device = device.clone().autodiff();
     let s_cfg = NetworkConfig::new(Arch::ResNet18, Head::Linear);
     let t_cfg = NetworkConfig::new(Arch::ResNet34, Head::Fastai);
     let s = same_weights(&s_cfg, student, &device);
-    let t = same_weights(&t_cfg, teacher, &device);
+    let a = same_weights(&t_cfg, teachers[0], &device);
     let probe = ImageBatch::zeros(2, 64, &device);
-    let teacher = Some(FrozenTeacher::new(&t));
-    let model = DistillModel::new(s, teacher, objective, &probe, TeacherCache::OFF).unwrap();
+    let mut set = Teachers::one(FrozenTeacher::new(&a));
+    if setup.second {
+        let b = same_weights(&t_cfg, teachers[1], &device);
+        set = Teachers::new()
+            .with("a", FrozenTeacher::new(&a))
+            .with("b", FrozenTeacher::new(&b))
+            .with_ensemble(Ensemble::mean("both", &["a", "b"], 4.0));
+    }
+    let mut model =
+        DistillModel::with_teachers(s, set, objective, &probe, TeacherCache::OFF).unwrap();
+    if setup.split {
+        model = model
+            .on_devices(vec![device.clone(), device.clone()])
+            .unwrap();
+    }
     let batch = ImageBatch {
         images: copy(x, &device),
         targets: Tensor::from_data(
@@ -169,7 +192,7 @@ fn kd_step(
         items: (0..8).collect(),
         keys: vec![None; 8],
     };
-    let out = TrainStep::step(&model, batch);
+    let out = model.train_step(batch).unwrap();
     let loss: f32 = out.item.loss.clone().into_scalar();
     let conv1 = |m: &DistillModel<Network, ImageBatch>| match &m.student {
         Network::ResNet(r) => r.conv1.weight.clone(),
@@ -187,9 +210,10 @@ fn kd_step(
 #[test]
 fn one_kd_optimizer_step_agrees() {
     let flex = Device::flex();
-    let (student, teacher, x) = seeded(3, |d| {
+    let (student, a, b, x) = seeded(3, |d| {
         (
             NetworkConfig::new(Arch::ResNet18, Head::Linear).init(2, d),
+            NetworkConfig::new(Arch::ResNet34, Head::Fastai).init(2, d),
             NetworkConfig::new(Arch::ResNet34, Head::Fastai).init(2, d),
             Tensor::<4>::random([8, 3, 64, 64], Distribution::Normal(0.0, 1.0), d),
         )
@@ -198,20 +222,52 @@ fn one_kd_optimizer_step_agrees() {
         &["layer1", "layer2", "layer3", "layer4"],
         &["0.4", "0.5", "0.6", "0.7"],
     );
-    let objectives = [
+    let attention = Objective::lerp(LossConfig::attention(pairs.clone()), 0.9);
+    // SoftTarget towards the ensemble of a and b, Attention to b's feature maps.
+    let two = Objective {
+        mix: Mix::Lerp {
+            weight: 0.9,
+            schedule: Default::default(),
+        },
+        terms: vec![
+            Term::new(LossConfig::SoftTarget { temperature: 4.0 }).reading("both"),
+            Term::new(LossConfig::attention(pairs)).reading("b"),
+        ],
+    };
+    let one = Setup {
+        second: false,
+        split: false,
+    };
+    let cases = [
         (
             "SoftTarget",
             Objective::lerp(LossConfig::soft_target(), 0.5),
+            one,
+        ),
+        ("Attention", attention.clone(), one),
+        (
+            "two teachers + ensemble",
+            two,
+            Setup {
+                second: true,
+                split: false,
+            },
         ),
         (
-            "Attention",
-            Objective::lerp(LossConfig::attention(pairs), 0.9),
+            "Attention split over the device twice",
+            attention,
+            Setup {
+                second: false,
+                split: true,
+            },
         ),
     ];
-    for (label, objective) in objectives {
-        let (want_loss, want_g, want_w) = kd_step(objective.clone(), &flex, &student, &teacher, &x);
+    for (label, objective, setup) in cases {
+        let teachers = [&a, &b];
+        let (want_loss, want_g, want_w) =
+            kd_step(objective.clone(), setup, &flex, &student, teachers, &x);
         for (name, device) in others() {
-            let (loss, g, w) = kd_step(objective.clone(), &device, &student, &teacher, &x);
+            let (loss, g, w) = kd_step(objective.clone(), setup, &device, &student, teachers, &x);
             let e = (loss - want_loss).abs() / want_loss.abs().max(1e-6);
             assert!(e < TOLERANCE, "{name} {label} loss: {loss} vs {want_loss}");
             let e = rel(&g, &want_g);

@@ -131,3 +131,24 @@ fn a_feature_loss_reading_an_ensemble_stops_before_any_data_is_read() {
         "{text}"
     );
 }
+
+#[test]
+fn the_shipped_ensemble_experiment_shares_its_first_teacher_with_the_main_job() {
+    use kd::experiment::{DEFAULT_EXPERIMENT, Fingerprint};
+    let exp = Experiment::from_toml(
+        include_str!("../examples/ensemble.toml"),
+        "examples/ensemble.toml",
+    )
+    .unwrap();
+    exp.check_names(&Registry::builtin(), "examples/ensemble.toml")
+        .unwrap();
+    assert_eq!(exp.teacher_names(), ["a", "b", "a+b"]);
+    let main = Experiment::from_toml(DEFAULT_EXPERIMENT, "examples/pets_kd.toml").unwrap();
+    let fingerprint = |exp: &Experiment, i: usize| {
+        let (_, section) = exp.teacher_sections()[i];
+        Fingerprint::teacher(exp, section).unwrap().digest()
+    };
+    // The same cache entry as the main job's teacher; b is another one.
+    assert_eq!(fingerprint(&exp, 0), fingerprint(&main, 0));
+    assert_ne!(fingerprint(&exp, 1), fingerprint(&main, 0));
+}

@@ -16,8 +16,8 @@ mod teacher;
 mod validate;
 
 pub use config::{
-    DEFAULT_EXPERIMENT, DataSection, Experiment, LossSection, ModelSection, RunSection,
-    TeacherSection, TermSection, TrainingSection, Weights,
+    DEFAULT_EXPERIMENT, DataSection, Experiment, LossSection, ModelSection, NamedTeacherSection,
+    RunSection, TeacherSection, TermSection, TrainingSection, Weights,
 };
 pub use data::load_images;
 pub use eval::{EvalRow, RunDirScores, eval_table, evaluate_run_dir};
