@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{TinyRun, kd_bin, tiny_experiment};
+use common::{TinyRun, config_error, kd_bin, tiny_experiment};
 use kd::KdError;
 use kd::experiment::{DEFAULT_EXPERIMENT, Experiment, RunOptions, evaluate_run_dir, run};
 use kd::registry::Registry;
@@ -26,18 +26,6 @@ fn the_shipped_main_job_parses() {
         let path = entry.unwrap().path();
         let search = Experiment::from_file(&path).unwrap();
         assert_eq!(search.training.seeds, [0, 1, 2], "{}", path.display());
-    }
-}
-
-fn config_error(text: &str) -> String {
-    let parsed = Experiment::from_toml(text, "test.toml")
-        .and_then(|exp| exp.check_names(&Registry::builtin(), "test.toml"));
-    match parsed {
-        Err(e @ KdError::Config { .. }) => {
-            assert_eq!(e.exit_code(), 2);
-            e.to_string()
-        }
-        other => panic!("expected a config error, got {other:?}"),
     }
 }
 

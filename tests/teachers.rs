@@ -5,8 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{TinyRun, tiny_experiment};
-use kd::KdError;
+use common::{TinyRun, config_error, tiny_experiment};
 use kd::experiment::{Experiment, run};
 use kd::registry::Registry;
 
@@ -80,15 +79,6 @@ fn several_teachers_are_fine_tuned_cached_and_read_by_name() {
     // The resolved config reads back as the same experiment.
     let resolved = Experiment::from_file(&tiny.out_dir().join("config.toml")).unwrap();
     assert_eq!(resolved, exp);
-}
-
-fn config_error(text: &str) -> String {
-    let parsed = Experiment::from_toml(text, "two.toml")
-        .and_then(|exp| exp.check_names(&Registry::builtin(), "two.toml"));
-    match parsed {
-        Err(e @ KdError::Config { .. }) => e.to_string(),
-        other => panic!("expected a config error, got {other:?}"),
-    }
 }
 
 #[test]

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use image::{Rgb, RgbImage};
+use kd::KdError;
 use kd::experiment::{Experiment, RunOptions};
+use kd::registry::Registry;
 
 pub fn kd_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kd"))
@@ -88,5 +90,19 @@ impl TinyRun {
             cache_dir: Some(self.cache.path().to_path_buf()),
             ..RunOptions::default()
         }
+    }
+}
+
+/// The configuration error (exit code 2) that parsing `text` and resolving its names against
+/// kd's own registry gives; panics if there is none.
+pub fn config_error(text: &str) -> String {
+    let parsed = Experiment::from_toml(text, "test.toml")
+        .and_then(|exp| exp.check_names(&Registry::builtin(), "test.toml"));
+    match parsed {
+        Err(e @ KdError::Config { .. }) => {
+            assert_eq!(e.exit_code(), 2);
+            e.to_string()
+        }
+        other => panic!("expected a config error, got {other:?}"),
     }
 }

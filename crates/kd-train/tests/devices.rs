@@ -16,14 +16,13 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor};
 use burn::train::metric::LossMetric;
 use burn::train::{ExecutionStrategy, Learner, SupervisedTraining};
-use common::{device, distill, fit, net, soft_target_pairs, tiny_data};
+use common::{DieAfterFirstEpoch, device, distill, fit, net, soft_target_pairs, tiny_data};
 use kd_core::{DistillBatch, LayerPair, LossConfig, Objective};
 use kd_data::ImageBatch;
 use kd_models::Arch;
-use kd_train::report::{Reporter, Silent};
+use kd_train::report::Silent;
 use kd_train::{
-    DistillModel, EpochRecord, FitConfig, FrozenTeacher, OneCycle, TeacherCache, TrainError,
-    fastai_adam,
+    DistillModel, FitConfig, FrozenTeacher, OneCycle, TeacherCache, TrainError, fastai_adam,
 };
 use small_cnn::SmallCnn;
 
@@ -179,7 +178,7 @@ fn fit_one_cycle_on_two_devices_matches_one_device_and_resumes() {
             &config,
             "two",
             Some(ck.path()),
-            &mut DieInEpoch1,
+            &mut DieAfterFirstEpoch,
         )
     }));
     assert!(killed.is_err());
@@ -188,17 +187,6 @@ fn fit_one_cycle_on_two_devices_matches_one_device_and_resumes() {
     assert_eq!(h3.epochs[1].lr, h2.epochs[1].lr);
     let gap = relative_gap(&flat_params(&two), &flat_params(&resumed));
     assert!(gap < 1e-6, "resumed weights differ by {gap:e}");
-}
-
-/// Stops a run by panicking when epoch 1 ends (before its checkpoint is written).
-struct DieInEpoch1;
-
-impl Reporter for DieInEpoch1 {
-    fn epoch(&mut self, _run: &str, record: &EpochRecord) {
-        if record.epoch == 1 {
-            panic!("simulated kill during epoch 1");
-        }
-    }
 }
 
 #[test]

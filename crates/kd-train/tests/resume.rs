@@ -6,25 +6,15 @@ mod common;
 
 use std::path::Path;
 
-use common::{distill, fit, net, soft_target_pairs, tiny_data, twin};
+use common::{DieAfterFirstEpoch, distill, fit, net, soft_target_pairs, tiny_data, twin};
 use kd_models::Arch;
-use kd_train::report::{Reporter, Silent};
+use kd_train::report::Silent;
 use kd_train::{EpochRecord, FitConfig};
 
 fn final_metrics(h: &[EpochRecord]) -> Vec<(f64, f64, f64)> {
     h.iter()
         .map(|e| (e.train_loss, e.valid_loss, e.accuracy))
         .collect()
-}
-
-struct DieAfterFirstEpoch;
-
-impl Reporter for DieAfterFirstEpoch {
-    fn epoch(&mut self, _run: &str, record: &EpochRecord) {
-        if record.epoch == 1 {
-            panic!("simulated kill during epoch 1");
-        }
-    }
 }
 
 #[test]

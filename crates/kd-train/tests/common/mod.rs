@@ -8,6 +8,7 @@ use image::{Rgb, RgbImage};
 use kd_core::{LossConfig, Objective};
 use kd_data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn};
 use kd_models::{Arch, Head, Network, NetworkConfig};
+use kd_train::EpochRecord;
 use kd_train::report::Reporter;
 use kd_train::{
     DistillModel, FitConfig, FrozenTeacher, History, TappableModule, TeacherCache, TrainError,
@@ -118,4 +119,15 @@ pub fn twin(net: &Network, arch: Arch) -> Network {
     let mut copy = NetworkConfig::new(arch, Head::Linear).init(2, &device());
     kd_models::weights::load_model(&mut copy, &path).unwrap();
     copy
+}
+
+/// Stops a run by panicking when epoch 1 ends (before its checkpoint is written): a killed run.
+pub struct DieAfterFirstEpoch;
+
+impl Reporter for DieAfterFirstEpoch {
+    fn epoch(&mut self, _run: &str, record: &EpochRecord) {
+        if record.epoch == 1 {
+            panic!("simulated kill during epoch 1");
+        }
+    }
 }
