@@ -59,9 +59,9 @@ where
     ///
     /// Under these strategies each device draws whole batches from its own slice of the
     /// training data (the global batch is devices × the loader's batch size) and both sum the
-    /// devices' gradients; [`TrainStep::step`](burn::train::TrainStep::step) divides each device's loss by the number of
-    /// devices, so with either strategy the optimizer sees the mean gradient over the global
-    /// batch, as [`fit_one_cycle`](crate::fit_one_cycle) does.
+    /// devices' gradients; [`TrainStep::step`](burn::train::TrainStep::step) divides each
+    /// device's loss by the number of devices, so with either strategy the optimizer sees the
+    /// mean gradient over the global batch, as [`fit_one_cycle`](crate::fit_one_cycle) does.
     pub fn execution_strategy(&self, all_reduce: bool) -> ExecutionStrategy {
         let devices = self.devices();
         match (devices.len(), all_reduce) {
@@ -80,8 +80,8 @@ where
 
     /// The gradients of one optimizer step on `batch`, spread over the model's
     /// [`devices`](Self::devices) and gathered on the main device (on one device, Burn's
-    /// [`TrainStep::step`](burn::train::TrainStep::step)). The step's outputs are the whole batch's: its mean loss, CE and
-    /// KD, and its logits and targets on the main device.
+    /// [`TrainStep::step`](burn::train::TrainStep::step)). The step's outputs are the whole
+    /// batch's: its mean loss, CE and KD, and its logits and targets on the main device.
     pub fn train_step(&self, batch: B) -> Result<TrainOutput<KdOutput>, TrainError> {
         let Some(workers) = &self.workers else {
             return Ok(self.weighted_step(batch, 1.0));
