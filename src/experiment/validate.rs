@@ -227,19 +227,7 @@ impl Experiment {
             }
         }
         let models: Vec<&str> = self.teacher_sections().iter().map(|(n, _)| *n).collect();
-        for e in &self.ensembles {
-            let problems = e.problems();
-            if !problems.is_empty() {
-                return Err(problems.join("; "));
-            }
-            if let Some(m) = e.members.iter().find(|m| !models.contains(&m.as_str())) {
-                return Err(format!(
-                    "ensemble `{}` has member `{m}`, which is not a teacher; teachers: [{}]",
-                    e.name,
-                    models.join(", ")
-                ));
-            }
-        }
+        kd_core::Ensemble::check_all(&self.ensembles, &models)?;
         for (i, run) in self.runs.iter().enumerate() {
             for (j, term) in run.losses.iter().enumerate() {
                 let at = format!("{}.losses[{j}]", run.origin(i));

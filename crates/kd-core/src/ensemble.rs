@@ -95,6 +95,25 @@ impl Ensemble {
         out
     }
 
+    /// The first problem of any of `ensembles` ([`problems`](Self::problems)), or a member that
+    /// is not one of the teacher models `models`.
+    pub fn check_all(ensembles: &[Ensemble], models: &[&str]) -> Result<(), String> {
+        for e in ensembles {
+            let problems = e.problems();
+            if !problems.is_empty() {
+                return Err(problems.join("; "));
+            }
+            if let Some(m) = e.members.iter().find(|m| !models.contains(&m.as_str())) {
+                return Err(format!(
+                    "ensemble `{}` has member `{m}`, which is not a teacher model; teachers: [{}]",
+                    e.name,
+                    models.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The members' weights, normalised to sum to 1.
     pub fn normalised_weights(&self) -> Vec<f64> {
         let n = self.members.len();

@@ -82,27 +82,8 @@ impl Teachers {
                 return bad(format!("two teachers are called `{n}`"));
             }
         }
-        for e in &self.ensembles {
-            let problems = e.problems();
-            if !problems.is_empty() {
-                return bad(problems.join("; "));
-            }
-            if let Some(m) = e
-                .members
-                .iter()
-                .find(|m| !self.models.iter().any(|(n, _)| n == *m))
-            {
-                return bad(format!(
-                    "ensemble `{}` has member `{m}`, which is not a teacher model; models: [{}]",
-                    e.name,
-                    self.models
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-        }
+        let models: Vec<&str> = self.models.iter().map(|(n, _)| n.as_str()).collect();
+        Ensemble::check_all(&self.ensembles, &models).map_err(TrainError::Teachers)?;
         for term in &objective.terms {
             let name = objective.term_teacher(term, &names)?;
             if self.ensembles.iter().any(|e| e.name == name) && !term.loss.pairs().is_empty() {
