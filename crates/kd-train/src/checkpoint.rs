@@ -74,12 +74,14 @@ impl Checkpoints {
         std::fs::write(tmp.join("history.json"), json).map_err(io(&tmp))?;
         let dest = self.epoch_dir(epoch);
         let _ = std::fs::remove_dir_all(&dest);
-        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        // Keep only the newest checkpoint.
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))
+    }
+
+    /// Remove the checkpoints older than `epoch` (only the newest is kept).
+    pub(crate) fn prune(&self, epoch: usize) {
         if epoch > 0 {
             let _ = std::fs::remove_dir_all(self.epoch_dir(epoch - 1));
         }
-        Ok(())
     }
 
     pub(crate) fn load<S, B>(

@@ -222,18 +222,32 @@ where
 
     /// Student forward (through the connectors), teacher outputs, objective.
     pub fn loss(&self, batch: &B) -> Result<(LossParts, Tensor<2>), TrainError> {
+        let student = self.student_outputs(batch);
+        let parts = self.objective_on(&student, batch)?;
+        Ok((parts, student.logits))
+    }
+
+    /// The student's logits and the taps the objective reads (through the connectors).
+    pub(crate) fn student_outputs(&self, batch: &B) -> Outputs {
         let student = self
             .student
             .forward_taps(batch.inputs(), &self.setup.student_plan);
-        let student = self.connectors.apply(student);
+        self.connectors.apply(student)
+    }
+
+    /// The objective on `batch` given the student's outputs on it.
+    pub(crate) fn objective_on(
+        &self,
+        student: &Outputs,
+        batch: &B,
+    ) -> Result<LossParts, TrainError> {
         let teachers = self.setup.teachers.outputs(batch);
-        let parts = self.setup.objective.compute_with(
-            &student,
+        Ok(self.setup.objective.compute_with(
+            student,
             &teachers,
             &batch.targets(),
             self.progress(),
-        )?;
-        Ok((parts, student.logits))
+        )?)
     }
 
     fn output(&self, batch: B) -> (KdOutput, LossParts) {

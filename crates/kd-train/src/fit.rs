@@ -7,16 +7,18 @@ use std::time::Instant;
 
 use burn::data::dataloader::DataLoader;
 use burn::module::Module;
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Tensor;
 use kd_core::DistillBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::adam::fastai_adam;
+use crate::adam::{Beta1, fastai_adam};
 use crate::checkpoint::Checkpoints;
 use crate::distill::{DistillModel, TappableModule};
 use crate::divergence::{culprit, gradients_finite};
 use crate::history::{EpochRecord, History};
+use crate::mutual::mutual_step;
 use crate::one_cycle::OneCycle;
 use crate::report::Reporter;
 
@@ -56,7 +58,7 @@ fn scalar(t: Tensor<1>) -> f64 {
 /// drawing their batches, so a loader whose epochs follow its `iter()` count, like
 /// `kd_data::ImageLoader`, serves the same batches as an uninterrupted run).
 pub fn fit_one_cycle<S, B>(
-    mut model: DistillModel<S, B>,
+    model: DistillModel<S, B>,
     train: &dyn DataLoader<B>,
     valid: &dyn DataLoader<B>,
     config: &FitConfig,
@@ -68,30 +70,82 @@ where
     S: TappableModule,
     B: DistillBatch,
 {
-    let (mut optim, beta_1) = fastai_adam(config.weight_decay);
-    let mut history = History {
-        name: name.to_string(),
-        epochs: Vec::new(),
-    };
-    let checkpoints = checkpoint_dir.map(Checkpoints::new);
-    let mut start = 0;
-    if let Some(ck) = &checkpoints
-        && let Some(epoch) = ck.latest()
-    {
-        let (o, h) = ck.load(epoch, &mut model, optim)?;
-        optim = o;
-        history = h;
-        start = epoch + 1;
-        reporter.resumed(name, start);
+    let member = Member::new(model, name, checkpoint_dir, config);
+    let mut fitted = fit_members(vec![member], None, train, valid, config, reporter)?;
+    Ok(fitted.pop().expect("one model in, one out"))
+}
+
+/// A trained model and its history.
+pub type Fitted<S, B> = (DistillModel<S, B>, History);
+
+/// One model of a fit, with its own optimizer, β1, history and checkpoints.
+pub(crate) struct Member<S, B> {
+    model: DistillModel<S, B>,
+    optim: ModuleOptimizer,
+    beta_1: Beta1,
+    history: History,
+    checkpoints: Option<Checkpoints>,
+}
+
+impl<S: TappableModule, B: DistillBatch> Member<S, B> {
+    pub(crate) fn new(
+        model: DistillModel<S, B>,
+        name: &str,
+        checkpoints: Option<&Path>,
+        config: &FitConfig,
+    ) -> Self {
+        let (optim, beta_1) = fastai_adam(config.weight_decay);
+        Self {
+            model,
+            optim,
+            beta_1,
+            history: History {
+                name: name.to_string(),
+                epochs: Vec::new(),
+            },
+            checkpoints: checkpoints.map(Checkpoints::new),
+        }
     }
+
+    fn name(&self) -> &str {
+        &self.history.name
+    }
+
+    pub(crate) fn model(&self) -> &DistillModel<S, B> {
+        &self.model
+    }
+}
+
+/// Train `members` on the same batches with the same schedule, each with its own optimizer:
+/// one model alone ([`fit_one_cycle`]), or several that learn from each other (`mutual`: the
+/// weight of deep mutual learning's term, see [`fit_mutual`](crate::fit_mutual)).
+///
+/// Checkpoints: every member's epoch is written before any member's previous one is removed,
+/// so a run killed between two members' writes resumes from the newest epoch all of them
+/// have.
+pub(crate) fn fit_members<S, B>(
+    mut members: Vec<Member<S, B>>,
+    mutual: Option<f64>,
+    train: &dyn DataLoader<B>,
+    valid: &dyn DataLoader<B>,
+    config: &FitConfig,
+    reporter: &mut dyn Reporter,
+) -> Result<Vec<Fitted<S, B>>, TrainError>
+where
+    S: TappableModule,
+    B: DistillBatch,
+{
+    let start = resume(&mut members, reporter)?;
     for _ in 0..start.min(config.epochs) {
         drop(train.iter());
     }
-    reporter.start(name, config.epochs, model.has_teacher());
+    for m in &members {
+        reporter.start(m.name(), config.epochs, distilled(&m.model, mutual));
+    }
     let mut schedule: Option<OneCycle> = None;
     for epoch in start..config.epochs {
         let clock = Instant::now();
-        let (mut loss, mut ce, mut kd) = (0.0, 0.0, 0.0);
+        let mut sums = vec![(0.0, 0.0, 0.0); members.len()];
         let mut lr = 0.0;
         let mut steps_per_epoch = 0;
         let mut i = 0;
@@ -105,24 +159,41 @@ where
                 .get_or_insert_with(|| OneCycle::new(config.lr, config.epochs * steps_per_epoch));
             let step = epoch * steps_per_epoch + i;
             lr = schedule.lr(step);
-            beta_1.set(schedule.momentum(step));
-            model.set_progress(step as f64 / schedule.total_steps as f64);
-            let out = model.train_step(batch.clone())?;
-            let value = scalar(out.item.loss.clone());
-            if !value.is_finite() || !gradients_finite(&model, &out.grads) {
-                return Err(TrainError::NonFinite {
-                    run: name.to_string(),
-                    epoch,
-                    step: i,
-                    what: culprit(&model, &batch),
-                });
+            for m in &members {
+                m.beta_1.set(schedule.momentum(step));
+                m.model
+                    .set_progress(step as f64 / schedule.total_steps as f64);
             }
-            loss += value;
-            ce += scalar(out.item.ce.clone());
-            kd += out.item.kd.clone().map(scalar).unwrap_or(0.0);
-            model = optim.step(lr, model, out.grads);
+            let outs = match mutual {
+                None => vec![members[0].model.train_step(batch.clone())?],
+                Some(weight) => mutual_step(&members, &batch, weight)?,
+            };
+            let mut stepped = Vec::with_capacity(members.len());
+            for ((mut m, out), sum) in members.into_iter().zip(outs).zip(&mut sums) {
+                let value = scalar(out.item.loss.clone());
+                if !value.is_finite() || !gradients_finite(&m.model, &out.grads) {
+                    return Err(TrainError::NonFinite {
+                        run: m.name().to_string(),
+                        epoch,
+                        step: i,
+                        what: culprit(&m.model, &batch),
+                    });
+                }
+                sum.0 += value;
+                sum.1 += scalar(out.item.ce.clone());
+                sum.2 += out.item.kd.clone().map(scalar).unwrap_or(0.0);
+                m.model = m.optim.step(lr, m.model, out.grads);
+                stepped.push(m);
+            }
+            members = stepped;
             i += 1;
-            reporter.step(name, epoch, i, steps_per_epoch, loss / i as f64);
+            reporter.step(
+                members[0].name(),
+                epoch,
+                i,
+                steps_per_epoch,
+                sums[0].0 / i as f64,
+            );
         }
         if i == 0 {
             return Err(TrainError::TooFewItems {
@@ -130,26 +201,72 @@ where
             });
         }
         let n = i as f64;
-        let valid = evaluate(&model, valid)?;
-        let record = EpochRecord {
-            epoch,
-            train_loss: loss / n,
-            train_ce: ce / n,
-            train_kd: model.has_teacher().then_some(kd / n),
-            valid_loss: valid.loss,
-            valid_ce: valid.ce,
-            valid_kd: valid.kd,
-            accuracy: valid.accuracy,
-            lr,
-            seconds: clock.elapsed().as_secs_f64(),
-        };
-        reporter.epoch(name, &record);
-        history.epochs.push(record);
-        if let Some(ck) = &checkpoints {
-            ck.save(epoch, &model, &optim, &history)?;
+        for (m, &(loss, ce, kd)) in members.iter_mut().zip(&sums) {
+            let valid = evaluate(&m.model, valid)?;
+            let record = EpochRecord {
+                epoch,
+                train_loss: loss / n,
+                train_ce: ce / n,
+                train_kd: distilled(&m.model, mutual).then_some(kd / n),
+                valid_loss: valid.loss,
+                valid_ce: valid.ce,
+                valid_kd: valid.kd,
+                accuracy: valid.accuracy,
+                lr,
+                // A member's epoch: the group's training and the validations so far.
+                seconds: clock.elapsed().as_secs_f64(),
+            };
+            reporter.epoch(m.name(), &record);
+            m.history.epochs.push(record);
+        }
+        for m in &members {
+            if let Some(ck) = &m.checkpoints {
+                ck.save(epoch, &m.model, &m.optim, &m.history)?;
+            }
+        }
+        for m in &members {
+            if let Some(ck) = &m.checkpoints {
+                ck.prune(epoch);
+            }
         }
     }
-    Ok((model, history))
+    Ok(members.into_iter().map(|m| (m.model, m.history)).collect())
+}
+
+/// Whether a member's records have a distillation column: it reads a teacher or its peers.
+fn distilled<S: TappableModule, B: DistillBatch>(
+    model: &DistillModel<S, B>,
+    mutual: Option<f64>,
+) -> bool {
+    model.has_teacher() || mutual.is_some()
+}
+
+/// Load every member's newest checkpoint that all of them have; the epoch to start from.
+fn resume<S, B>(
+    members: &mut [Member<S, B>],
+    reporter: &mut dyn Reporter,
+) -> Result<usize, TrainError>
+where
+    S: TappableModule,
+    B: DistillBatch,
+{
+    let latest: Option<Vec<usize>> = members
+        .iter()
+        .map(|m| m.checkpoints.as_ref().and_then(Checkpoints::latest))
+        .collect();
+    let Some(epoch) = latest.and_then(|l| l.into_iter().min()) else {
+        return Ok(0);
+    };
+    for m in members.iter_mut() {
+        let ck = m
+            .checkpoints
+            .as_ref()
+            .expect("every member has checkpoints");
+        let optim = std::mem::replace(&mut m.optim, fastai_adam(0.0).0);
+        (m.optim, m.history) = ck.load(epoch, &mut m.model, optim)?;
+        reporter.resumed(m.name(), epoch + 1);
+    }
+    Ok(epoch + 1)
 }
 
 /// Validation metrics.

@@ -22,6 +22,7 @@ mod distill;
 mod divergence;
 mod fit;
 mod history;
+mod mutual;
 mod one_cycle;
 mod parallel;
 mod progress;
@@ -34,8 +35,9 @@ use std::path::PathBuf;
 pub use adam::{Beta1, CycledAdamW, fastai_adam};
 pub use checkpoint::load_trained_student;
 pub use distill::{DistillModel, KdOutput, TappableModule};
-pub use fit::{Evaluation, FitConfig, evaluate, fit_one_cycle};
+pub use fit::{Evaluation, FitConfig, Fitted, evaluate, fit_one_cycle};
 pub use history::{EpochRecord, History};
+pub use mutual::{fit_mutual, member_folder};
 pub use one_cycle::OneCycle;
 pub use progress::Progress;
 pub use teacher::{FrozenTeacher, TeacherCache};
@@ -62,6 +64,9 @@ pub enum TrainError {
     /// The objective needs a teacher and none was given.
     #[error("the distillation objective needs a teacher, but none was given")]
     NoTeacher,
+    /// Deep mutual learning cannot start (too few students, say).
+    #[error("deep mutual learning: {0}")]
+    Mutual(String),
     /// Training on several devices cannot start or went wrong on one of them.
     #[error("devices: {0}")]
     Devices(String),

@@ -1,0 +1,288 @@
+//! Deep mutual learning: two students on the same batches, each with its own optimizer,
+//! history and checkpoints, each pulled towards the other's predictions.
+
+mod common;
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use common::{DieAfterFirstEpoch, device, distill, net, soft_target_pairs, tiny_data, twin};
+use kd_core::Objective;
+use kd_data::DataBundle;
+use kd_models::{Arch, Network};
+use kd_train::report::Silent;
+use kd_train::{FitConfig, Fitted, TrainError, fit_mutual, fit_one_cycle, member_folder};
+
+type Students = Vec<Fitted<Network, kd_data::ImageBatch>>;
+
+fn config(epochs: usize, lr: f64) -> FitConfig {
+    FitConfig {
+        epochs,
+        lr,
+        weight_decay: 0.01,
+    }
+}
+
+fn names() -> Vec<String> {
+    vec!["dml · student 1".into(), "dml · student 2".into()]
+}
+
+fn alone(net: &Network) -> common::Model {
+    distill(
+        twin(net, Arch::ResNet18),
+        None,
+        Objective::cross_entropy_only(),
+        false,
+    )
+    .unwrap()
+}
+
+fn mutual(
+    a: &Network,
+    b: &Network,
+    weight: f64,
+    data: &DataBundle,
+    config: &FitConfig,
+    checkpoints: Option<&std::path::Path>,
+    reporter: &mut dyn kd_train::report::Reporter,
+) -> Result<Students, TrainError> {
+    fit_mutual(
+        vec![alone(a), alone(b)],
+        &names(),
+        weight,
+        &data.train.restarted(),
+        &data.valid,
+        config,
+        checkpoints,
+        reporter,
+    )
+}
+
+/// Every weight of a network, flattened, in f64.
+fn weights(net: &Network) -> Vec<f64> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.bpk");
+    kd_models::weights::save_model(net, &path).unwrap();
+    let mut values = Vec::new();
+    struct Collect<'a>(&'a mut Vec<f64>);
+    impl burn::module::ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+            self.0
+                .extend(p.val().into_data().convert::<f64>().iter::<f64>());
+        }
+    }
+    net.visit(&mut Collect(&mut values));
+    values
+}
+
+fn max_gap(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// `CE(z, y) + KL(softmax(peer) ‖ softmax(z))`, batch means, in f64 from the logits' values.
+fn ce_plus_kl(z: &[f64], peer: &[f64], y: &[i64], classes: usize) -> f64 {
+    let log_softmax = |row: &[f64]| {
+        let m = row.iter().cloned().fold(f64::MIN, f64::max);
+        let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        row.iter().map(|v| v - lse).collect::<Vec<_>>()
+    };
+    let n = y.len();
+    let mut total = 0.0;
+    for i in 0..n {
+        let lq = log_softmax(&z[i * classes..(i + 1) * classes]);
+        let lp = log_softmax(&peer[i * classes..(i + 1) * classes]);
+        total -= lq[y[i] as usize];
+        total += (0..classes)
+            .map(|c| lp[c].exp() * (lp[c] - lq[c]))
+            .sum::<f64>();
+    }
+    total / n as f64
+}
+
+#[test]
+fn each_students_loss_is_its_cross_entropy_plus_the_kl_to_the_others_prediction() {
+    let (_dir, data) = tiny_data(16);
+    let (a, b) = (net(Arch::ResNet18, 1), net(Arch::ResNet18, 2));
+    // Learning rate 0: every batch of the epoch sees the initial weights, so the recorded
+    // training loss is the mean over the epoch's batches of the formula on those weights.
+    let fitted = mutual(&a, &b, 1.0, &data, &config(1, 0.0), None, &mut Silent).unwrap();
+    let (a2, b2) = (twin(&a, Arch::ResNet18), twin(&b, Arch::ResNet18));
+    let logits = |net: &Network, x: Tensor<4>| -> Vec<f64> {
+        use kd_core::FeatureModel;
+        let plan = net.tap_plan(&[]).unwrap();
+        net.forward_taps(x, &plan)
+            .logits
+            .into_data()
+            .convert::<f64>()
+            .iter::<f64>()
+            .collect()
+    };
+    let (mut expected_a, mut expected_b, mut batches) = (0.0, 0.0, 0);
+    let loader = data.train.restarted();
+    for batch in burn::data::dataloader::DataLoader::iter(&loader) {
+        use kd_core::DistillBatch;
+        let batch = batch.unwrap();
+        let y: Vec<i64> = batch
+            .targets()
+            .into_data()
+            .convert::<i64>()
+            .iter::<i64>()
+            .collect();
+        let (za, zb) = (logits(&a2, batch.inputs()), logits(&b2, batch.inputs()));
+        expected_a += ce_plus_kl(&za, &zb, &y, 2);
+        expected_b += ce_plus_kl(&zb, &za, &y, 2);
+        batches += 1;
+    }
+    let (expected_a, expected_b) = (expected_a / batches as f64, expected_b / batches as f64);
+    let got: Vec<f64> = fitted.iter().map(|(_, h)| h.epochs[0].train_loss).collect();
+    assert!(
+        (got[0] - expected_a).abs() < 1e-4 && (got[1] - expected_b).abs() < 1e-4,
+        "recorded {got:?}, formula {expected_a} and {expected_b}"
+    );
+    assert_eq!(fitted[0].1.name, names()[0]);
+    assert_eq!(fitted[1].1.name, names()[1]);
+    // The distillation column is the mutual term: the total minus the cross-entropy.
+    for (_, h) in &fitted {
+        let e = &h.epochs[0];
+        let kd = e.train_kd.expect("a mutual run records its KL");
+        assert!(
+            kd > 0.0 && (e.train_ce + kd - e.train_loss).abs() < 1e-5,
+            "{e:?}"
+        );
+    }
+    let _ = device();
+}
+
+#[test]
+fn with_weight_zero_each_student_trains_as_it_would_alone_and_with_weight_one_it_does_not() {
+    let (_dir, data) = tiny_data(16);
+    let (a, b) = (net(Arch::ResNet18, 3), net(Arch::ResNet18, 4));
+    let config = config(2, 2e-3);
+    let apart: Vec<Vec<f64>> = [&a, &b]
+        .iter()
+        .map(|n| {
+            let (m, _) = fit_one_cycle(
+                alone(n),
+                &data.train.restarted(),
+                &data.valid,
+                &config,
+                "alone",
+                None,
+                &mut Silent,
+            )
+            .unwrap();
+            weights(&m.student)
+        })
+        .collect();
+    let zero = mutual(&a, &b, 0.0, &data, &config, None, &mut Silent).unwrap();
+    for (i, (m, _)) in zero.iter().enumerate() {
+        let gap = max_gap(&weights(&m.student), &apart[i]);
+        assert!(
+            gap < 1e-5,
+            "student {i} with weight 0 differs from alone by {gap}"
+        );
+    }
+    let one = mutual(&a, &b, 1.0, &data, &config, None, &mut Silent).unwrap();
+    let gap = max_gap(&weights(&one[0].0.student), &apart[0]);
+    assert!(gap > 1e-4, "the mutual term changed nothing ({gap})");
+}
+
+#[test]
+fn a_killed_mutual_run_resumes_to_the_same_students_each_with_its_own_checkpoints() {
+    let (_dir, data) = tiny_data(16);
+    let (a, b) = (net(Arch::ResNet18, 5), net(Arch::ResNet18, 6));
+    let config = config(3, 2e-3);
+    let straight = tempfile::tempdir().unwrap();
+    let full = mutual(
+        &a,
+        &b,
+        1.0,
+        &data,
+        &config,
+        Some(straight.path()),
+        &mut Silent,
+    )
+    .unwrap();
+    for i in 0..2 {
+        let dir = straight.path().join(member_folder(i)).join("epoch-002");
+        assert!(dir.join("model.bpk").is_file() && dir.join("optim.bpk").is_file());
+    }
+    let killed = tempfile::tempdir().unwrap();
+    let path = killed.path().to_path_buf();
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        mutual(
+            &a,
+            &b,
+            1.0,
+            &data,
+            &config,
+            Some(&path),
+            &mut DieAfterFirstEpoch,
+        )
+    }));
+    assert!(crashed.is_err());
+    let resumed = mutual(&a, &b, 1.0, &data, &config, Some(&path), &mut Silent).unwrap();
+    for i in 0..2 {
+        let gap = max_gap(
+            &weights(&resumed[i].0.student),
+            &weights(&full[i].0.student),
+        );
+        assert!(gap < 1e-6, "student {i} after resume differs by {gap}");
+        assert_eq!(resumed[i].1.epochs.len(), 3);
+        assert_eq!(
+            resumed[i].1.epochs[2].accuracy,
+            full[i].1.epochs[2].accuracy
+        );
+    }
+}
+
+#[test]
+fn dml_with_a_teacher_adds_the_teachers_terms_and_one_student_is_refused() {
+    let (_dir, data) = tiny_data(16);
+    let teacher = net(Arch::ResNet18, 7);
+    let (a, b) = (net(Arch::ResNet18, 8), net(Arch::ResNet18, 9));
+    let student = |n: &Network| {
+        distill(
+            twin(n, Arch::ResNet18),
+            Some(&teacher),
+            soft_target_pairs(),
+            true,
+        )
+        .unwrap()
+    };
+    let fitted = fit_mutual(
+        vec![student(&a), student(&b)],
+        &names(),
+        1.0,
+        &data.train.restarted(),
+        &data.valid,
+        &config(1, 1e-3),
+        None,
+        &mut Silent,
+    )
+    .unwrap();
+    for (m, h) in &fitted {
+        assert!(m.has_teacher() && m.cached_teacher_items() > 0);
+        let e = &h.epochs[0];
+        assert!(e.valid_kd.is_some() && e.train_kd.unwrap().is_finite());
+    }
+
+    let one = fit_mutual(
+        vec![student(&a)],
+        &names()[..1],
+        1.0,
+        &data.train.restarted(),
+        &data.valid,
+        &config(1, 1e-3),
+        None,
+        &mut Silent,
+    );
+    let message = one.expect_err("one student is refused").to_string();
+    assert!(
+        message.contains("two students or more") && message.contains("got 1"),
+        "{message}"
+    );
+}
