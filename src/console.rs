@@ -17,6 +17,11 @@ pub struct Console {
     distilled: bool,
     /// The bar being drawn, with what it counts (`run epoch N`, or the job's name).
     bar: Option<(String, ProgressBar)>,
+    /// The runs started together and trained on the same batches (deep mutual learning): their
+    /// epoch rows interleave, so each row names its run.
+    group: Vec<String>,
+    /// Whether an epoch was reported since the last start.
+    in_epochs: bool,
 }
 
 impl Default for Console {
@@ -25,6 +30,8 @@ impl Default for Console {
             tty: std::io::stderr().is_terminal(),
             distilled: false,
             bar: None,
+            group: Vec::new(),
+            in_epochs: false,
         }
     }
 }
@@ -94,8 +101,16 @@ impl Reporter for Console {
     }
 
     fn start(&mut self, run: &str, epochs: usize, distilled: bool) {
+        if self.in_epochs {
+            self.group.clear();
+            self.in_epochs = false;
+        }
+        self.group.push(run.to_string());
         self.distilled = distilled;
         println!("\n== {run}: {epochs} epochs");
+        if self.group.len() > 1 {
+            return;
+        }
         if distilled {
             println!(
                 "{:>5}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}  {:>8}  {:>5}",
@@ -134,7 +149,11 @@ impl Reporter for Console {
         self.finish_bar(step, steps);
     }
 
-    fn epoch(&mut self, _run: &str, r: &EpochRecord) {
+    fn epoch(&mut self, run: &str, r: &EpochRecord) {
+        self.in_epochs = true;
+        if self.group.len() > 1 {
+            print!("{run}: ");
+        }
         if self.distilled {
             println!(
                 "{:>5}  {:>10.6}  {:>10}  {:>10.6}  {:>10.6}  {:>10}  {:>10.4}  {:>8.1e}  {:>5}",

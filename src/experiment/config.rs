@@ -243,12 +243,52 @@ pub struct RunSection {
     /// Highlight this run in the report.
     #[serde(default)]
     pub highlight: bool,
+    /// Deep mutual learning: train several students together, each also learning from the
+    /// others' predictions (its own row in the report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual: Option<MutualSection>,
+}
+
+/// Deep mutual learning (Zhang et al., 2018) in a run: `students` copies of `[student]`
+/// (each its own initialisation) trained on the same batches, each minimising the run's
+/// objective plus `weight` × the mean KL from the other students' predictions to its own
+/// (see [`kd_train::fit_mutual`]). Without `losses` the objective is the paper's:
+/// cross-entropy plus the mutual term.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MutualSection {
+    /// How many students learn together (2 or more).
+    pub students: usize,
+    /// Weight of the mutual term (default 1, the paper's).
+    #[serde(default = "d_mutual_weight")]
+    pub weight: f64,
+}
+
+fn d_mutual_weight() -> f64 {
+    1.0
 }
 
 impl RunSection {
     /// How messages name this run, the `index`-th of the file: ``runs[1] (`SoftTarget`)``.
     pub fn origin(&self, index: usize) -> String {
         format!("runs[{index}] (`{}`)", self.name)
+    }
+
+    /// The students this run trains as `name` (the run's name for one seed) with its
+    /// checkpoints in `checkpoints`: the one, or with deep mutual learning each of them
+    /// (`name · student N`, checkpoints in `student-N/`).
+    pub fn students(&self, name: &str, checkpoints: &Path) -> Vec<(String, PathBuf)> {
+        match &self.mutual {
+            None => vec![(name.to_string(), checkpoints.to_path_buf())],
+            Some(m) => (0..m.students)
+                .map(|k| {
+                    (
+                        format!("{name} · student {}", k + 1),
+                        checkpoints.join(kd_train::member_folder(k)),
+                    )
+                })
+                .collect(),
+        }
     }
 
     /// This run's objective: its mix and its terms, each loss built by `registry`. An unknown
@@ -267,10 +307,12 @@ impl RunSection {
                 teacher: term.teacher.clone(),
             });
         }
-        Ok(Objective {
-            mix: self.mix,
-            terms,
-        })
+        // Deep mutual learning without other terms: the paper's CE + mutual term.
+        let mix = match (&self.mutual, terms.is_empty()) {
+            (Some(_), true) => Mix::Sum { ce: 1.0 },
+            _ => self.mix,
+        };
+        Ok(Objective { mix, terms })
     }
 }
 

@@ -98,29 +98,32 @@ pub fn evaluate_run_dir(
     let ctx = ModelContext::untrained(vocab.len(), &device, &cache);
     for run in &exp.runs {
         for &seed in &exp.training.seeds {
-            let name = exp.run_name(run, seed);
-            let student = registry.build_section(&exp.student, "student", &ctx)?;
-            let mut model = student.distill(
-                kd_train::Teachers::new(),
-                kd_core::Objective::cross_entropy_only(),
-                &bundle.valid.probe(2),
-                TeacherCache::OFF,
-            )?;
-            let history = match model.load_trained(&checkpoint_dir(run_dir, &name)) {
-                Ok(history) => history,
-                Err(e) => {
-                    scores.unscored.push((name, e.to_string()));
-                    continue;
-                }
-            };
-            let score = model.evaluate(&bundle.valid)?;
-            scores.rows.push(EvalRow {
-                run: name,
-                epochs: history.epochs.len(),
-                images,
-                accuracy: score.accuracy,
-                loss: score.ce,
-            });
+            let run_name = exp.run_name(run, seed);
+            let ck = checkpoint_dir(run_dir, &run_name);
+            for (name, checkpoints) in run.students(&run_name, &ck) {
+                let student = registry.build_section(&exp.student, "student", &ctx)?;
+                let mut model = student.distill(
+                    kd_train::Teachers::new(),
+                    kd_core::Objective::cross_entropy_only(),
+                    &bundle.valid.probe(2),
+                    TeacherCache::OFF,
+                )?;
+                let history = match model.load_trained(&checkpoints) {
+                    Ok(history) => history,
+                    Err(e) => {
+                        scores.unscored.push((name, e.to_string()));
+                        continue;
+                    }
+                };
+                let score = model.evaluate(&bundle.valid)?;
+                scores.rows.push(EvalRow {
+                    run: name,
+                    epochs: history.epochs.len(),
+                    images,
+                    accuracy: score.accuracy,
+                    loss: score.ce,
+                });
+            }
         }
     }
     Ok(scores)

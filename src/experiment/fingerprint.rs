@@ -56,7 +56,7 @@ impl Fingerprint {
                 teachers_read_text(exp, run, teachers),
             ),
         };
-        Self(BTreeMap::from([
+        let mut fields = BTreeMap::from([
             ("objective".to_string(), objective_text(run)),
             (
                 "flip".to_string(),
@@ -67,7 +67,12 @@ impl Fingerprint {
             ("training".to_string(), toml_text(&exp.training.fit())),
             ("data".to_string(), toml_text(&exp.data)),
             teacher,
-        ]))
+        ]);
+        // Absent without mutual learning: earlier runs keep their fingerprints.
+        if let Some(mutual) = &run.mutual {
+            fields.insert("mutual".to_string(), toml_text(mutual));
+        }
+        Self(fields)
     }
 
     /// A short stable digest of the whole fingerprint (sha256, hex).

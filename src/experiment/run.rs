@@ -176,44 +176,79 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let mut summary = Vec::new();
     let student_ctx = ModelContext::untrained(classes, &device, &cache);
     for (i, run) in exp.runs.iter().enumerate() {
-        let mut accs = Vec::new();
+        let students = run.mutual.as_ref().map_or(1, |m| m.students);
+        let mut accs = vec![Vec::new(); students];
         let mut secs = Vec::new();
+        let mut names = Vec::new();
         for &seed in &exp.training.seeds {
             let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans);
             fp.check_or_write(&ck, &name)?;
             device.seed(seed);
-            let student = registry.build_section(&exp.student, "student", &student_ctx)?;
             let outputs_cache = match run.teacher_cache {
                 true => TeacherCache::default_budget(),
                 false => TeacherCache::OFF,
             };
             let objective = exp.objective(registry, i)?;
-            let model = student
-                .distill(teachers.clone(), objective, &probe, outputs_cache)?
-                .on_devices(&devices)?;
+            let mut models = Vec::new();
+            for _ in 0..students {
+                let student = registry.build_section(&exp.student, "student", &student_ctx)?;
+                models.push(
+                    student
+                        .distill(teachers.clone(), objective.clone(), &probe, outputs_cache)?
+                        .on_devices(&devices)?,
+                );
+            }
             // A loader of its own per run and seed: its epochs count from 0.
             let train = data.train.with_flip(run.flip.unwrap_or(exp.data.flip));
-            let (_, history) = model.fit(
-                &train,
-                &data.valid,
-                &exp.training.fit(),
-                &name,
-                Some(&ck),
-                &mut *opts.reporter.lock(),
-            )?;
-            accs.push(history.final_accuracy().unwrap_or(0.0));
-            secs.extend(history.epochs.iter().map(|e| e.seconds));
-            histories.push(history);
+            let fit = exp.training.fit();
+            let reporter = &mut *opts.reporter.lock();
+            let first = models.remove(0);
+            let fitted = match &run.mutual {
+                None => vec![first.fit(&train, &data.valid, &fit, &name, Some(&ck), reporter)?],
+                Some(m) => {
+                    names = run
+                        .students(&run.name, &ck)
+                        .into_iter()
+                        .map(|(n, _)| n)
+                        .collect();
+                    let seeded: Vec<String> = run
+                        .students(&name, &ck)
+                        .into_iter()
+                        .map(|(n, _)| n)
+                        .collect();
+                    first.fit_mutual(
+                        models,
+                        &seeded,
+                        m.weight,
+                        &train,
+                        &data.valid,
+                        &fit,
+                        Some(&ck),
+                        reporter,
+                    )?
+                }
+            };
+            for (k, (_, history)) in fitted.into_iter().enumerate() {
+                accs[k].push(history.final_accuracy().unwrap_or(0.0));
+                secs.extend(history.epochs.iter().map(|e| e.seconds));
+                histories.push(history);
+            }
         }
-        let (mean, std) = mean_std(&accs);
-        summary.push(RunSummary {
-            name: run.name.clone(),
-            accuracies: accs,
-            mean,
-            std,
-            epoch_seconds: secs.iter().sum::<f64>() / secs.len().max(1) as f64,
-            highlight: run.highlight,
-        });
+        if names.is_empty() {
+            names.push(run.name.clone());
+        }
+        let epoch_seconds = secs.iter().sum::<f64>() / secs.len().max(1) as f64;
+        for (name, accs) in names.into_iter().zip(accs) {
+            let (mean, std) = mean_std(&accs);
+            summary.push(RunSummary {
+                name,
+                accuracies: accs,
+                mean,
+                std,
+                epoch_seconds,
+                highlight: run.highlight,
+            });
+        }
     }
     let report = Report {
         backend,

@@ -38,6 +38,19 @@ impl Experiment {
                 kinds.into_iter().collect::<Vec<_>>().join(", ")
             ));
         }
+        if devices.len() > 1
+            && let Some((i, run)) = self
+                .runs
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r.mutual.is_some())
+        {
+            return Err(format!(
+                "{}: deep mutual learning trains its students on one device, but training.devices lists {}",
+                run.origin(i),
+                devices.len()
+            ));
+        }
         Ok(())
     }
 
@@ -185,6 +198,20 @@ impl Experiment {
                     "must be between 0 and 1 ((1 − w)·CE + w·KD)",
                 ),
                 Mix::Sum { ce } => real(at("mix.ce"), ce, ce >= 0.0, "must be 0 or more"),
+            }
+            if let Some(m) = &run.mutual {
+                real(
+                    at("mutual.students"),
+                    m.students as f64,
+                    m.students >= 2,
+                    "deep mutual learning trains two students or more together",
+                );
+                real(
+                    at("mutual.weight"),
+                    m.weight,
+                    m.weight >= 0.0,
+                    "must be 0 or more",
+                );
             }
             for (j, term) in run.losses.iter().enumerate() {
                 real(

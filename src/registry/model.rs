@@ -2,6 +2,7 @@
 //! runner builds, trains, saves, loads and scores it through [`AnyModel`] — the generic
 //! training code is instantiated for the module's type when it is registered.
 
+use std::any::Any;
 use std::path::Path;
 
 use burn::tensor::Device;
@@ -11,7 +12,7 @@ use kd_models::weights::{load_model, save_model};
 use kd_train::report::Reporter;
 use kd_train::{
     DistillModel, Evaluation, FitConfig, FrozenTeacher, History, TappableModule, TeacherCache,
-    Teachers, evaluate, fit_one_cycle, load_trained_student,
+    Teachers, evaluate, fit_mutual, fit_one_cycle, load_trained_student,
 };
 
 use crate::KdError;
@@ -64,6 +65,9 @@ pub(crate) trait AnyModel: Send {
     ) -> Result<Box<dyn AnyDistill>, KdError>;
 }
 
+/// A trained model and its history.
+pub(crate) type Trained = (Box<dyn AnyModel>, History);
+
 /// A registered model wrapped for distillation.
 pub(crate) trait AnyDistill {
     /// Train on `devices` (see [`DistillModel::on_devices`]).
@@ -77,7 +81,24 @@ pub(crate) trait AnyDistill {
         name: &str,
         checkpoints: Option<&Path>,
         reporter: &mut dyn Reporter,
-    ) -> Result<(Box<dyn AnyModel>, History), KdError>;
+    ) -> Result<Trained, KdError>;
+    /// Deep mutual learning of this student with `peers`, models wrapped from the same
+    /// registered type (see [`fit_mutual`]): every student's trained model and history, this
+    /// one first. Checkpoints go to `checkpoints/student-N/`.
+    #[allow(clippy::too_many_arguments)]
+    fn fit_mutual(
+        self: Box<Self>,
+        peers: Vec<Box<dyn AnyDistill>>,
+        names: &[String],
+        weight: f64,
+        train: &ImageLoader,
+        valid: &ImageLoader,
+        config: &FitConfig,
+        checkpoints: Option<&Path>,
+        reporter: &mut dyn Reporter,
+    ) -> Result<Vec<Trained>, KdError>;
+    /// The model itself, to be taken back as its own type.
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
     /// Load the newest checkpoint written by a fit into `checkpoints`.
     fn load_trained(&mut self, checkpoints: &Path) -> Result<History, KdError>;
     /// Score on `loader`.
@@ -133,10 +154,48 @@ impl<M: RegisteredModule> AnyDistill for DistillModel<M, ImageBatch> {
         name: &str,
         checkpoints: Option<&Path>,
         reporter: &mut dyn Reporter,
-    ) -> Result<(Box<dyn AnyModel>, History), KdError> {
+    ) -> Result<Trained, KdError> {
         let (model, history) =
             fit_one_cycle(*self, train, valid, config, name, checkpoints, reporter)?;
         Ok((Box::new(Typed(model.student)), history))
+    }
+
+    fn fit_mutual(
+        self: Box<Self>,
+        peers: Vec<Box<dyn AnyDistill>>,
+        names: &[String],
+        weight: f64,
+        train: &ImageLoader,
+        valid: &ImageLoader,
+        config: &FitConfig,
+        checkpoints: Option<&Path>,
+        reporter: &mut dyn Reporter,
+    ) -> Result<Vec<Trained>, KdError> {
+        let mut students = vec![*self];
+        for peer in peers {
+            let peer = peer.into_any().downcast::<Self>().map_err(|_| {
+                kd_train::TrainError::Mutual("the students are of different types".into())
+            })?;
+            students.push(*peer);
+        }
+        let fitted = fit_mutual(
+            students,
+            names,
+            weight,
+            train,
+            valid,
+            config,
+            checkpoints,
+            reporter,
+        )?;
+        Ok(fitted
+            .into_iter()
+            .map(|(model, history)| (Box::new(Typed(model.student)) as Box<dyn AnyModel>, history))
+            .collect())
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
     }
 
     fn load_trained(&mut self, checkpoints: &Path) -> Result<History, KdError> {
