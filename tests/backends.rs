@@ -117,6 +117,7 @@ fn loss_and_grads(
         teacher: &to,
         targets: Some(&y),
         temperature_scale: 1.0,
+        memory: None,
     };
     let value = loss.compute(&input).unwrap();
     let grads = value.backward();

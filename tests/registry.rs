@@ -232,6 +232,7 @@ fn a_registered_loss_gets_its_parameters_from_the_file() {
         teacher: &teacher,
         targets: None,
         temperature_scale: 1.0,
+        memory: None,
     };
     let params: toml::Table = toml::from_str("scale = 3.0").unwrap();
     let loss = names::registry()

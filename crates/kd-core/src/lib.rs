@@ -33,6 +33,7 @@
 
 mod batch;
 mod connectors;
+mod contrast;
 mod ensemble;
 pub mod feature;
 pub mod logit;
@@ -44,6 +45,7 @@ mod taps;
 
 pub use batch::{DistillBatch, ItemKey, fnv1a, fnv1a_start};
 pub use connectors::{Connector, Connectors};
+pub use contrast::{ContrastMemory, Contrasts, MemoryInput, MemorySpec, nce};
 pub use ensemble::Ensemble;
 pub use loss::{KdInput, KdLoss, LayerPair, LossConfig, pair_features, paired_logits};
 pub use matching::match_feature_layers;
@@ -117,6 +119,15 @@ pub enum LossError {
         loss: &'static str,
         /// The teachers there are.
         available: Vec<String>,
+    },
+    /// A loss that keeps a memory of the training items cannot use it (not set up, too small,
+    /// items outside it).
+    #[error("{loss}: {message}")]
+    Memory {
+        /// The loss.
+        loss: &'static str,
+        /// What is wrong.
+        message: String,
     },
     /// A feature loss configured without layer pairs.
     #[error("{loss} has no layer pairs to compare")]

@@ -7,6 +7,7 @@ use crate::Outputs;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::contrast::{self, MemoryInput, MemorySpec};
 use crate::{LossError, feature, logit};
 
 /// A student tap paired with a teacher tap. Pairs are always explicit.
@@ -50,6 +51,9 @@ pub struct KdInput<'a> {
     pub targets: Option<&'a Tensor<1, Int>>,
     /// Multiplies every temperature (1 unless a temperature schedule is set).
     pub temperature_scale: f64,
+    /// The term's memory of the training items, for a loss that keeps one
+    /// ([`KdLoss::memory`]); `None` for every other loss.
+    pub memory: Option<MemoryInput<'a>>,
 }
 
 /// A distillation loss: a scalar from student and teacher outputs.
@@ -64,6 +68,13 @@ pub trait KdLoss: Debug + Send + Sync {
     /// is inserted when they differ).
     fn needs_matching_channels(&self) -> bool {
         false
+    }
+    /// The memory of the training items this loss keeps across steps (CRD's banks), if any:
+    /// the trainer then builds one ([`ContrastMemory`](crate::ContrastMemory)), trains and
+    /// saves it with the student, and hands it to every [`compute`](Self::compute) together
+    /// with the items' indices. Such a loss reads exactly one layer pair.
+    fn memory(&self) -> Option<MemorySpec> {
+        None
     }
     /// The loss value, `[1]`. Shapes, taps and targets are checked; failures name the loss.
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError>;
@@ -89,6 +100,18 @@ fn w_dist() -> f64 {
 }
 fn w_angle() -> f64 {
     50.0
+}
+fn crd_dim() -> usize {
+    128
+}
+fn crd_negatives() -> usize {
+    16384
+}
+fn crd_temperature() -> f64 {
+    0.07
+}
+fn crd_momentum() -> f64 {
+    0.5
 }
 
 /// The built-in losses with their parameters (defaults as fasterai / the papers).
@@ -200,9 +223,46 @@ pub enum LossConfig {
         #[serde(default = "one")]
         scale: f64,
     },
+    /// Contrastive representation distillation (Tian et al., 2020) between one pair of taps
+    /// (typically the pooled features before the classifiers; any tap is flattened per item):
+    /// embedding heads, two memory banks and NCE over `negatives` drawn per item — see
+    /// [`ContrastMemory`](crate::ContrastMemory) for the formula. Needs each training item's
+    /// index ([`DistillBatch::item_indices`](crate::DistillBatch::item_indices)).
+    Crd {
+        /// The student and teacher taps.
+        pair: LayerPair,
+        /// Embedding width (default 128).
+        #[serde(default = "crd_dim")]
+        dim: usize,
+        /// Negatives per item, `K` (default 16384; fewer than the training items).
+        #[serde(default = "crd_negatives")]
+        negatives: usize,
+        /// Temperature (default 0.07).
+        #[serde(default = "crd_temperature")]
+        temperature: f64,
+        /// Momentum of the memory updates (default 0.5).
+        #[serde(default = "crd_momentum")]
+        momentum: f64,
+        /// The number of training items: the memory's rows (`kd run` sets it from the data).
+        #[serde(default)]
+        items: usize,
+    },
 }
 
 impl LossConfig {
+    /// CRD between `student` and `teacher` taps with the paper's defaults (see
+    /// [`LossConfig::Crd`]), for a training set of `items` items.
+    pub fn crd(pair: LayerPair, items: usize) -> Self {
+        LossConfig::Crd {
+            pair,
+            dim: crd_dim(),
+            negatives: crd_negatives(),
+            temperature: crd_temperature(),
+            momentum: crd_momentum(),
+            items,
+        }
+    }
+
     /// Every built-in loss with its default parameters, the feature losses on `pairs` (for
     /// sweeps, registries and tests that must cover them all).
     pub fn every_builtin(pairs: &[LayerPair]) -> Vec<Self> {
@@ -368,6 +428,7 @@ impl KdLoss for LossConfig {
             LossConfig::Rkd { .. } => "RKD",
             LossConfig::Pkt { .. } => "PKT",
             LossConfig::Nst { .. } => "NST",
+            LossConfig::Crd { .. } => "CRD",
         }
     }
 
@@ -380,7 +441,28 @@ impl KdLoss for LossConfig {
             | LossConfig::Rkd { pairs, .. }
             | LossConfig::Pkt { pairs, .. }
             | LossConfig::Nst { pairs, .. } => pairs,
+            LossConfig::Crd { pair, .. } => std::slice::from_ref(pair),
             _ => &[],
+        }
+    }
+
+    fn memory(&self) -> Option<MemorySpec> {
+        match *self {
+            LossConfig::Crd {
+                dim,
+                negatives,
+                temperature,
+                momentum,
+                items,
+                ..
+            } => Some(MemorySpec {
+                items,
+                negatives,
+                dim,
+                temperature,
+                momentum,
+            }),
+            _ => None,
         }
     }
 
@@ -474,6 +556,7 @@ impl KdLoss for LossConfig {
             LossConfig::Nst { pairs, scale } => Ok(self
                 .sum_pairs(input, pairs, feature::nst)?
                 .mul_scalar(*scale)),
+            LossConfig::Crd { pair, .. } => contrast::crd(self.name(), input, pair),
         }
     }
 }

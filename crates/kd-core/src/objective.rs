@@ -9,7 +9,7 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::logit::cross_entropy;
-use crate::{KdInput, KdLoss, LossConfig, LossError, Schedule};
+use crate::{Contrasts, KdInput, KdLoss, LossConfig, LossError, MemoryInput, Schedule};
 
 /// How cross-entropy and the weighted sum of distillation terms `KD` combine.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -315,6 +315,20 @@ impl Objective {
         targets: &Tensor<1, Int>,
         progress: f64,
     ) -> Result<LossParts, LossError> {
+        self.compute_remembering(student, teachers, targets, progress, None)
+    }
+
+    /// As [`compute_with`](Self::compute_with), giving the terms that keep a memory of the
+    /// training items theirs (`memories`, see [`Contrasts`]) and, on a training batch, each
+    /// item's index among the training items (`items`; the memories are then updated).
+    pub fn compute_remembering(
+        &self,
+        student: &Outputs,
+        teachers: &TeacherOutputs,
+        targets: &Tensor<1, Int>,
+        progress: f64,
+        memories: Option<(&Contrasts, Option<&[u64]>)>,
+    ) -> Result<LossParts, LossError> {
         let ce = cross_entropy(student.logits.clone(), targets.clone());
         if self.terms.is_empty() {
             let total = match self.mix {
@@ -331,12 +345,17 @@ impl Objective {
         let names: Vec<&str> = teachers.keys().map(String::as_str).collect();
         let mut kd: Option<Tensor<1>> = None;
         let mut terms = Vec::with_capacity(self.terms.len());
-        for term in &self.terms {
+        for (i, term) in self.terms.iter().enumerate() {
             let input = KdInput {
                 student,
                 teacher: &teachers[self.term_teacher(term, &names)?],
                 targets: Some(targets),
                 temperature_scale: term.temperature.at(progress),
+                memory: memories.and_then(|(memories, items)| {
+                    memories
+                        .of_term(i)
+                        .map(|memory| MemoryInput { memory, items })
+                }),
             };
             let value = term.loss.compute(&input)?;
             let weighted = value

@@ -139,6 +139,7 @@ fn errors_name_the_loss_the_taps_and_the_shapes() {
         teacher: &to,
         targets: Some(&y),
         temperature_scale: 1.0,
+        memory: None,
     };
 
     let msg = LossConfig::soft_target()
@@ -181,6 +182,7 @@ fn errors_name_the_loss_the_taps_and_the_shapes() {
         teacher: &to2,
         targets: None,
         temperature_scale: 1.0,
+        memory: None,
     };
     let dkd = LossConfig::DecoupledKd {
         temperature: 4.0,

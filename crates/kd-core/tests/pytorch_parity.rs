@@ -74,6 +74,7 @@ fn every_loss_and_gradient_matches_pytorch() {
                 teacher: &to,
                 targets: Some(&y),
                 temperature_scale: 1.0,
+                memory: None,
             };
             let loss = case.config.compute(&input).unwrap();
             let grads = loss.backward();
@@ -93,6 +94,7 @@ fn every_loss_and_gradient_matches_pytorch() {
                 teacher: &to,
                 targets: None,
                 temperature_scale: 1.0,
+                memory: None,
             };
             let loss = case.config.compute(&input).unwrap();
             let grads = loss.backward();
