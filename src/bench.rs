@@ -104,6 +104,7 @@ fn train_step(
             targets,
             items: (0..b).collect(),
             keys: vec![None; b],
+            positions: (0..b).collect(),
         };
         let m = model.take().expect("model");
         let out = m.train_step(item).expect("a step on generated data");

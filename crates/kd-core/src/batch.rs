@@ -25,8 +25,8 @@ pub struct ItemKey {
 /// A batch a distillation trainer can consume.
 ///
 /// Implement it for the batch type of your own `Batcher`; `cache_keys` is optional (without it
-/// the teacher runs on every batch), and so is `shard` (without it the batch trains on one
-/// device only).
+/// the teacher runs on every batch), so is `item_indices` (needed by CRD only; by default read
+/// from the cache keys) and so is `shard` (without it the batch trains on one device only).
 ///
 /// ```
 /// use burn::tensor::{Int, Tensor};
@@ -75,6 +75,23 @@ pub trait DistillBatch: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// any other length is an error (reported when the trainer is built from a probe batch).
     fn cache_keys(&self) -> Vec<Option<ItemKey>> {
         Vec::new()
+    }
+
+    /// Each item's index among the training items (`0..` the training set's size), the same
+    /// on every epoch whatever the item's augmentation: what a loss that remembers items
+    /// indexes its memory by (CRD's banks, [`KdLoss::memory`](crate::KdLoss::memory)). The
+    /// default takes [`ItemKey::item`] from [`cache_keys`](Self::cache_keys) when every item
+    /// has a key, and is empty otherwise (no such loss can then train on this batch type).
+    fn item_indices(&self) -> Vec<u64> {
+        let keys = self.cache_keys();
+        match keys
+            .iter()
+            .map(|k| k.map(|k| k.item))
+            .collect::<Option<Vec<u64>>>()
+        {
+            Some(items) if items.len() == self.len() => items,
+            _ => Vec::new(),
+        }
     }
 
     /// The items `rows` of this batch, moved to `device` (and the tape kept: an autodiff device

@@ -34,6 +34,10 @@ pub struct ImageBatch {
     /// Each item's cache key (data set fingerprint, index, flip), or `None` when its pixels
     /// change from epoch to epoch (a random crop).
     pub keys: Vec<Option<ItemKey>>,
+    /// Each item's position among the items of the loader that served it (`0..items served`),
+    /// whatever its crop or flip: what losses that remember items (CRD) index by. Empty for
+    /// batches not served by a loader (Burn's `Batcher`).
+    pub positions: Vec<usize>,
 }
 
 impl ImageBatch {
@@ -45,7 +49,13 @@ impl ImageBatch {
             targets: Tensor::zeros([batch], device),
             items: (0..batch).collect(),
             keys: vec![None; batch],
+            positions: (0..batch).collect(),
         }
+    }
+
+    /// The same batch, its items at `positions` among their loader's.
+    pub(crate) fn at_positions(self, positions: Vec<usize>) -> Self {
+        Self { positions, ..self }
     }
 }
 
@@ -70,12 +80,20 @@ impl DistillBatch for ImageBatch {
         self.keys.clone()
     }
 
+    fn item_indices(&self) -> Vec<u64> {
+        self.positions.iter().map(|&p| p as u64).collect()
+    }
+
     fn shard(&self, rows: std::ops::Range<usize>, device: &Device) -> Option<Self> {
         Some(Self {
             images: self.images.clone().slice(rows.clone()).to_device(device),
             targets: self.targets.clone().slice(rows.clone()).to_device(device),
             items: self.items[rows.clone()].to_vec(),
-            keys: self.keys[rows].to_vec(),
+            keys: self.keys[rows.clone()].to_vec(),
+            positions: self
+                .positions
+                .get(rows)
+                .map_or_else(Vec::new, <[usize]>::to_vec),
         })
     }
 
@@ -174,6 +192,7 @@ impl ImageBatcher {
                 .zip(flipped)
                 .map(|(&i, f)| self.key(i, f))
                 .collect(),
+            positions: Vec::new(),
         }
     }
 }

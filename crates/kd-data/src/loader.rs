@@ -146,7 +146,16 @@ impl ImageLoader {
 
     /// The item order of `epoch`, cut into batches.
     pub fn epoch_batches(&self, epoch: u64) -> Vec<Vec<usize>> {
-        let mut order = self.indices.to_vec();
+        self.epoch_positions(epoch)
+            .into_iter()
+            .map(|batch| batch.into_iter().map(|p| self.indices[p]).collect())
+            .collect()
+    }
+
+    /// As [`epoch_batches`](Self::epoch_batches), each item given by its position among this
+    /// loader's items (`0..indices().len()`).
+    fn epoch_positions(&self, epoch: u64) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..self.indices.len()).collect();
         if self.is_train() {
             order.shuffle(&mut StdRng::seed_from_u64(mix(
                 self.batcher.seed ^ mix(epoch + 1)
@@ -164,7 +173,9 @@ impl ImageLoader {
     /// fewer): a real batch to check a model and objective against before training.
     pub fn probe(&self, n: usize) -> ImageBatch {
         let n = n.min(self.indices.len());
-        self.batcher.build(&self.indices[..n], &self.device)
+        self.batcher
+            .build(&self.indices[..n], &self.device)
+            .at_positions((0..n).collect())
     }
 
     /// Batches of an explicit epoch, built lazily.
@@ -172,7 +183,7 @@ impl ImageLoader {
         EpochIter {
             loader: self,
             batcher: self.batcher.clone().at_epoch(epoch),
-            batches: self.epoch_batches(epoch),
+            batches: self.epoch_positions(epoch),
             next: 0,
         }
     }
@@ -182,6 +193,7 @@ impl ImageLoader {
 pub struct EpochIter<'a> {
     loader: &'a ImageLoader,
     batcher: ImageBatcher,
+    /// Each batch's items by position among the loader's.
     batches: Vec<Vec<usize>>,
     next: usize,
 }
@@ -190,9 +202,11 @@ impl Iterator for EpochIter<'_> {
     type Item = Result<ImageBatch, DatasetError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let items = self.batches.get(self.next)?;
+        let positions = self.batches.get(self.next)?;
         self.next += 1;
-        Some(Ok(self.batcher.build(items, &self.loader.device)))
+        let items: Vec<usize> = positions.iter().map(|&p| self.loader.indices[p]).collect();
+        let batch = self.batcher.build(&items, &self.loader.device);
+        Some(Ok(batch.at_positions(positions.clone())))
     }
 }
 

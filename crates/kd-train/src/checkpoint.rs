@@ -63,6 +63,8 @@ impl Checkpoints {
         };
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        // CRD's banks: this thread's last update into the values that are saved.
+        model.contrasts.sync();
         kd_models::weights::save_model(model, &tmp.join("model.bpk"))?;
         optim
             .save(tmp.join("optim.bpk"))
@@ -117,8 +119,9 @@ impl Checkpoints {
 }
 
 /// Load the student that [`fit_one_cycle`](crate::fit_one_cycle) left in `checkpoint_dir` (its
-/// newest checkpoint) into `model`, and return that checkpoint's history. Connectors saved with
-/// the student are skipped, so `model` may be built without a teacher.
+/// newest checkpoint) into `model`, and return that checkpoint's history. Connectors and CRD
+/// heads and banks saved with the student are skipped, so `model` may be built without a
+/// teacher.
 pub fn load_trained_student<S, B>(
     model: &mut DistillModel<S, B>,
     checkpoint_dir: &Path,
@@ -134,7 +137,7 @@ where
     })?;
     let dir = checkpoints.epoch_dir(epoch);
     kd_models::weights::load_model_except(model, &dir.join("model.bpk"), |key| {
-        key.starts_with("connectors.")
+        key.starts_with("connectors.") || key.starts_with("contrasts.")
     })?;
     Checkpoints::history(&dir)
 }

@@ -84,8 +84,13 @@ where
     /// batch's: its mean loss, CE and KD, and its logits and targets on the main device.
     pub fn train_step(&self, batch: B) -> Result<TrainOutput<KdOutput>, TrainError> {
         let Some(workers) = &self.workers else {
-            return Ok(self.weighted_step(batch, 1.0));
+            return self.weighted_step(batch, 1.0);
         };
+        if !self.contrasts.is_empty() {
+            return Err(TrainError::Devices(
+                "CRD's memory banks are updated by every step on one device: train CRD on one device".into(),
+            ));
+        }
         let items = batch.len();
         let mut jobs: Vec<Box<dyn FnOnce() -> TrainOutput<KdOutput> + Send>> = Vec::new();
         let mut weights = Vec::new();
@@ -102,7 +107,10 @@ where
             })?;
             let (model, device) = (self.clone(), device.clone());
             jobs.push(Box::new(move || {
-                model.fork(&device).weighted_step(shard, weight)
+                model
+                    .fork(&device)
+                    .weighted_step(shard, weight)
+                    .unwrap_or_else(|e| panic!("{e}"))
             }));
             weights.push(weight);
         }

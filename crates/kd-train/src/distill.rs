@@ -9,7 +9,9 @@ use burn::module::{Module, ModuleDisplay};
 use burn::tensor::{Device, Int, Tensor};
 use burn::train::metric::{AccuracyInput, Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
-use kd_core::{Connectors, DistillBatch, FeatureModel, LossParts, Objective, Outputs, TapPlan};
+use kd_core::{
+    Connectors, Contrasts, DistillBatch, FeatureModel, LossParts, Objective, Outputs, TapPlan,
+};
 
 use crate::TrainError;
 use crate::parallel::Workers;
@@ -50,6 +52,9 @@ pub struct DistillModel<S, B> {
     pub student: S,
     /// Learnable adapters from student taps to teacher channel counts.
     pub connectors: Connectors,
+    /// The embedding heads and memory banks of the terms that keep a memory of the training
+    /// items (CRD), trained and saved with the student.
+    pub contrasts: Contrasts,
     /// Teacher, objective and progress.
     #[module(skip)]
     setup: Arc<DistillSetup>,
@@ -115,31 +120,46 @@ where
         let student_taps = objective.student_taps();
         let student_plan = student.tap_plan(&as_strs(&student_taps))?;
         let teachers = TeacherSet::new(teachers, &objective, cache)?;
-        let connectors = if teachers.is_empty() {
-            Connectors::none()
+        let (connectors, contrasts) = if teachers.is_empty() {
+            (Connectors::none(), Contrasts::none())
         } else {
             let inputs = probe.inputs().inner();
-            let widths = |out: &Outputs| -> BTreeMap<String, usize> {
-                out.taps
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.dims()[1]))
-                    .collect()
-            };
-            let teacher_widths = teachers
-                .run(inputs.clone())
-                .iter()
-                .map(|(name, out)| (name.clone(), widths(out)))
+            let student_taps = tap_shapes(&student.valid(), &student_taps, inputs.clone());
+            let teacher_taps: BTreeMap<String, BTreeMap<String, Vec<usize>>> = teachers
+                .run(inputs)
+                .into_iter()
+                .map(|(name, out)| (name, shapes(out.taps)))
                 .collect();
-            Connectors::for_teachers(
+            let per_teacher = |width: fn(&[usize]) -> usize| {
+                teacher_taps
+                    .iter()
+                    .map(|(name, taps)| (name.clone(), widths(taps, width)))
+                    .collect::<BTreeMap<_, _>>()
+            };
+            let connectors = Connectors::for_teachers(
                 &objective,
-                &tap_widths(&student.valid(), &student_taps, inputs),
-                &teacher_widths,
+                &widths(&student_taps, channels),
+                &per_teacher(channels),
                 &device,
-            )?
+            )?;
+            let contrasts = Contrasts::for_objective(
+                &objective,
+                &widths(&student_taps, per_item),
+                &per_teacher(per_item),
+                &device,
+            )?;
+            (connectors, contrasts)
         };
+        if !contrasts.is_empty() && probe.item_indices().len() != probe.len() {
+            return Err(TrainError::Data(format!(
+                "CRD indexes its memory by each item's index among the training items, but batches of `{}` give none (DistillBatch::item_indices, or a cache key for every item)",
+                std::any::type_name::<B>()
+            )));
+        }
         let model = Self {
             student,
             connectors,
+            contrasts,
             setup: Arc::new(DistillSetup {
                 objective,
                 student_plan,
@@ -169,10 +189,13 @@ where
             .forward_taps(probe.inputs().inner(), &model.setup.student_plan);
         let student = model.connectors.apply(student);
         let teachers = model.setup.teachers.run(probe.inputs());
-        model
-            .setup
-            .objective
-            .compute_with(&student, &teachers, &probe.targets().inner(), 0.0)?;
+        model.setup.objective.compute_remembering(
+            &student,
+            &teachers,
+            &probe.targets().inner(),
+            0.0,
+            Some((&model.contrasts, None)),
+        )?;
         Ok(())
     }
 
@@ -220,10 +243,11 @@ where
         self.student
     }
 
-    /// Student forward (through the connectors), teacher outputs, objective.
+    /// Student forward (through the connectors), teacher outputs, objective — as evaluated:
+    /// the memories of CRD terms are read, not updated.
     pub fn loss(&self, batch: &B) -> Result<(LossParts, Tensor<2>), TrainError> {
         let student = self.student_outputs(batch);
-        let parts = self.objective_on(&student, batch)?;
+        let parts = self.objective_on(&student, batch, false)?;
         Ok((parts, student.logits))
     }
 
@@ -235,26 +259,34 @@ where
         self.connectors.apply(student)
     }
 
-    /// The objective on `batch` given the student's outputs on it.
+    /// The objective on `batch` given the student's outputs on it; on a training step
+    /// (`training`) the memories of CRD terms learn the batch's items.
     pub(crate) fn objective_on(
         &self,
         student: &Outputs,
         batch: &B,
+        training: bool,
     ) -> Result<LossParts, TrainError> {
         let teachers = self.setup.teachers.outputs(batch);
-        Ok(self.setup.objective.compute_with(
+        let items = match training && !self.contrasts.is_empty() {
+            true => Some(batch.item_indices()),
+            false => None,
+        };
+        Ok(self.setup.objective.compute_remembering(
             student,
             &teachers,
             &batch.targets(),
             self.progress(),
+            Some((&self.contrasts, items.as_deref())),
         )?)
     }
 
-    fn output(&self, batch: B) -> (KdOutput, LossParts) {
-        // Shapes and names were checked by `new`; what is left is a bug, not bad input.
-        let (parts, logits) = self
-            .loss(&batch)
-            .unwrap_or_else(|e| panic!("distillation step failed after validation: {e}"));
+    /// The step's outputs and the objective's parts on `batch` (a training step when
+    /// `training`: CRD memories learn the batch's items).
+    fn output(&self, batch: B, training: bool) -> Result<(KdOutput, LossParts), TrainError> {
+        let student = self.student_outputs(&batch);
+        let parts = self.objective_on(&student, &batch, training)?;
+        let logits = student.logits;
         let out = KdOutput {
             loss: parts.total.clone(),
             ce: parts.ce.clone(),
@@ -262,7 +294,7 @@ where
             logits,
             targets: batch.targets(),
         };
-        (out, parts)
+        Ok((out, parts))
     }
 
     /// Device of the student.
@@ -271,32 +303,53 @@ where
     }
 
     /// Backward through `weight` × the objective on `batch` (the shard's share of its batch).
-    pub(crate) fn weighted_step(&self, batch: B, weight: f32) -> TrainOutput<KdOutput> {
-        let (out, parts) = self.output(batch);
+    pub(crate) fn weighted_step(
+        &self,
+        batch: B,
+        weight: f32,
+    ) -> Result<TrainOutput<KdOutput>, TrainError> {
+        let (out, parts) = self.output(batch, true)?;
         let total = if weight == 1.0 {
             parts.total
         } else {
             parts.total.mul_scalar(weight)
         };
-        TrainOutput::new(self, total.backward(), out)
+        Ok(TrainOutput::new(self, total.backward(), out))
     }
 }
 
-/// The channel count of each of `taps` on one forward pass of `inputs` (tape-free).
-fn tap_widths(
+/// The shape of each of `taps` on one forward pass of `inputs` (tape-free).
+fn tap_shapes(
     model: &dyn FeatureModel,
     taps: &[String],
     inputs: Tensor<4>,
-) -> BTreeMap<String, usize> {
+) -> BTreeMap<String, Vec<usize>> {
     match model.tap_plan(&as_strs(taps)) {
-        Ok(plan) => model
-            .forward_taps(inputs, &plan)
-            .taps
-            .into_iter()
-            .map(|(k, v)| (k, v.dims()[1]))
-            .collect(),
+        Ok(plan) => shapes(model.forward_taps(inputs, &plan).taps),
         Err(_) => BTreeMap::new(),
     }
+}
+
+fn shapes(taps: BTreeMap<String, Tensor<4>>) -> BTreeMap<String, Vec<usize>> {
+    taps.into_iter()
+        .map(|(k, v)| (k, v.dims().to_vec()))
+        .collect()
+}
+
+/// Each tap's `width` (channels, or values per item) from its shape.
+fn widths(
+    shapes: &BTreeMap<String, Vec<usize>>,
+    width: fn(&[usize]) -> usize,
+) -> BTreeMap<String, usize> {
+    shapes.iter().map(|(k, s)| (k.clone(), width(s))).collect()
+}
+
+fn channels(shape: &[usize]) -> usize {
+    shape[1]
+}
+
+fn per_item(shape: &[usize]) -> usize {
+    shape[1..].iter().product()
 }
 
 impl<S, B> TrainStep for DistillModel<S, B>
@@ -312,7 +365,9 @@ where
     /// the optimizer gets their mean (see [`DistillModel::execution_strategy`]).
     fn step(&self, batch: B) -> TrainOutput<KdOutput> {
         let devices = self.workers.as_ref().map_or(1, |w| w.devices().len());
+        // Shapes and names were checked by `new`; Burn's step cannot return an error.
         self.weighted_step(batch, 1.0 / devices as f32)
+            .unwrap_or_else(|e| panic!("distillation step failed: {e}"))
     }
 }
 
@@ -325,7 +380,9 @@ where
     type Output = KdOutput;
 
     fn step(&self, batch: B) -> KdOutput {
-        self.output(batch.without_autodiff()).0
+        self.output(batch.without_autodiff(), false)
+            .unwrap_or_else(|e| panic!("evaluation step failed: {e}"))
+            .0
     }
 }
 

@@ -102,7 +102,7 @@ where
     let peers: Vec<Tensor<2>> = students.iter().map(|s| s.logits.clone().detach()).collect();
     let mut outs = Vec::with_capacity(members.len());
     for (k, (m, student)) in members.iter().zip(&students).enumerate() {
-        let parts = m.model().objective_on(student, batch)?;
+        let parts = m.model().objective_on(student, batch, true)?;
         let kl = peers
             .iter()
             .enumerate()
