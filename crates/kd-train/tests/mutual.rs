@@ -286,3 +286,37 @@ fn dml_with_a_teacher_adds_the_teachers_terms_and_one_student_is_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn burns_learner_trains_every_student_of_a_mutual_model() {
+    use burn::train::metric::LossMetric;
+    use burn::train::{Learner, SupervisedTraining};
+    use kd_train::{MutualModel, OneCycle, fastai_adam};
+    use std::sync::Arc;
+
+    let (_dir, data) = tiny_data(16);
+    let (a, b) = (net(Arch::ResNet18, 10), net(Arch::ResNet18, 11));
+    let model = MutualModel::new(vec![alone(&a), alone(&b)], 1.0).unwrap();
+    let before: Vec<Vec<f64>> = model.students.iter().map(|s| weights(&s.student)).collect();
+    let steps = data.train.num_batches();
+    let out = tempfile::tempdir().unwrap();
+    let result = SupervisedTraining::new(
+        out.path(),
+        Arc::new(data.train.clone()),
+        Arc::new(data.valid.clone()),
+    )
+    .metric_train_numeric(LossMetric::new())
+    .num_epochs(1)
+    .launch(Learner::new(
+        model,
+        fastai_adam(0.01).0,
+        OneCycle::new(1e-3, steps),
+    ));
+    for (i, student) in result.model.students.iter().enumerate() {
+        let gap = max_gap(&weights(&student.student), &before[i]);
+        assert!(gap > 1e-6, "student {i} did not train ({gap})");
+    }
+
+    let one = MutualModel::new(vec![alone(&a)], 1.0).map(|_| ());
+    assert!(matches!(one, Err(TrainError::Mutual(_))));
+}
