@@ -1,18 +1,21 @@
 //! Backend parity: every other compiled backend agrees with flex on ResNet logits and taps,
 //! every loss and its gradient, and a full KD optimizer step (one teacher; two teachers and
-//! their ensemble; the batch split over the device listed twice) — within 1e-4 of the
+//! their ensemble; the batch split over the device listed twice; CRD with soft targets) and a
+//! deep-mutual-learning step of two students — within 1e-4 of the
 //! reference magnitude. Built only with a second backend, e.g.
 //! `cargo test -p kd --features ndarray,tch,wgpu --test backends` (see `.ci/run`).
 #![cfg(any(feature = "ndarray", feature = "tch", feature = "wgpu"))]
 
 use std::collections::BTreeMap;
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use kd::core::{Ensemble, KdInput, KdLoss, LayerPair, LossConfig, Mix, Objective, Term};
+use kd::core::{
+    ContrastMemory, Ensemble, KdInput, KdLoss, LayerPair, LossConfig, Mix, Objective, Term,
+};
 use kd::data::ImageBatch;
 use kd::models::{Arch, FeatureModel, Head, Network, NetworkConfig, Outputs};
-use kd::train::{DistillModel, FrozenTeacher, TeacherCache, Teachers, fastai_adam};
+use kd::train::{DistillModel, FrozenTeacher, MutualModel, TeacherCache, Teachers, fastai_adam};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -88,8 +91,13 @@ fn resnet_logits_and_taps_agree() {
     }
 }
 
+/// Every loss but those that keep a memory of the training items (CRD: its own case in the
+/// optimizer-step test, where a trainer gives it one).
 fn loss_cases() -> Vec<LossConfig> {
     LossConfig::every_builtin(&[LayerPair::new("f", "f")])
+        .into_iter()
+        .filter(|l| l.memory().is_none())
+        .collect()
 }
 
 /// Loss value and gradient w.r.t. the student's logits and feature map.
@@ -154,7 +162,23 @@ struct Setup {
     split: bool,
 }
 
+/// A CRD memory's heads and banks, drawn once on flex and given to every backend's model.
+fn same_memory(reference: &ContrastMemory, memory: &mut ContrastMemory, device: &Device) {
+    let param = |p: &Param<Tensor<2>>| Param::from_tensor(copy(&p.val(), device));
+    let bias = |p: &Option<Param<Tensor<1>>>| {
+        p.as_ref()
+            .map(|p| Param::from_tensor(copy(&p.val(), device)))
+    };
+    memory.embed_student.weight = param(&reference.embed_student.weight);
+    memory.embed_student.bias = bias(&reference.embed_student.bias);
+    memory.embed_teacher.weight = param(&reference.embed_teacher.weight);
+    memory.embed_teacher.bias = bias(&reference.embed_teacher.bias);
+    let (s, t) = reference.banks();
+    memory.set_state(copy(&s, device), copy(&t, device), reference.state());
+}
+
 /// Loss, gradient of the student's conv1 weight, and that weight after one optimizer step.
+/// With `memory`, the objective's CRD term starts from its heads and banks.
 fn kd_step(
     objective: Objective,
     setup: Setup,
@@ -162,6 +186,7 @@ fn kd_step(
     student: &Network,
     teachers: [&Network; 2],
     x: &Tensor<4>,
+    memory: Option<&ContrastMemory>,
 ) -> (f32, Vec<f32>, Vec<f32>) {
     let device = device.clone().autodiff();
     let s_cfg = NetworkConfig::new(Arch::ResNet18, Head::Linear);
@@ -184,6 +209,9 @@ fn kd_step(
             .on_devices(vec![device.clone(), device.clone()])
             .unwrap();
     }
+    if let Some(reference) = memory {
+        same_memory(reference, &mut model.contrasts.memories[0], &device);
+    }
     let batch = ImageBatch {
         images: copy(x, &device),
         targets: Tensor::from_data(
@@ -192,6 +220,7 @@ fn kd_step(
         ),
         items: (0..8).collect(),
         keys: vec![None; 8],
+        positions: (0..8).collect(),
     };
     let out = model.train_step(batch).unwrap();
     let loss: f32 = out.item.loss.clone().into_scalar();
@@ -263,12 +292,55 @@ fn one_kd_optimizer_step_agrees() {
             },
         ),
     ];
-    for (label, objective, setup) in cases {
+    // CRD between the pooled features (with soft targets), from one memory on every backend.
+    let crd = LossConfig::Crd {
+        pair: LayerPair::new("avgpool", "1.0.ap"),
+        dim: 32,
+        negatives: 8,
+        temperature: 0.07,
+        momentum: 0.5,
+        items: 16,
+    };
+    let memory = seeded(4, |d| {
+        ContrastMemory::new(crd.memory().unwrap(), 512, 512, d)
+    });
+    let crd_objective = Objective {
+        mix: Mix::Sum { ce: 1.0 },
+        terms: vec![
+            Term::new(LossConfig::SoftTarget { temperature: 4.0 }),
+            Term {
+                weight: 0.8,
+                ..Term::new(crd)
+            },
+        ],
+    };
+    let cases = cases.into_iter().map(|(l, o, s)| (l, o, s, None)).chain([(
+        "CRD + SoftTarget",
+        crd_objective,
+        one,
+        Some(&memory),
+    )]);
+    for (label, objective, setup, memory) in cases {
         let teachers = [&a, &b];
-        let (want_loss, want_g, want_w) =
-            kd_step(objective.clone(), setup, &flex, &student, teachers, &x);
+        let (want_loss, want_g, want_w) = kd_step(
+            objective.clone(),
+            setup,
+            &flex,
+            &student,
+            teachers,
+            &x,
+            memory,
+        );
         for (name, device) in others() {
-            let (loss, g, w) = kd_step(objective.clone(), setup, &device, &student, teachers, &x);
+            let (loss, g, w) = kd_step(
+                objective.clone(),
+                setup,
+                &device,
+                &student,
+                teachers,
+                &x,
+                memory,
+            );
             let e = (loss - want_loss).abs() / want_loss.abs().max(1e-6);
             assert!(e < TOLERANCE, "{name} {label} loss: {loss} vs {want_loss}");
             let e = rel(&g, &want_g);
@@ -277,6 +349,72 @@ fn one_kd_optimizer_step_agrees() {
             // backends' last-bit gradient differences, so the updated weights get 1e-3.
             let e = rel(&w, &want_w);
             assert!(e < 1e-3, "{name} {label} updated weights: {e}");
+        }
+    }
+}
+
+/// One deep-mutual-learning step of two students: the mean of their losses, and each
+/// student's conv1 gradient.
+fn mutual_step(device: &Device, students: [&Network; 2], x: &Tensor<4>) -> (f32, Vec<Vec<f32>>) {
+    use burn::train::TrainStep;
+    let device = device.clone().autodiff();
+    let config = NetworkConfig::new(Arch::ResNet18, Head::Linear);
+    let probe = ImageBatch::zeros(2, 64, &device);
+    let models = students
+        .iter()
+        .map(|s| {
+            let s = same_weights(&config, s, &device);
+            DistillModel::new(
+                s,
+                None,
+                Objective::cross_entropy_only(),
+                &probe,
+                TeacherCache::OFF,
+            )
+            .unwrap()
+        })
+        .collect();
+    let model = MutualModel::new(models, 1.0).unwrap();
+    let batch = ImageBatch {
+        images: copy(x, &device),
+        targets: Tensor::from_data(
+            TensorData::new(vec![0i64, 1, 1, 0, 1, 0, 0, 1], [8]),
+            &device,
+        ),
+        items: (0..8).collect(),
+        keys: vec![None; 8],
+        positions: (0..8).collect(),
+    };
+    let out = model.step(batch);
+    let grads = model
+        .students
+        .iter()
+        .map(|m| match &m.student {
+            Network::ResNet(r) => values(out.grads.get::<4>(r.conv1.weight.id).unwrap()),
+            _ => unreachable!("a ResNet with a linear head"),
+        })
+        .collect();
+    (out.item.loss.into_scalar(), grads)
+}
+
+#[test]
+fn one_mutual_learning_step_agrees() {
+    let flex = Device::flex();
+    let (a, b, x) = seeded(5, |d| {
+        (
+            NetworkConfig::new(Arch::ResNet18, Head::Linear).init(2, d),
+            NetworkConfig::new(Arch::ResNet18, Head::Linear).init(2, d),
+            Tensor::<4>::random([8, 3, 64, 64], Distribution::Normal(0.0, 1.0), d),
+        )
+    });
+    let (want_loss, want_g) = mutual_step(&flex, [&a, &b], &x);
+    for (name, device) in others() {
+        let (loss, g) = mutual_step(&device, [&a, &b], &x);
+        let e = (loss - want_loss).abs() / want_loss.abs().max(1e-6);
+        assert!(e < TOLERANCE, "{name} DML loss: {loss} vs {want_loss}");
+        for (i, (g, want)) in g.iter().zip(&want_g).enumerate() {
+            let e = rel(g, want);
+            assert!(e < TOLERANCE, "{name} DML student {i} gradient: {e}");
         }
     }
 }

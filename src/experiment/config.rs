@@ -430,6 +430,14 @@ impl Experiment {
         }
         self.training.epochs = 1;
         self.training.seeds.truncate(1);
+        // CRD: fewer negatives than the subset's training images (at least 96 of one class).
+        for term in self.runs.iter_mut().flat_map(|r| r.losses.iter_mut()) {
+            if term.loss.kind == "crd" {
+                term.loss
+                    .params
+                    .insert("negatives".into(), toml::Value::Integer(64));
+            }
+        }
         self
     }
 }

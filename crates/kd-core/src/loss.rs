@@ -263,8 +263,8 @@ impl LossConfig {
         }
     }
 
-    /// Every built-in loss with its default parameters, the feature losses on `pairs` (for
-    /// sweeps, registries and tests that must cover them all).
+    /// Every built-in loss with its default parameters, the feature losses on `pairs` (CRD on
+    /// the first; for sweeps, registries and tests that must cover them all).
     pub fn every_builtin(pairs: &[LayerPair]) -> Vec<Self> {
         let pairs = || pairs.to_vec();
         vec![
@@ -309,6 +309,11 @@ impl LossConfig {
                 pairs: pairs(),
                 scale: one(),
             },
+            // Its memory's size comes from the data: `items` is left unset (0) here.
+            Self::crd(
+                pairs().into_iter().next().unwrap_or(LayerPair::new("", "")),
+                0,
+            ),
         ]
     }
 
