@@ -8,10 +8,14 @@ use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use serde::Serialize;
 
-use crate::core::{Ensemble, LayerPair, LossConfig, Objective};
+use burn::train::{TrainOutput, TrainStep};
+
+use crate::core::{Ensemble, LayerPair, LossConfig, Mix, Objective, Term};
 use crate::data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn, Split};
 use crate::models::{Arch, FeatureModel, Head, Network, NetworkArch, NetworkConfig};
-use crate::train::{DistillModel, FrozenTeacher, TeacherCache, Teachers, fastai_adam};
+use crate::train::{
+    DistillModel, FrozenTeacher, KdOutput, MutualModel, TeacherCache, Teachers, fastai_adam,
+};
 
 /// What to measure (also the command-line flags of `kd bench` and `cargo xtask bench-backends`).
 #[derive(Debug, Clone, clap::Args)]
@@ -95,6 +99,27 @@ fn train_step(
     iters: usize,
     label: &str,
 ) -> f64 {
+    let step = |m: &DistillModel<Network, ImageBatch>, item| {
+        m.train_step(item).expect("a step on generated data")
+    };
+    let weight = |m: &DistillModel<Network, ImageBatch>| first_weight(&m.student);
+    timed_steps(model, step, weight, device, b, size, warmup, iters, label)
+}
+
+/// Time `step` and an optimizer step of `model` on fresh batches; `weight` reads one weight
+/// back, which waits for the update.
+#[allow(clippy::too_many_arguments)]
+fn timed_steps<M: Module>(
+    model: M,
+    step: impl Fn(&M, ImageBatch) -> TrainOutput<KdOutput>,
+    weight: impl Fn(&M) -> f32,
+    device: &Device,
+    b: usize,
+    size: usize,
+    warmup: usize,
+    iters: usize,
+    label: &str,
+) -> f64 {
     let mut model = Some(model);
     let (mut optim, _) = fastai_adam(0.01);
     time(label, warmup, iters, |_| {
@@ -107,23 +132,26 @@ fn train_step(
             positions: (0..b).collect(),
         };
         let m = model.take().expect("model");
-        let out = m.train_step(item).expect("a step on generated data");
+        let out = step(&m, item);
         let _: f32 = out.item.loss.clone().into_scalar();
         let m = optim.step(1e-4, m, out.grads);
-        // Reading one weight waits for the update.
-        let first_conv = match &m.student {
-            Network::ResNet(r) => &r.conv1,
-            Network::Learner(l) => &l.body.conv1,
-            Network::MobileNetV2(n) => &n.stem.conv,
-        };
-        let probe: f32 = first_conv
-            .weight
-            .val()
-            .slice([0..1, 0..1, 0..1, 0..1])
-            .into_scalar();
-        std::hint::black_box(probe);
+        std::hint::black_box(weight(&m));
         model = Some(m);
     })
+}
+
+/// One weight of a network's first convolution, read back.
+fn first_weight(net: &Network) -> f32 {
+    let first_conv = match net {
+        Network::ResNet(r) => &r.conv1,
+        Network::Learner(l) => &l.body.conv1,
+        Network::MobileNetV2(n) => &n.stem.conv,
+    };
+    first_conv
+        .weight
+        .val()
+        .slice([0..1, 0..1, 0..1, 0..1])
+        .into_scalar()
 }
 
 /// Time every model workload on backend `name`.
@@ -204,6 +232,51 @@ pub fn bench_backend(
         &["layer1", "layer2", "layer3", "layer4"],
         &["0.4", "0.5", "0.6", "0.7"],
     );
+    // CRD between the pooled features, a memory of the embedded data's 1,600 training items
+    // and examples/methods.toml's 512 negatives.
+    let label = "KD step CRD (r34 → r18, K = 512)";
+    let crd = LossConfig::Crd {
+        pair: LayerPair::new("avgpool", "1.0.ap"),
+        dim: 128,
+        negatives: 512,
+        temperature: 0.07,
+        momentum: 0.5,
+        items: 1600,
+    };
+    let crd = Objective {
+        mix: Mix::Sum { ce: 1.0 },
+        terms: vec![Term {
+            weight: 0.8,
+            ..Term::new(crd)
+        }],
+    };
+    let crd_ms = step(resnet18, one(&teacher), crd, label)?;
+    push(label, crd_ms);
+    // Deep mutual learning: two ResNet-18 students on every batch.
+    let label = "DML step, two r18 students";
+    let students = (0..2)
+        .map(|_| {
+            let s = net(Arch::ResNet18, Head::Linear, &device);
+            let probe = ImageBatch::zeros(2, size, &device);
+            DistillModel::new(
+                s,
+                None,
+                Objective::cross_entropy_only(),
+                &probe,
+                TeacherCache::OFF,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|s| MutualModel::new(s, 1.0))
+        .map_err(|e| e.to_string())?;
+    let mutual =
+        |m: &MutualModel<DistillModel<Network, ImageBatch>>, item| TrainStep::step(m, item);
+    let weight =
+        |m: &MutualModel<DistillModel<Network, ImageBatch>>| first_weight(&m.students[0].student);
+    let dml_ms = timed_steps(
+        students, mutual, weight, &device, b, size, warmup, iters, label,
+    );
+    push(label, dml_ms);
     let label = "KD step Attention ×4 (r34 → r18)";
     let attention = Objective::lerp(LossConfig::attention(pairs), 0.9);
     let at_ms = step(resnet18, one(&teacher), attention, label)?;
@@ -231,6 +304,18 @@ pub fn bench_backend(
         backend: name.into(),
         workload: "ratio SoftTarget two teachers / (student + both teachers)".into(),
         median_ms: two_ms / (student_ms + teacher_ms + r50_ms),
+        images_per_s: f64::NAN,
+    });
+    rows.push(Row {
+        backend: name.into(),
+        workload: "ratio CRD / SoftTarget".into(),
+        median_ms: crd_ms / st_ms,
+        images_per_s: f64::NAN,
+    });
+    rows.push(Row {
+        backend: name.into(),
+        workload: "ratio DML two students / (2 × student)".into(),
+        median_ms: dml_ms / (2.0 * student_ms),
         images_per_s: f64::NAN,
     });
     rows.push(Row {
