@@ -162,6 +162,20 @@ struct Setup {
     split: bool,
 }
 
+/// The 8 images `x` with fixed labels, on `device`.
+fn eight_images(x: &Tensor<4>, device: &Device) -> ImageBatch {
+    ImageBatch {
+        images: copy(x, device),
+        targets: Tensor::from_data(
+            TensorData::new(vec![0i64, 1, 1, 0, 1, 0, 0, 1], [8]),
+            device,
+        ),
+        items: (0..8).collect(),
+        keys: vec![None; 8],
+        positions: (0..8).collect(),
+    }
+}
+
 /// A CRD memory's heads and banks, drawn once on flex and given to every backend's model.
 fn same_memory(reference: &ContrastMemory, memory: &mut ContrastMemory, device: &Device) {
     let param = |p: &Param<Tensor<2>>| Param::from_tensor(copy(&p.val(), device));
@@ -212,16 +226,7 @@ fn kd_step(
     if let Some(reference) = memory {
         same_memory(reference, &mut model.contrasts.memories[0], &device);
     }
-    let batch = ImageBatch {
-        images: copy(x, &device),
-        targets: Tensor::from_data(
-            TensorData::new(vec![0i64, 1, 1, 0, 1, 0, 0, 1], [8]),
-            &device,
-        ),
-        items: (0..8).collect(),
-        keys: vec![None; 8],
-        positions: (0..8).collect(),
-    };
+    let batch = eight_images(x, &device);
     let out = model.train_step(batch).unwrap();
     let loss: f32 = out.item.loss.clone().into_scalar();
     let conv1 = |m: &DistillModel<Network, ImageBatch>| match &m.student {
@@ -375,16 +380,7 @@ fn mutual_step(device: &Device, students: [&Network; 2], x: &Tensor<4>) -> (f32,
         })
         .collect();
     let model = MutualModel::new(models, 1.0).unwrap();
-    let batch = ImageBatch {
-        images: copy(x, &device),
-        targets: Tensor::from_data(
-            TensorData::new(vec![0i64, 1, 1, 0, 1, 0, 0, 1], [8]),
-            &device,
-        ),
-        items: (0..8).collect(),
-        keys: vec![None; 8],
-        positions: (0..8).collect(),
-    };
+    let batch = eight_images(x, &device);
     let out = model.step(batch);
     let grads = model
         .students
