@@ -55,3 +55,14 @@ fn more_negatives_than_training_images_stops_the_run_before_the_teacher() {
         "the teacher was not fine-tuned"
     );
 }
+
+#[test]
+fn crd_on_several_devices_is_a_configuration_error() {
+    let tiny = TinyRun::new();
+    let text = with_crd(&tiny, 8).replace("backend = \"flex\"", "devices = [\"flex\", \"flex\"]");
+    let e = common::config_error(&text);
+    assert!(
+        e.contains("runs[0] (`CRD`)") && e.contains("one device"),
+        "{e}"
+    );
+}

@@ -8,7 +8,7 @@ use kd_core::Mix;
 
 use kd_core::DEFAULT_TEACHER;
 
-use super::config::{Experiment, ModelSection, TeacherSection, Weights, label_fn};
+use super::config::{Experiment, ModelSection, RunSection, TeacherSection, Weights, label_fn};
 use crate::KdError;
 use crate::registry::Registry;
 
@@ -38,15 +38,25 @@ impl Experiment {
                 kinds.into_iter().collect::<Vec<_>>().join(", ")
             ));
         }
+        let one_device_only = |r: &RunSection| {
+            if r.mutual.is_some() {
+                Some("deep mutual learning trains its students")
+            } else if r.losses.iter().any(|t| t.loss.kind == "crd") {
+                Some("CRD updates its memory banks")
+            } else {
+                None
+            }
+        };
+        let found = self
+            .runs
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| one_device_only(r).map(|what| (i, r, what)));
         if devices.len() > 1
-            && let Some((i, run)) = self
-                .runs
-                .iter()
-                .enumerate()
-                .find(|(_, r)| r.mutual.is_some())
+            && let Some((i, run, what)) = found
         {
             return Err(format!(
-                "{}: deep mutual learning trains its students on one device, but training.devices lists {}",
+                "{}: {what} on one device, but training.devices lists {}",
                 run.origin(i),
                 devices.len()
             ));
