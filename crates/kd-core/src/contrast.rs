@@ -180,43 +180,31 @@ impl ContrastMemory {
         let spec = self.spec;
         let v_s = l2_normalise(self.embed_student.forward(f_s));
         let v_t = l2_normalise(self.embed_teacher.forward(f_t));
-        let [batch, dim] = v_s.dims();
+        let batch = v_s.dims()[0];
         let k = negatives.dims()[1];
         let device = v_s.device();
         let (bank_s, bank_t) = self.banks();
-        let rows = |bank: &Tensor<2>, idx: Tensor<2, Int>| -> Tensor<3> {
-            let [b, n] = idx.dims();
-            bank.clone()
-                .select(0, idx.reshape([b * n]))
-                .reshape([b, n, dim])
-        };
         let own = items.map(|items| {
             let v: Vec<i64> = items.iter().map(|&i| i as i64).collect();
             Tensor::<1, Int>::from_data(TensorData::new(v, [batch]), &device)
         });
-        // Rows scored against each side: the item's own (or, evaluating, the other side's
-        // embedding of it) first, then the negatives.
-        let (pos_t, pos_s): (Tensor<3>, Tensor<3>) = match &own {
-            Some(own) => {
-                let own = own.clone().reshape([batch, 1]);
-                (rows(&bank_t, own.clone()), rows(&bank_s, own))
-            }
-            None => (
-                v_t.clone().detach().reshape([batch, 1, dim]),
-                v_s.clone().detach().reshape([batch, 1, dim]),
-            ),
-        };
-        let against_t = Tensor::cat(vec![pos_t, rows(&bank_t, negatives.clone())], 1);
-        let against_s = Tensor::cat(vec![pos_s, rows(&bank_s, negatives)], 1);
-        let score = |against: Tensor<3>, v: &Tensor<2>| -> Tensor<2> {
-            against
-                .matmul(v.clone().reshape([batch, dim, 1]))
-                .reshape([batch, k + 1])
+        // `v`'s score against the rows of `bank` it is compared with: its item's own row (or,
+        // evaluating, `other`, the other side's embedding of it) first, then the negatives.
+        // All of `v · bankᵀ` is computed and the needed entries gathered: cheaper than
+        // gathering `batch × (K + 1)` rows of the bank, and the same numbers.
+        let score = |v: &Tensor<2>, bank: &Tensor<2>, other: &Tensor<2>| -> Tensor<2> {
+            let all = v.clone().matmul(bank.clone().transpose());
+            let positive = match &own {
+                Some(own) => all.clone().gather(1, own.clone().reshape([batch, 1])),
+                None => (v.clone() * other.clone().detach()).sum_dim(1),
+            };
+            Tensor::cat(vec![positive, all.gather(1, negatives.clone())], 1)
                 .div_scalar(spec.temperature)
                 .exp()
         };
-        let out_s = score(against_t, &v_s);
-        let out_t = score(against_s, &v_t);
+        let out_s = score(&v_s, &bank_t, &v_t);
+        let out_t = score(&v_t, &bank_s, &v_s);
+        debug_assert_eq!(out_s.dims(), [batch, k + 1]);
         let [z_s, z_t, updates] = self.state();
         let z = |stored: f32, out: &Tensor<2>| -> f64 {
             if stored > 0.0 {

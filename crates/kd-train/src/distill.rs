@@ -39,10 +39,10 @@ struct DistillSetup {
 }
 
 /// The trained module of a distillation run: the student `S` (any Burn module whose layers can
-/// be tapped by name, [`FeatureModel`]) and the connectors from its taps to the teacher's
-/// widths — both optimised and saved — beside a frozen teacher and the objective, which are
-/// shared by every copy and never saved. `B` is the batch type the data pipeline yields
-/// ([`DistillBatch`]).
+/// be tapped by name, [`FeatureModel`]), the connectors from its taps to the teacher's widths
+/// and CRD's heads and memory banks — all optimised or updated, and saved — beside a frozen
+/// teacher and the objective, which are shared by every copy and never saved. `B` is the batch
+/// type the data pipeline yields ([`DistillBatch`]).
 ///
 /// It implements Burn's `TrainStep` and `InferenceStep`, so it trains under Burn's `Learner`
 /// as well as under [`fit_one_cycle`](crate::fit_one_cycle).
@@ -90,8 +90,10 @@ where
     /// Every tap name is resolved and the whole objective is evaluated once on `probe`, a real
     /// batch of the data to be trained on (two items are enough), so bad layer names or
     /// incompatible shapes fail here, with the culprit named, rather than mid-training.
-    /// Connectors are sized from the probe's tap widths. `cache` bounds the teacher outputs
-    /// kept for items whose batches give them a cache key ([`DistillBatch::cache_keys`]).
+    /// Connectors are sized from the probe's tap widths, and the embedding heads of CRD terms
+    /// from its flattened tap sizes (such terms also need the batches' item indices,
+    /// [`DistillBatch::item_indices`]). `cache` bounds the teacher outputs kept for items whose
+    /// batches give them a cache key ([`DistillBatch::cache_keys`]).
     pub fn new(
         student: S,
         teacher: Option<FrozenTeacher>,

@@ -14,6 +14,9 @@
 //!   flip variant for kd-data's images), within a byte budget — see [`TeacherCache`].
 //! - Metrics: train/valid objective, CE and KD separately, accuracy, learning rate; fastai's
 //!   table after each epoch; checkpoints after each epoch, resumed automatically.
+//! - Several teachers and their ensembles ([`Teachers`]), several devices
+//!   ([`DistillModel::on_devices`]), and deep mutual learning of several students
+//!   ([`fit_mutual`], or [`MutualModel`] under Burn's `Learner`).
 
 mod adam;
 mod checkpoint;
