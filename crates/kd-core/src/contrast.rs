@@ -195,17 +195,32 @@ impl ContrastMemory {
         });
         // `v`'s score against the rows of `bank` it is compared with: its item's own row (or,
         // evaluating, `other`, the other side's embedding of it) first, then the negatives.
-        // All of `v · bankᵀ` is computed and the needed entries gathered: cheaper than
-        // gathering `batch × (K + 1)` rows of the bank, and the same numbers.
+        // All of `v · bankᵀ` is computed and the needed entries picked from it (flattened,
+        // item `b`'s row `r` at `b × items + r`): cheaper than gathering `batch × (K + 1)` rows
+        // of the bank, and the same numbers.
+        let rows = spec.items as i64;
+        let offsets = Tensor::<1, Int>::arange(0..batch as i64, &device)
+            .mul_scalar(rows)
+            .reshape([batch, 1]);
+        let wanted = match &own {
+            Some(own) => Tensor::cat(vec![own.clone().reshape([batch, 1]), negatives.clone()], 1),
+            None => negatives.clone(),
+        };
+        let picks = (wanted + offsets).reshape([-1]);
         let score = |v: &Tensor<2>, bank: &Tensor<2>, other: &Tensor<2>| -> Tensor<2> {
             let all = v.clone().matmul(bank.clone().transpose());
-            let positive = match &own {
-                Some(own) => all.clone().gather(1, own.clone().reshape([batch, 1])),
-                None => (v.clone() * other.clone().detach()).sum_dim(1),
+            let picked = all
+                .reshape([-1])
+                .select(0, picks.clone())
+                .reshape([batch as i32, -1]);
+            let scores = match &own {
+                Some(_) => picked,
+                None => Tensor::cat(
+                    vec![(v.clone() * other.clone().detach()).sum_dim(1), picked],
+                    1,
+                ),
             };
-            Tensor::cat(vec![positive, all.gather(1, negatives.clone())], 1)
-                .div_scalar(spec.temperature)
-                .exp()
+            scores.div_scalar(spec.temperature).exp()
         };
         let out_s = score(&v_s, &bank_t, &v_t);
         let out_t = score(&v_t, &bank_s, &v_s);
