@@ -36,7 +36,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::{LayerPair, LossError, Objective, Outputs};
+use crate::{LayerPair, LossError, Objective, Outputs, splitmix64};
 
 /// The ε of the NCE loss in the paper's code.
 const NCE_EPS: f64 = 1e-7;
@@ -266,9 +266,10 @@ impl ContrastMemory {
         let mut out = Vec::with_capacity(batch * spec.negatives);
         for b in 0..batch {
             let own = items.map(|i| i[b]);
-            let seed = splitmix(splitmix(updates ^ 0x43_52_44) ^ own.unwrap_or(b as u64 | 1 << 63));
+            let seed =
+                splitmix64(splitmix64(updates ^ 0x43_52_44) ^ own.unwrap_or(b as u64 | 1 << 63));
             for j in 0..spec.negatives as u64 {
-                let r = splitmix(seed ^ j);
+                let r = splitmix64(seed ^ j);
                 let row = match own {
                     Some(own) => {
                         let r = r % (spec.items as u64 - 1);
@@ -281,14 +282,6 @@ impl ContrastMemory {
         }
         Tensor::from_data(TensorData::new(out, [batch, spec.negatives]), device)
     }
-}
-
-/// SplitMix64's output function: a well-mixed 64-bit value from a counter.
-fn splitmix(x: u64) -> u64 {
-    let x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    let x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 /// Each row divided by its L2 norm (the paper's `Normalize(2)`).

@@ -43,7 +43,7 @@ mod objective;
 mod schedule;
 mod taps;
 
-pub use batch::{DistillBatch, ItemKey, fnv1a, fnv1a_start};
+pub use batch::{DistillBatch, ItemKey, fnv1a, fnv1a_start, splitmix64};
 pub use connectors::{Connector, Connectors};
 pub use contrast::{ContrastMemory, Contrasts, MemoryInput, MemorySpec, nce};
 pub use ensemble::Ensemble;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use kd_core::{DistillBatch, ItemKey, fnv1a};
+use kd_core::{DistillBatch, ItemKey, fnv1a, splitmix64};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -113,14 +113,6 @@ pub struct ImageBatcher {
     epoch: u64,
 }
 
-pub(crate) fn mix(mut x: u64) -> u64 {
-    // splitmix64 finaliser
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 impl ImageBatcher {
     /// A batcher over `set`; `train` enables random crops (and flips if `flip`).
     pub fn new(set: Arc<ImageSet>, train: bool, flip: bool, normalize: bool, seed: u64) -> Self {
@@ -144,8 +136,9 @@ impl ImageBatcher {
     pub fn item_pixels(&self, index: usize, out: &mut [f32]) -> bool {
         let img = self.set.image(index);
         let size = self.set.size() as u32;
-        let mut rng =
-            StdRng::seed_from_u64(mix(self.seed ^ mix(self.epoch) ^ mix(index as u64 + 1)));
+        let mut rng = StdRng::seed_from_u64(splitmix64(
+            self.seed ^ splitmix64(self.epoch) ^ splitmix64(index as u64 + 1),
+        ));
         let offset = if self.train {
             (rng.random::<f64>(), rng.random::<f64>())
         } else {

@@ -11,8 +11,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use kd_core::splitmix64;
+
 use crate::DataError;
-use crate::batch::{ImageBatch, ImageBatcher, ImageItem, mix};
+use crate::batch::{ImageBatch, ImageBatcher, ImageItem};
 use crate::files::Split;
 use crate::image_set::{DataConfig, ImageSet};
 
@@ -157,8 +159,8 @@ impl ImageLoader {
     fn epoch_positions(&self, epoch: u64) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.indices.len()).collect();
         if self.is_train() {
-            order.shuffle(&mut StdRng::seed_from_u64(mix(
-                self.batcher.seed ^ mix(epoch + 1)
+            order.shuffle(&mut StdRng::seed_from_u64(splitmix64(
+                self.batcher.seed ^ splitmix64(epoch + 1),
             )));
         }
         let mut batches: Vec<Vec<usize>> =
