@@ -201,7 +201,7 @@ pub fn bench_backend(
         let label = format!("teacher eval forward ({arch})");
         let ms = time(&label, warmup, iters, |_| {
             let x = Tensor::random([b, 3, size, size], Distribution::Normal(0.0, 1.0), &inner);
-            let y: f32 = t.forward_logits(x).slice([0..1, 0..1]).into_scalar();
+            let y: f32 = t.forward_logits(x).rows().slice([0..1, 0..1]).into_scalar();
             std::hint::black_box(y);
         });
         match arch {

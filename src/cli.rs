@@ -293,7 +293,10 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
             head,
         }) => {
             let net = model(registry, &name, head, "kd layers")?;
-            for layer in net.features().layers(size) {
+            for layer in net
+                .features()
+                .layers(crate::core::image_example(size, &net.features().device()))
+            {
                 let alias = layer.alias.map(|a| format!("({a})")).unwrap_or_default();
                 say!("{:<28} {:<22} {:?}", layer.path, alias, layer.shape)?;
             }
@@ -307,7 +310,11 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
         }) => {
             let s = model(registry, &student, None, "--student")?;
             let t = model(registry, &teacher, teacher_head, "--teacher")?;
-            for pair in match_feature_layers(s.features(), t.features(), size) {
+            for pair in match_feature_layers(
+                s.features(),
+                t.features(),
+                crate::core::image_example(size, &s.features().device()),
+            ) {
                 say!("{:<12} <-> {}", pair.student, pair.teacher)?;
             }
             Ok(())

@@ -111,19 +111,14 @@ fn loss_and_grads(
     let device = device.clone().autodiff();
     let sl = copy(s.0, &device).require_grad();
     let sf = copy(s.1, &device).require_grad();
-    let so = Outputs {
-        logits: sl.clone(),
-        taps: BTreeMap::from([("f".to_string(), sf.clone())]),
-    };
-    let to = Outputs {
-        logits: copy(t.0, &device),
-        taps: BTreeMap::from([("f".to_string(), copy(t.1, &device))]),
-    };
+    let so = Outputs::new(sl.clone()).with_tap("f", sf.clone());
+    let to = Outputs::new(copy(t.0, &device)).with_tap("f", copy(t.1, &device));
     let y = Tensor::<1, Int>::from_data(y.to_data(), &device);
     let input = KdInput {
         student: &so,
         teacher: &to,
         targets: Some(&y),
+        rows: None,
         temperature_scale: 1.0,
         memory: None,
     };

@@ -211,6 +211,7 @@ fn a_user_defined_teacher_teaches_a_bundled_resnet() {
     let teacher_before: Vec<f32> = teacher
         .valid()
         .forward_logits(x.clone())
+        .rows()
         .to_data()
         .iter()
         .collect();
@@ -241,6 +242,7 @@ fn a_user_defined_teacher_teaches_a_bundled_resnet() {
         .teacher()
         .unwrap()
         .forward_logits(x)
+        .rows()
         .to_data()
         .iter()
         .collect();

@@ -222,7 +222,8 @@ fn a_model_without_weight_import_refuses_pretrained_weights() {
 fn a_registered_loss_gets_its_parameters_from_the_file() {
     let logits = |v: [f32; 4]| kd::core::Outputs {
         logits: burn::tensor::Tensor::<1>::from_floats(v.as_slice(), &burn::tensor::Device::flex())
-            .reshape([2, 2]),
+            .reshape([2, 2])
+            .into(),
         taps: Default::default(),
     };
     // Row 0: orthogonal logits (cosine 0); row 1: parallel ones (cosine 1). Mean of 1 − cos: 0.5.
@@ -231,6 +232,7 @@ fn a_registered_loss_gets_its_parameters_from_the_file() {
         student: &student,
         teacher: &teacher,
         targets: None,
+        rows: None,
         temperature_scale: 1.0,
         memory: None,
     };

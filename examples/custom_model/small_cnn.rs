@@ -56,8 +56,8 @@ impl FeatureModel for SmallCnn {
         taps.offer("stage2", &x);
         let pooled = adaptive_avg_pool2d(x, [1, 1]);
         taps.offer("pool", &pooled);
-        let logits = self.classifier.forward(pooled.flatten(1, 3));
-        taps.offer_flat("classifier", &logits);
+        let logits: Tensor<2> = self.classifier.forward(pooled.flatten(1, 3));
+        taps.offer("classifier", &logits);
         taps.finish(logits)
     }
 

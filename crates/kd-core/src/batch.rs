@@ -1,10 +1,13 @@
 //! The batch contract: what a trainer needs from a batch of any data pipeline — the model's
-//! inputs, the class targets, and (optionally) a stable key per item under which a frozen
-//! teacher's outputs may be cached, and how to split it over several devices.
+//! inputs (of any [`ModelInput`] type), the targets if there are any, which positions count,
+//! and (optionally) a stable key per item under which a frozen teacher's outputs may be
+//! cached, and how to split it over several devices.
 
 use std::ops::Range;
 
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
+
+use crate::{ModelInput, Supervision, Targets};
 
 /// Names one item's exact model input, so a frozen teacher's outputs for it can be reused.
 ///
@@ -24,13 +27,17 @@ pub struct ItemKey {
 
 /// A batch a distillation trainer can consume.
 ///
-/// Implement it for the batch type of your own `Batcher`; `cache_keys` is optional (without it
-/// the teacher runs on every batch), so is `item_indices` (needed by CRD only; by default read
-/// from the cache keys) and so is `shard` (without it the batch trains on one device only).
+/// Implement it for the batch type of your own `Batcher`. `Input` is what your models'
+/// [`FeatureModel`](crate::FeatureModel) takes: `Tensor<4>` images, token ids, a
+/// `(tokens, mask)` pair — any [`ModelInput`]. `targets` returns `None` for unlabeled data
+/// (the objective then has no cross-entropy part); `mask` marks the positions that count for
+/// per-position logits. `cache_keys` is optional (without it the teacher runs on every batch),
+/// so is `item_indices` (needed by CRD only; by default read from the cache keys) and so is
+/// `shard` (without it the batch trains on one device only).
 ///
 /// ```
 /// use burn::tensor::{Int, Tensor};
-/// use kd_core::{DistillBatch, ItemKey};
+/// use kd_core::{DistillBatch, ItemKey, Targets};
 ///
 /// #[derive(Debug, Clone)]
 /// struct MyBatch {
@@ -39,11 +46,12 @@ pub struct ItemKey {
 /// }
 ///
 /// impl DistillBatch for MyBatch {
+///     type Input = Tensor<4>;
 ///     fn inputs(&self) -> Tensor<4> {
 ///         self.images.clone()
 ///     }
-///     fn targets(&self) -> Tensor<1, Int> {
-///         self.labels.clone()
+///     fn targets(&self) -> Option<Targets> {
+///         Some(Targets::Items(self.labels.clone()))
 ///     }
 ///     fn without_autodiff(self) -> Self {
 ///         Self {
@@ -61,11 +69,29 @@ pub struct ItemKey {
 /// }
 /// ```
 pub trait DistillBatch: Clone + Send + Sync + std::fmt::Debug + 'static {
-    /// The models' input, `[batch, channels, height, width]`.
-    fn inputs(&self) -> Tensor<4>;
+    /// What the student and the teachers take as input.
+    type Input: ModelInput;
 
-    /// Class indices, `[batch]`.
-    fn targets(&self) -> Tensor<1, Int>;
+    /// The models' input for this batch.
+    fn inputs(&self) -> Self::Input;
+
+    /// Class indices per item (`[batch]`) or per position (`[batch, positions]`); `None` for
+    /// data without labels.
+    fn targets(&self) -> Option<Targets>;
+
+    /// For per-position logits: `[batch, positions]`, `true` where a position counts (padding
+    /// is `false`). The default, `None`, counts every position.
+    fn mask(&self) -> Option<Tensor<2, Bool>> {
+        None
+    }
+
+    /// Targets and mask together, as the objective reads them.
+    fn supervision(&self) -> Supervision {
+        Supervision {
+            targets: self.targets(),
+            mask: self.mask(),
+        }
+    }
 
     /// The same batch with every tensor on the tape-free device (for evaluation).
     fn without_autodiff(self) -> Self;
@@ -106,7 +132,7 @@ pub trait DistillBatch: Clone + Send + Sync + std::fmt::Debug + 'static {
 
     /// Number of items.
     fn len(&self) -> usize {
-        self.targets().dims()[0]
+        self.inputs().batch_size()
     }
 
     /// True when the batch holds no item.

@@ -1,5 +1,7 @@
 //! Learnable connectors: a 1×1 convolution + BatchNorm adapting a student tap to the channel
-//! count of the teacher tap it is compared with, trained and saved with the student.
+//! count of the teacher tap it is compared with, trained and saved with the student. On a
+//! vector or a sequence the same module acts on the features: a linear map without bias
+//! applied to each item (each position) and BatchNorm over the features.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,7 @@ use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::objective::DEFAULT_TEACHER;
-use crate::{LossError, Objective, Outputs};
+use crate::{LossError, Objective, Outputs, Tap};
 
 /// A learnable 1×1 convolution + BatchNorm mapping a student tap to the teacher's channels.
 #[derive(Module, Debug)]
@@ -34,6 +36,23 @@ impl Connector {
     /// Map a student feature map.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.bn.forward(self.conv.forward(x))
+    }
+
+    /// Map a student tap of any rank (its features, see [`Tap::width`]).
+    pub fn forward_tap(&self, tap: Tap) -> Tap {
+        match tap {
+            Tap::Map(x) => Tap::Map(self.forward(x)),
+            Tap::Vector(x) => {
+                let [b, f] = x.dims();
+                let y = self.forward(x.reshape([b, f, 1, 1]));
+                let [_, c, _, _] = y.dims();
+                Tap::Vector(y.reshape([b, c]))
+            }
+            Tap::Sequence(x) => {
+                let y = self.forward(x.swap_dims(1, 2).unsqueeze_dim(3));
+                Tap::Sequence(y.squeeze_dim::<3>(3).swap_dims(1, 2))
+            }
+        }
     }
 }
 
@@ -129,7 +148,7 @@ impl Connectors {
     pub fn apply(&self, mut outputs: Outputs) -> Outputs {
         for (tap, connector) in self.taps.iter().zip(&self.layers) {
             if let Some(x) = outputs.taps.remove(tap) {
-                outputs.taps.insert(tap.clone(), connector.forward(x));
+                outputs.taps.insert(tap.clone(), connector.forward_tap(x));
             }
         }
         outputs

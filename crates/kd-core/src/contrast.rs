@@ -411,7 +411,7 @@ pub(crate) fn crd(
     let tap = |out: &Outputs, side: &'static str, name: &str| {
         out.taps
             .get(name)
-            .map(|t| t.clone().flatten::<2>(1, 3))
+            .map(|t| t.clone().flatten())
             .ok_or_else(|| LossError::MissingTap {
                 loss,
                 side,

@@ -1,9 +1,28 @@
-//! Losses on intermediate feature maps. Each function takes one student and one teacher map
+//! Losses on intermediate outputs. Each function takes one student and one teacher map
 //! `[batch, channels, height, width]` (after any connector) and returns a scalar `[1]`; the
-//! layer sum is done by the caller.
+//! layer sum is done by the caller. Taps of other ranks reach them through [`as_map`]: a
+//! sequence's features are its channels and its positions its spatial axis, so Attention and
+//! NST compare per-position statistics, FitNet and Activation Boundaries compare values
+//! position by position, and Similarity, RKD and PKT (like CRD) compare each item's values
+//! flattened.
 
 use burn::tensor::Tensor;
 use burn::tensor::module::adaptive_avg_pool2d;
+
+use crate::Tap;
+
+/// A tap seen as a map: a vector `[b, f]` as `[b, f, 1, 1]`, a sequence `[b, n, d]` as
+/// `[b, d, n, 1]` (features as channels, positions along the height), a map as it is.
+pub fn as_map(tap: Tap) -> Tensor<4> {
+    match tap {
+        Tap::Vector(t) => {
+            let [b, f] = t.dims();
+            t.reshape([b, f, 1, 1])
+        }
+        Tap::Sequence(t) => t.swap_dims(1, 2).unsqueeze_dim(3),
+        Tap::Map(t) => t,
+    }
+}
 
 /// `max(√sum_sq, eps)` computed as `√max(sum_sq, eps²)`: the same value, but a zero vector (the
 /// difference of a sample with itself, a dead feature map) gets a zero gradient as in PyTorch's

@@ -5,13 +5,15 @@
 //! progress-driven [`Schedule`]s for weights and temperatures, learnable [`Connectors`] for
 //! channel mismatches, and automatic layer pairing ([`match_feature_layers`]) — and the model
 //! contract every student and teacher meets: [`FeatureModel`] (layers tapped by name in one
-//! forward pass, [`Outputs`] = logits + taps). This crate depends on no other kd crate.
+//! forward pass, [`Outputs`] = logits per item or per position + taps of rank 2, 3 or 4) for
+//! inputs of any type ([`ModelInput`]: images, token ids and masks, …), fed by batches that
+//! say their targets, if any, and which positions count ([`DistillBatch`]). This crate depends
+//! on no other kd crate.
 //!
 //! Layer pairs are always explicit: student tap ↔ teacher tap, never paired by the order in
 //! which hooks fire.
 //!
 //! ```
-//! use std::collections::BTreeMap;
 //! use burn::tensor::{Device, Distribution, Int, Tensor};
 //! use kd_core::{LayerPair, LossConfig, Objective, Outputs};
 //!
@@ -21,9 +23,9 @@
 //! assert_eq!((objective.student_taps(), objective.teacher_taps()), (vec!["layer1".to_string()], vec!["0.4".to_string()]));
 //!
 //! // What a student's and a teacher's forward passes return (see `FeatureModel::forward_taps`).
-//! let outputs = |tap: &str| Outputs {
-//!     logits: Tensor::random([2, 2], Distribution::Default, &device),
-//!     taps: BTreeMap::from([(tap.to_string(), Tensor::random([2, 8, 4, 4], Distribution::Default, &device))]),
+//! let outputs = |tap: &str| {
+//!     Outputs::new(Tensor::<2>::random([2, 2], Distribution::Default, &device))
+//!         .with_tap(tap, Tensor::<4>::random([2, 8, 4, 4], Distribution::Default, &device))
 //! };
 //! let (s, t) = (outputs("layer1"), outputs("0.4"));
 //! let y = Tensor::<1, Int>::from_ints([0, 1], &device);
@@ -36,10 +38,12 @@ mod connectors;
 mod contrast;
 mod ensemble;
 pub mod feature;
+mod input;
 pub mod logit;
 mod loss;
 mod matching;
 mod objective;
+mod outputs;
 mod schedule;
 mod taps;
 
@@ -47,13 +51,17 @@ pub use batch::{DistillBatch, ItemKey, fnv1a, fnv1a_start, splitmix64};
 pub use connectors::{Connector, Connectors};
 pub use contrast::{ContrastMemory, Contrasts, MemoryInput, MemorySpec, nce};
 pub use ensemble::Ensemble;
+pub use input::ModelInput;
 pub use loss::{KdInput, KdLoss, LayerPair, LossConfig, pair_features, paired_logits};
 pub use matching::match_feature_layers;
 pub use objective::{
     DEFAULT_TEACHER, LossParts, Mix, Objective, ObjectiveConfig, TeacherOutputs, Term, TermConfig,
 };
+pub use outputs::{Logits, Outputs, Supervision, Tap, Targets, valid_rows};
 pub use schedule::Schedule;
-pub use taps::{FeatureModel, LayerInfo, Outputs, TapError, TapPlan, TapRecorder, nearest_names};
+pub use taps::{
+    FeatureModel, LayerInfo, TapError, TapPlan, TapRecorder, image_example, nearest_names,
+};
 
 /// ImageNet channel means (RGB) of pixels in `[0, 1]`: the input convention of torchvision's and
 /// fastai's pretrained models, which every bundled model and the data pipeline follow.
@@ -90,6 +98,27 @@ pub enum LossError {
         /// What to do about it.
         hint: &'static str,
     },
+    /// A feature loss paired with a tap of a rank it is not defined on.
+    #[error(
+        "{loss}: the {side} tap `{tap}` is a {kind}, shape {shape:?}; {loss} accepts taps of rank {accepts:?} (2 vector, 3 sequence, 4 map)"
+    )]
+    Rank {
+        /// The loss.
+        loss: &'static str,
+        /// `student` or `teacher`.
+        side: &'static str,
+        /// The tap.
+        tap: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// What that shape is (`map [batch, channels, height, width]`, …).
+        kind: &'static str,
+        /// The ranks the loss accepts.
+        accepts: Vec<usize>,
+    },
+    /// The batch's mask cannot be applied to the logits.
+    #[error("mask: {0}")]
+    Mask(String),
     /// A loss that needs class targets got none.
     #[error("{loss} needs the class targets, but none were given")]
     MissingTargets {

@@ -3,7 +3,7 @@
 
 use std::fmt::Debug;
 
-use crate::Outputs;
+use crate::{Outputs, Tap};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -47,8 +47,12 @@ pub struct KdInput<'a> {
     pub student: &'a Outputs,
     /// Teacher logits and taps.
     pub teacher: &'a Outputs,
-    /// Class indices, `[batch]`.
+    /// One class index per logit row that counts ([`paired_logits`]' rows), when the batch
+    /// has labels.
     pub targets: Option<&'a Tensor<1, Int>>,
+    /// For per-position logits under a mask: the rows of [`Logits::rows`](crate::Logits::rows)
+    /// that count (`None`: every row).
+    pub rows: Option<&'a Tensor<1, Int>>,
     /// Multiplies every temperature (1 unless a temperature schedule is set).
     pub temperature_scale: f64,
     /// The term's memory of the training items, for a loss that keeps one
@@ -68,6 +72,12 @@ pub trait KdLoss: Debug + Send + Sync {
     /// is inserted when they differ).
     fn needs_matching_channels(&self) -> bool {
         false
+    }
+    /// The tap ranks this loss is defined on ([`Tap`]: 2 vectors, 3 sequences, 4 maps); a
+    /// pair of another rank is refused when the model is built from its probe batch. Logit
+    /// losses read no tap.
+    fn tap_ranks(&self) -> &'static [usize] {
+        &[2, 3, 4]
     }
     /// The memory of the training items this loss keeps across steps (CRD's banks), if any:
     /// the trainer then builds one ([`ContrastMemory`](crate::ContrastMemory)), trains and
@@ -335,6 +345,9 @@ impl LossConfig {
         paired_logits(self.name(), input)
     }
 
+    /// Σ over `pairs` of `f` on each pair's taps, each seen as a map
+    /// ([`feature::as_map`]): a vector `[b, f]` as `[b, f, 1, 1]`, a sequence `[b, n, d]` as
+    /// `[b, d, n, 1]` (features as channels, positions as the spatial axis).
     fn sum_pairs(
         &self,
         input: &KdInput,
@@ -343,8 +356,8 @@ impl LossConfig {
     ) -> Result<Tensor<1>, LossError> {
         let mut total: Option<Tensor<1>> = None;
         for pair in pairs {
-            let (s, t) = pair_features(self.name(), input, pair, self.needs_matching_channels())?;
-            let value = f(s, t);
+            let (s, t) = pair_features(self, input, pair)?;
+            let value = f(feature::as_map(s), feature::as_map(t));
             total = Some(match total {
                 Some(acc) => acc + value,
                 None => value,
@@ -354,34 +367,46 @@ impl LossConfig {
     }
 }
 
-/// The student's and the teacher's logits, checked to have the same shape (what every logit
-/// loss needs); `loss` names the loss in the error.
+/// The student's and the teacher's logits as rows `[rows, classes]` — one per item, or one
+/// per position that counts under the batch's mask — checked to have the same shape (what
+/// every logit loss needs; a logit loss's batch mean is then the mean over items or over
+/// valid positions). `loss` names the loss in the error.
 pub fn paired_logits(
     loss: &'static str,
     input: &KdInput,
 ) -> Result<(Tensor<2>, Tensor<2>), LossError> {
-    let s = input.student.logits.clone();
-    let t = input.teacher.logits.clone();
-    if s.dims() != t.dims() {
+    let (sd, td) = (input.student.logits.dims(), input.teacher.logits.dims());
+    if sd != td {
         return Err(LossError::Shape {
             loss,
             what: "logits".into(),
-            student: s.dims().to_vec(),
-            teacher: t.dims().to_vec(),
-            hint: "student and teacher must predict the same classes",
+            student: sd,
+            teacher: td,
+            hint: "student and teacher must predict the same classes at the same positions",
         });
     }
-    Ok((s, t))
+    let s = input.student.logits.clone().rows();
+    let t = input.teacher.logits.clone().rows();
+    Ok(match input.rows {
+        Some(rows) => (s.select(0, rows.clone()), t.select(0, rows.clone())),
+        None => (s, t),
+    })
 }
 
-/// Fetch a pair's two maps and check what every feature loss needs: same batch, and the same
-/// channel count where `channels` is set.
+/// Fetch a pair's two taps and check what every feature loss needs: a rank the loss accepts
+/// ([`KdLoss::tap_ranks`]), the same rank and batch on both sides, the same positions for two
+/// sequences, and the same width where the loss
+/// [needs matching channels](KdLoss::needs_matching_channels).
 pub fn pair_features(
-    loss: &'static str,
+    loss: &(impl KdLoss + ?Sized),
     input: &KdInput,
     pair: &LayerPair,
-    channels: bool,
-) -> Result<(Tensor<4>, Tensor<4>), LossError> {
+) -> Result<(Tap, Tap), LossError> {
+    let (channels, ranks, loss) = (
+        loss.needs_matching_channels(),
+        loss.tap_ranks(),
+        loss.name(),
+    );
     let get = |out: &Outputs, side: &'static str, tap: &str| {
         out.taps
             .get(tap)
@@ -397,23 +422,47 @@ pub fn pair_features(
     let t = get(input.teacher, "teacher", &pair.teacher)?;
     let (sd, td) = (s.dims(), t.dims());
     let what = format!("{} ↔ {}", pair.student, pair.teacher);
-    if sd[0] != td[0] {
-        return Err(LossError::Shape {
-            loss,
-            what,
-            student: sd.to_vec(),
-            teacher: td.to_vec(),
-            hint: "batch sizes differ",
-        });
+    let shape = |hint: &'static str| LossError::Shape {
+        loss,
+        what: what.clone(),
+        student: sd.clone(),
+        teacher: td.clone(),
+        hint,
+    };
+    for (side, tap) in [("student", &s), ("teacher", &t)] {
+        if !ranks.contains(&tap.rank()) {
+            return Err(LossError::Rank {
+                loss,
+                side,
+                tap: if side == "student" {
+                    &pair.student
+                } else {
+                    &pair.teacher
+                }
+                .clone(),
+                shape: tap.dims(),
+                kind: tap.kind(),
+                accepts: ranks.to_vec(),
+            });
+        }
     }
-    if channels && sd[1] != td[1] {
-        return Err(LossError::Shape {
-            loss,
-            what,
-            student: sd.to_vec(),
-            teacher: td.to_vec(),
-            hint: "channel counts differ: add a connector for this pair",
-        });
+    if s.rank() != t.rank() {
+        return Err(shape(
+            "the taps have different ranks: pair taps of the same kind",
+        ));
+    }
+    if sd[0] != td[0] {
+        return Err(shape("batch sizes differ"));
+    }
+    if s.rank() == 3 && sd[1] != td[1] {
+        return Err(shape(
+            "the sequences have different numbers of positions: pair taps of equal length",
+        ));
+    }
+    if channels && s.width() != t.width() {
+        return Err(shape(
+            "channel counts differ: add a connector for this pair",
+        ));
     }
     Ok((s, t))
 }
@@ -476,6 +525,15 @@ impl KdLoss for LossConfig {
             self,
             LossConfig::FitNet { .. } | LossConfig::ActivationBoundaries { .. }
         )
+    }
+
+    /// Attention and NST compare per-position statistics of maps and sequences (a vector has
+    /// no positions); every other feature loss accepts any rank.
+    fn tap_ranks(&self) -> &'static [usize] {
+        match self {
+            LossConfig::Attention { .. } | LossConfig::Nst { .. } => &[3, 4],
+            _ => &[2, 3, 4],
+        }
     }
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::Outputs;
+use crate::{Outputs, Supervision, valid_rows};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -151,27 +151,45 @@ pub struct Objective {
 pub struct LossParts {
     /// What is back-propagated.
     pub total: Tensor<1>,
-    /// Cross-entropy of the student.
-    pub ce: Tensor<1>,
+    /// Cross-entropy of the student (mean over items, or over the positions that count);
+    /// `None` for a batch without targets, where it drops out of the total.
+    pub ce: Option<Tensor<1>>,
     /// `KD = Σ weightᵢ·scheduleᵢ·lossᵢ`, before mixing with CE; `None` without terms.
     pub kd: Option<Tensor<1>>,
     /// Each term's unweighted value, by loss name.
     pub terms: Vec<(&'static str, Tensor<1>)>,
+    /// For per-position logits under a mask, the rows of [`Logits::rows`](crate::Logits::rows)
+    /// that count; `None`: every row.
+    pub rows: Option<Tensor<1, Int>>,
+    /// The target of each row that counts, when the batch has labels.
+    pub targets: Option<Tensor<1, Int>>,
 }
 
 impl LossParts {
+    /// The rows of `logits` (the student's, say) that counted, `[rows, classes]`: what
+    /// [`targets`](Self::targets) label, one for one.
+    pub fn counted(&self, logits: &crate::Logits) -> Tensor<2> {
+        let all = logits.clone().rows();
+        match &self.rows {
+            Some(rows) => all.select(0, rows.clone()),
+            None => all,
+        }
+    }
+
     /// Read the total; if it is not finite, find and name the culprit (CE or which loss).
     pub fn check_finite(&self) -> Result<f64, LossError> {
         let total: f64 = self.total.clone().into_scalar::<f32>() as f64;
         if total.is_finite() {
             return Ok(total);
         }
-        let ce: f32 = self.ce.clone().into_scalar();
-        if !ce.is_finite() {
-            return Err(LossError::NonFinite {
-                loss: "CrossEntropy",
-                value: ce as f64,
-            });
+        if let Some(ce) = &self.ce {
+            let ce: f32 = ce.clone().into_scalar();
+            if !ce.is_finite() {
+                return Err(LossError::NonFinite {
+                    loss: "CrossEntropy",
+                    value: ce as f64,
+                });
+            }
         }
         for (name, value) in &self.terms {
             let v: f32 = value.clone().into_scalar();
@@ -207,6 +225,17 @@ impl Objective {
             },
             terms: vec![Term::new(loss)],
         }
+    }
+
+    /// Whether any weight or temperature moves with training progress (a schedule that is not
+    /// [`Schedule::Constant`]): then something must advance the progress.
+    pub fn is_scheduled(&self) -> bool {
+        let moving = |s: &Schedule| *s != Schedule::Constant;
+        matches!(self.mix, Mix::Lerp { schedule, .. } if moving(&schedule))
+            || self
+                .terms
+                .iter()
+                .any(|t| moving(&t.schedule) || moving(&t.temperature))
     }
 
     /// Whether a teacher is needed at all.
@@ -289,8 +318,8 @@ impl Objective {
         out
     }
 
-    /// The loss on one batch with one teacher (`None` when the objective has no terms): the
-    /// terms read `teacher`, which goes by [`DEFAULT_TEACHER`].
+    /// The loss on one batch of per-item class `targets` with one teacher (`None` when the
+    /// objective has no terms): the terms read `teacher`, which goes by [`DEFAULT_TEACHER`].
     pub fn compute(
         &self,
         student: &Outputs,
@@ -302,20 +331,58 @@ impl Objective {
             .map(|t| (DEFAULT_TEACHER.to_string(), t.clone()))
             .into_iter()
             .collect();
-        self.compute_with(student, &teachers, targets, progress)
+        self.compute_with(
+            student,
+            &teachers,
+            &Supervision::labels(targets.clone()),
+            progress,
+        )
     }
 
     /// The loss on one batch, each term reading the teacher it names among `teachers`
-    /// (see [`term_teacher`](Self::term_teacher)). `progress` in `[0, 1]` drives the
-    /// schedules; `student` taps must already be through the connectors.
+    /// (see [`term_teacher`](Self::term_teacher)). `supervision` holds the batch's targets,
+    /// if any, and the mask of positions that count for per-position logits. `progress` in
+    /// `[0, 1]` drives the schedules; `student` taps must already be through the connectors.
+    ///
+    /// Without targets the cross-entropy part drops out: the total is `KD` alone, whatever
+    /// the mix (a mix's weight only divides the labelled and the distilled part).
     pub fn compute_with(
         &self,
         student: &Outputs,
         teachers: &TeacherOutputs,
-        targets: &Tensor<1, Int>,
+        supervision: &Supervision,
         progress: f64,
     ) -> Result<LossParts, LossError> {
-        self.compute_remembering(student, teachers, targets, progress, None)
+        self.compute_remembering(student, teachers, supervision, progress, None)
+    }
+
+    /// The rows of the student's logits that count, and the target of each, checked against
+    /// the logits' shape.
+    fn target_rows(
+        student: &Outputs,
+        supervision: &Supervision,
+    ) -> Result<(Option<Tensor<1, Int>>, Option<Tensor<1, Int>>), LossError> {
+        let rows =
+            valid_rows(&student.logits, supervision.mask.as_ref()).map_err(LossError::Mask)?;
+        let Some(targets) = &supervision.targets else {
+            return Ok((rows, None));
+        };
+        let logits = student.logits.dims();
+        if targets.dims()[..] != logits[..logits.len() - 1] {
+            return Err(LossError::Shape {
+                loss: "CrossEntropy",
+                what: "targets".into(),
+                student: logits,
+                teacher: targets.dims(),
+                hint: "one target per item ([batch] for [batch, classes] logits) or per position ([batch, positions] for [batch, positions, classes])",
+            });
+        }
+        let targets = targets.clone().rows();
+        let targets = match &rows {
+            Some(rows) => targets.select(0, rows.clone()),
+            None => targets,
+        };
+        Ok((rows, Some(targets)))
     }
 
     /// As [`compute_with`](Self::compute_with), giving the terms that keep a memory of the
@@ -325,21 +392,34 @@ impl Objective {
         &self,
         student: &Outputs,
         teachers: &TeacherOutputs,
-        targets: &Tensor<1, Int>,
+        supervision: &Supervision,
         progress: f64,
         memories: Option<(&Contrasts, Option<&[u64]>)>,
     ) -> Result<LossParts, LossError> {
-        let ce = cross_entropy(student.logits.clone(), targets.clone());
+        let (rows, targets) = Self::target_rows(student, supervision)?;
+        let ce = targets.as_ref().map(|targets| {
+            let logits = student.logits.clone().rows();
+            let logits = match &rows {
+                Some(rows) => logits.select(0, rows.clone()),
+                None => logits,
+            };
+            cross_entropy(logits, targets.clone())
+        });
         if self.terms.is_empty() {
+            let ce_only = ce.clone().ok_or(LossError::MissingTargets {
+                loss: "CrossEntropy (the objective has no distillation term)",
+            })?;
             let total = match self.mix {
-                Mix::Sum { ce: gamma } => ce.clone().mul_scalar(gamma),
-                Mix::Lerp { .. } => ce.clone(),
+                Mix::Sum { ce: gamma } => ce_only.mul_scalar(gamma),
+                Mix::Lerp { .. } => ce_only,
             };
             return Ok(LossParts {
                 total,
                 ce,
                 kd: None,
                 terms: Vec::new(),
+                rows,
+                targets,
             });
         }
         let names: Vec<&str> = teachers.keys().map(String::as_str).collect();
@@ -349,7 +429,8 @@ impl Objective {
             let input = KdInput {
                 student,
                 teacher: &teachers[self.term_teacher(term, &names)?],
-                targets: Some(targets),
+                targets: targets.as_ref(),
+                rows: rows.as_ref(),
                 temperature_scale: term.temperature.at(progress),
                 memory: memories.and_then(|(memories, items)| {
                     memories
@@ -368,18 +449,21 @@ impl Objective {
             terms.push((term.loss.name(), value));
         }
         let kd = kd.expect("at least one term");
-        let total = match self.mix {
-            Mix::Lerp { weight, schedule } => {
+        let total = match (&ce, self.mix) {
+            (None, _) => kd.clone(),
+            (Some(ce), Mix::Lerp { weight, schedule }) => {
                 let w = weight * schedule.at(progress);
                 ce.clone().mul_scalar(1.0 - w) + kd.clone().mul_scalar(w)
             }
-            Mix::Sum { ce: gamma } => ce.clone().mul_scalar(gamma) + kd.clone(),
+            (Some(ce), Mix::Sum { ce: gamma }) => ce.clone().mul_scalar(gamma) + kd.clone(),
         };
         Ok(LossParts {
             total,
             ce,
             kd: Some(kd),
             terms,
+            rows,
+            targets,
         })
     }
 }

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use burn::tensor::{Device, Tensor};
 
+use crate::{Logits, Outputs, Tap};
+
 /// A tap that cannot be resolved or was not computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TapError {
@@ -26,29 +28,6 @@ pub enum TapError {
         /// What the forward pass produced.
         available: Vec<String>,
     },
-}
-
-/// The result of one forward pass: the logits plus every requested tap.
-///
-/// Taps are keyed by the name the caller asked for (so `"0.4"` comes back as `"0.4"` even though
-/// it resolves to `layer1`). Every tap is rank 4: flat outputs (`fc`, the head's linear layers)
-/// come back as `[batch, features, 1, 1]`.
-#[derive(Debug, Clone)]
-pub struct Outputs {
-    /// Class scores, `[batch, classes]`.
-    pub logits: Tensor<2>,
-    /// Requested feature maps by requested name.
-    pub taps: BTreeMap<String, Tensor<4>>,
-}
-
-impl Outputs {
-    /// The tap asked for as `name`, or an error naming what was available.
-    pub fn tap(&self, name: &str) -> Result<&Tensor<4>, TapError> {
-        self.taps.get(name).ok_or_else(|| TapError::NotComputed {
-            name: name.to_string(),
-            available: self.taps.keys().cloned().collect(),
-        })
-    }
 }
 
 /// A validated set of taps for one model: canonical module path → the names it was requested as.
@@ -106,7 +85,7 @@ impl TapPlan {
 #[derive(Debug)]
 pub struct TapRecorder<'a> {
     plan: &'a TapPlan,
-    taps: BTreeMap<String, Tensor<4>>,
+    taps: BTreeMap<String, Tap>,
 }
 
 impl<'a> TapRecorder<'a> {
@@ -123,28 +102,24 @@ impl<'a> TapRecorder<'a> {
         self.plan
     }
 
-    /// The forward pass's result: `logits` and every tap recorded.
-    pub fn finish(self, logits: Tensor<2>) -> Outputs {
+    /// The forward pass's result: `logits` (`Tensor<2>` per item, `Tensor<3>` per position)
+    /// and every tap recorded.
+    pub fn finish(self, logits: impl Into<Logits>) -> Outputs {
         Outputs {
-            logits,
+            logits: logits.into(),
             taps: self.taps,
         }
     }
 
-    /// Record `value` under every name that requested `path`.
-    pub fn offer(&mut self, path: &str, value: &Tensor<4>) {
+    /// Record `value` — `[batch, features]`, `[batch, positions, features]` or
+    /// `[batch, channels, height, width]` ([`Tap`]) — under every name that requested `path`.
+    /// A path nobody asked for costs one lookup and no copy.
+    pub fn offer<T: Clone + Into<Tap>>(&mut self, path: &str, value: &T) {
         if let Some(names) = self.plan.wanted.get(path) {
+            let tap: Tap = value.clone().into();
             for name in names {
-                self.taps.insert(name.clone(), value.clone());
+                self.taps.insert(name.clone(), tap.clone());
             }
-        }
-    }
-
-    /// Same as [`offer`](Self::offer) for a flat `[batch, features]` output.
-    pub fn offer_flat(&mut self, path: &str, value: &Tensor<2>) {
-        if self.plan.wants(path) {
-            let [b, f] = value.dims();
-            self.offer(path, &value.clone().reshape([b, f, 1, 1]));
         }
     }
 }
@@ -156,13 +131,16 @@ pub struct LayerInfo {
     pub path: String,
     /// Another name that resolves to the same tap (the torchvision name of a fastai path).
     pub alias: Option<String>,
-    /// Output shape `[batch, channels, height, width]` (flat outputs as `[batch, f, 1, 1]`).
-    pub shape: [usize; 4],
+    /// Output shape, batch first: `[batch, features]`, `[batch, positions, features]` or
+    /// `[batch, channels, height, width]`.
+    pub shape: Vec<usize>,
 }
 
-/// A model whose intermediate outputs can be tapped by name. The trait is dyn-compatible, so a
-/// trainer can hold any implementor as `&dyn FeatureModel`.
-pub trait FeatureModel {
+/// A model whose intermediate outputs can be tapped by name, for inputs of type `I` (images
+/// `[batch, channels, height, width]` by default; token ids, a pair of ids and a padding mask,
+/// anything a [`ModelInput`](crate::ModelInput) holds). The trait is dyn-compatible, so a
+/// trainer can hold any implementor as `&dyn FeatureModel<I>`.
+pub trait FeatureModel<I = Tensor<4>> {
     /// Every tappable module path, in forward (pre-)order, with an optional alias each.
     fn layer_paths(&self) -> Vec<(String, Option<String>)>;
 
@@ -176,13 +154,13 @@ pub trait FeatureModel {
     }
 
     /// Forward pass returning logits and the taps of `plan`.
-    fn forward_taps(&self, input: Tensor<4>, plan: &TapPlan) -> Outputs;
+    fn forward_taps(&self, input: I, plan: &TapPlan) -> Outputs;
 
     /// The device the model's parameters live on.
     fn device(&self) -> Device;
 
     /// Forward pass returning logits only.
-    fn forward_logits(&self, input: Tensor<4>) -> Tensor<2> {
+    fn forward_logits(&self, input: I) -> Logits {
         self.forward_taps(input, &TapPlan::none()).logits
     }
 
@@ -208,9 +186,10 @@ pub trait FeatureModel {
         Ok(plan)
     }
 
-    /// Every layer path with its output shape for a `[1, 3, size, size]` input, like fastai's
-    /// `get_model_layers` plus shapes. Runs one forward pass of batch 1.
-    fn layers(&self, size: usize) -> Vec<LayerInfo> {
+    /// Every layer path with its output shape for `example` (a batch of one item is enough;
+    /// for an image model, [`image_example`](crate::image_example)), like fastai's
+    /// `get_model_layers` plus shapes. Runs one forward pass.
+    fn layers(&self, example: I) -> Vec<LayerInfo> {
         let paths = self.layer_paths();
         let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
         // Every listed path resolves by construction.
@@ -218,8 +197,7 @@ pub trait FeatureModel {
             Ok(plan) => plan,
             Err(_) => return Vec::new(),
         };
-        let input = Tensor::<4>::zeros([1, 3, size, size], &self.device());
-        let out = self.forward_taps(input, &plan);
+        let out = self.forward_taps(example, &plan);
         paths
             .into_iter()
             .filter_map(|(path, alias)| {
@@ -228,6 +206,12 @@ pub trait FeatureModel {
             })
             .collect()
     }
+}
+
+/// A batch of one black RGB `size`×`size` image on `device`: the example input that lists an
+/// image model's layers ([`FeatureModel::layers`]).
+pub fn image_example(size: usize, device: &Device) -> Tensor<4> {
+    Tensor::zeros([1, 3, size, size], device)
 }
 
 /// The `limit` candidates closest to `name` by edit distance (ties broken alphabetically).

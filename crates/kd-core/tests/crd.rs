@@ -268,9 +268,9 @@ fn negatives_are_other_items_drawn_anew_each_step_and_the_same_for_the_same_stat
 #[test]
 fn crd_without_a_memory_or_with_too_many_negatives_is_refused_by_name() {
     let device = Device::flex();
-    let out = |w: usize| Outputs {
-        logits: Tensor::zeros([2, 2], &device),
-        taps: BTreeMap::from([("f".to_string(), Tensor::zeros([2, w, 1, 1], &device))]),
+    let out = |w: usize| {
+        Outputs::new(Tensor::<2>::zeros([2, 2], &device))
+            .with_tap("f", Tensor::<4>::zeros([2, w, 1, 1], &device))
     };
     let (s, t) = (out(4), out(4));
     let crd = LossConfig::crd(LayerPair::new("f", "f"), 100);
@@ -278,6 +278,7 @@ fn crd_without_a_memory_or_with_too_many_negatives_is_refused_by_name() {
         student: &s,
         teacher: &t,
         targets: None,
+        rows: None,
         temperature_scale: 1.0,
         memory: None,
     };

@@ -35,19 +35,20 @@ fn a_users_model_is_tapped_listed_and_named_by_the_contract() {
         other => panic!("{other:?}"),
     }
 
-    let shapes: Vec<(String, [usize; 4])> = as_dyn
-        .layers(16)
+    let shapes: Vec<(String, Vec<usize>)> = as_dyn
+        .layers(kd_core::image_example(16, &device()))
         .into_iter()
         .map(|l| (l.path, l.shape))
         .collect();
     assert_eq!(
         shapes,
         [
-            ("stem".to_string(), [1, 4, 8, 8]),
-            ("stage1".to_string(), [1, 8, 4, 4]),
-            ("stage2".to_string(), [1, 16, 2, 2]),
-            ("pool".to_string(), [1, 16, 1, 1]),
-            ("classifier".to_string(), [1, 2, 1, 1]),
+            ("stem".to_string(), vec![1, 4, 8, 8]),
+            ("stage1".to_string(), vec![1, 8, 4, 4]),
+            ("stage2".to_string(), vec![1, 16, 2, 2]),
+            ("pool".to_string(), vec![1, 16, 1, 1]),
+            // A linear layer's output is a vector tap, as produced.
+            ("classifier".to_string(), vec![1, 2]),
         ]
     );
 }
@@ -56,7 +57,7 @@ fn a_users_model_is_tapped_listed_and_named_by_the_contract() {
 fn two_users_models_are_matched_and_distilled() {
     let student = SmallCnn::new(2, 2, &device());
     let teacher = SmallCnn::new(8, 2, &device());
-    let pairs = match_feature_layers(&student, &teacher, 16);
+    let pairs = match_feature_layers(&student, &teacher, kd_core::image_example(16, &device()));
     let names: Vec<(&str, &str)> = pairs
         .iter()
         .map(|p| (p.student.as_str(), p.teacher.as_str()))

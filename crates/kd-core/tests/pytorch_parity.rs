@@ -36,18 +36,12 @@ fn tensor<const D: usize>(t: &PackTensor, device: &Device) -> Tensor<D> {
 }
 
 fn outputs_logits(logits: Tensor<2>) -> Outputs {
-    Outputs {
-        logits,
-        taps: BTreeMap::new(),
-    }
+    Outputs::new(logits)
 }
 
 fn outputs_feature(name: &str, f: Tensor<4>) -> Outputs {
     let device = f.device();
-    Outputs {
-        logits: Tensor::zeros([f.dims()[0], 2], &device),
-        taps: BTreeMap::from([(name.to_string(), f)]),
-    }
+    Outputs::new(Tensor::<2>::zeros([f.dims()[0], 2], &device)).with_tap(name, f)
 }
 
 fn max_abs(v: &[f32]) -> f32 {
@@ -73,6 +67,7 @@ fn every_loss_and_gradient_matches_pytorch() {
                 student: &so,
                 teacher: &to,
                 targets: Some(&y),
+                rows: None,
                 temperature_scale: 1.0,
                 memory: None,
             };
@@ -93,6 +88,7 @@ fn every_loss_and_gradient_matches_pytorch() {
                 student: &so,
                 teacher: &to,
                 targets: None,
+                rows: None,
                 temperature_scale: 1.0,
                 memory: None,
             };

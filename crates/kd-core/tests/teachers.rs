@@ -20,10 +20,7 @@ fn logits(values: &[f64], classes: usize) -> Tensor<2> {
 }
 
 fn outputs(values: &[f64], classes: usize) -> Outputs {
-    Outputs {
-        logits: logits(values, classes),
-        taps: BTreeMap::new(),
-    }
+    Outputs::new(logits(values, classes))
 }
 
 fn softmax(z: &[f64], t: f64) -> Vec<f64> {
@@ -77,21 +74,18 @@ fn soft_target_reading_an_ensemble_is_the_kl_to_the_mixture() {
     let mut teachers: TeacherOutputs = BTreeMap::new();
     teachers.insert("a".into(), outputs(&A, 3));
     teachers.insert("b".into(), outputs(&B, 3));
-    let mixed = ens.combine(&[teachers["a"].logits.clone(), teachers["b"].logits.clone()]);
-    teachers.insert(
-        "both".into(),
-        Outputs {
-            logits: mixed,
-            taps: BTreeMap::new(),
-        },
-    );
+    let mixed = ens.combine(&[
+        teachers["a"].logits.clone().rows(),
+        teachers["b"].logits.clone().rows(),
+    ]);
+    teachers.insert("both".into(), Outputs::new(mixed));
     let objective = Objective {
         mix: Mix::Sum { ce: 0.0 },
         terms: vec![Term::new(LossConfig::SoftTarget { temperature: t }).reading("both")],
     };
     let targets = Tensor::from_ints([0, 1], &device());
     let parts = objective
-        .compute_with(&outputs(&student, 3), &teachers, &targets, 0.0)
+        .compute_with(&outputs(&student, 3), &teachers, &targets.into(), 0.0)
         .unwrap();
     let got = parts.kd.unwrap().into_scalar::<f32>() as f64;
     // T² · mean over rows of KL(p_mix ‖ softmax(s/T)).
@@ -126,7 +120,7 @@ fn each_term_reads_the_teacher_it_names() {
             terms: vec![term],
         };
         objective
-            .compute_with(&student, &teachers, &targets, 0.0)
+            .compute_with(&student, &teachers, &targets.clone().into(), 0.0)
             .map(|p| p.kd.unwrap().into_scalar::<f32>() as f64)
     };
     let st = LossConfig::SoftTarget { temperature: t };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use kd_core::{DistillBatch, ItemKey, fnv1a, splitmix64};
+use kd_core::{DistillBatch, ItemKey, Targets, fnv1a, splitmix64};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -60,12 +60,14 @@ impl ImageBatch {
 }
 
 impl DistillBatch for ImageBatch {
+    type Input = Tensor<4>;
+
     fn inputs(&self) -> Tensor<4> {
         self.images.clone()
     }
 
-    fn targets(&self) -> Tensor<1, Int> {
-        self.targets.clone()
+    fn targets(&self) -> Option<Targets> {
+        Some(Targets::Items(self.targets.clone()))
     }
 
     fn without_autodiff(self) -> Self {

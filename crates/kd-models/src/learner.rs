@@ -76,22 +76,22 @@ impl FastaiHead {
         let pooled = Tensor::cat(vec![max, avg], 1);
         sink.offer("1.0", &pooled);
         let y: Tensor<2> = pooled.flatten(1, 3);
-        sink.offer_flat("1.1", &y);
+        sink.offer("1.1", &y);
         let y = self.bn1.forward(y);
-        sink.offer_flat("1.2", &y);
+        sink.offer("1.2", &y);
         let y = self.drop1.forward(y);
-        sink.offer_flat("1.3", &y);
+        sink.offer("1.3", &y);
         let y = self.lin1.forward(y);
-        sink.offer_flat("1.4", &y);
+        sink.offer("1.4", &y);
         let y = relu(y);
-        sink.offer_flat("1.5", &y);
+        sink.offer("1.5", &y);
         let y = self.bn2.forward(y);
-        sink.offer_flat("1.6", &y);
+        sink.offer("1.6", &y);
         let y = self.drop2.forward(y);
-        sink.offer_flat("1.7", &y);
+        sink.offer("1.7", &y);
         let y = self.lin2.forward(y);
-        sink.offer_flat("1.8", &y);
-        sink.offer_flat("1", &y);
+        sink.offer("1.8", &y);
+        sink.offer("1", &y);
         y
     }
 }

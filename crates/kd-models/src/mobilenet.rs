@@ -305,10 +305,10 @@ impl FeatureModel for MobileNetV2 {
         sink.offer("features", &x);
         let pooled: Tensor<2> = adaptive_avg_pool2d(x, [1, 1]).flatten(1, 3);
         let pooled = self.dropout.forward(pooled);
-        sink.offer_flat("classifier.0", &pooled);
+        sink.offer("classifier.0", &pooled);
         let logits = self.classifier.forward(pooled);
-        sink.offer_flat("classifier.1", &logits);
-        sink.offer_flat("classifier", &logits);
+        sink.offer("classifier.1", &logits);
+        sink.offer("classifier", &logits);
         sink.finish(logits)
     }
 

@@ -453,7 +453,7 @@ impl FeatureModel for ResNet {
         let logits = match &self.fc {
             Some(fc) => {
                 let logits = fc.forward(flat);
-                sink.offer_flat("fc", &logits);
+                sink.offer("fc", &logits);
                 logits
             }
             None => flat,

@@ -41,11 +41,17 @@ fn stage_taps_have_resnet_shapes_for_every_depth() {
         assert_eq!(shape("layer3"), [1, 256 * e, 4, 4], "{arch}");
         assert_eq!(shape("layer4"), [1, 512 * e, 2, 2], "{arch}");
         assert_eq!(shape("avgpool"), [1, 512 * e, 1, 1], "{arch}");
-        assert_eq!(shape("fc"), [1, 3, 1, 1], "{arch}");
+        assert_eq!(shape("fc"), [1, 3], "{arch}");
         assert_eq!(out.logits.dims(), [1, 3]);
         // The fc tap is the logits.
         let fc: Vec<f32> = out.taps["fc"].to_data().try_to_vec::<f32>().unwrap();
-        let logits: Vec<f32> = out.logits.to_data().try_to_vec::<f32>().unwrap();
+        let logits: Vec<f32> = out
+            .logits
+            .clone()
+            .rows()
+            .to_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(fc, logits);
     }
 }
@@ -60,8 +66,20 @@ fn no_taps_means_no_taps_and_same_logits() {
     let plan = model.tap_plan(&["layer2.1.bn2"]).unwrap();
     let tapped = model.forward_taps(input(32), &plan);
     assert_eq!(tapped.taps.len(), 1);
-    let a: Vec<f32> = plain.logits.to_data().try_to_vec::<f32>().unwrap();
-    let b: Vec<f32> = tapped.logits.to_data().try_to_vec::<f32>().unwrap();
+    let a: Vec<f32> = plain
+        .logits
+        .clone()
+        .rows()
+        .to_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let b: Vec<f32> = tapped
+        .logits
+        .clone()
+        .rows()
+        .to_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     assert_eq!(a, b);
 }
 
@@ -129,15 +147,15 @@ fn layer_listing_matches_torchvision_module_order_with_shapes() {
         let model = ResNetConfig::new(arch)
             .with_classes(Some(2))
             .init(&device());
-        let layers = model.layers(64);
+        let layers = model.layers(kd_core::image_example(64, &device()));
         let paths: Vec<String> = layers.iter().map(|l| l.path.clone()).collect();
         assert_eq!(paths, torchvision_module_names(arch), "{arch}");
-        let find = |p: &str| layers.iter().find(|l| l.path == p).unwrap().shape;
+        let find = |p: &str| layers.iter().find(|l| l.path == p).unwrap().shape.clone();
         assert_eq!(
             find("layer3"),
             [1, if arch.bottleneck() { 1024 } else { 256 }, 4, 4]
         );
-        assert_eq!(find("fc"), [1, 2, 1, 1]);
+        assert_eq!(find("fc"), [1, 2]);
     }
 }
 
@@ -164,9 +182,9 @@ fn fastai_and_torchvision_names_give_the_same_taps() {
     // The head: concat pool doubles the channels, the last linear gives the logits.
     let out = model.forward_taps(input(64), &model.tap_plan(&["1.0", "1.4", "1.8"]).unwrap());
     assert_eq!(out.taps["1.0"].dims(), [1, 1024, 1, 1]);
-    assert_eq!(out.taps["1.4"].dims(), [1, 512, 1, 1]);
+    assert_eq!(out.taps["1.4"].dims(), [1, 512]);
     assert_eq!(out.logits.dims(), [1, 2]);
-    let listing = model.layers(64);
+    let listing = model.layers(kd_core::image_example(64, &device()));
     let l1 = listing.iter().find(|l| l.path == "0.4").unwrap();
     assert_eq!(l1.alias.as_deref(), Some("layer1"));
     assert_eq!(l1.shape, [1, 64, 16, 16]);
@@ -355,17 +373,20 @@ fn native_save_and_load_round_trip_exactly() {
     let mut fresh = VisionLearner::new(ResNetConfig::new(Arch::ResNet18).init(&device()), 2);
     let before: Vec<f32> = fresh
         .forward_logits(input(32))
+        .rows()
         .to_data()
         .try_to_vec::<f32>()
         .unwrap();
     load_model(&mut fresh, &path).unwrap();
     let a: Vec<f32> = model
         .forward_logits(input(32))
+        .rows()
         .to_data()
         .try_to_vec::<f32>()
         .unwrap();
     let b: Vec<f32> = fresh
         .forward_logits(input(32))
+        .rows()
         .to_data()
         .try_to_vec::<f32>()
         .unwrap();
@@ -409,7 +430,8 @@ fn automatic_matching_pairs_shallowest_layers_by_resolution() {
         .with_classes(Some(2))
         .init(&device());
     let teacher = VisionLearner::new(ResNetConfig::new(Arch::ResNet50).init(&device()), 2);
-    let pairs = kd_core::match_feature_layers(&student, &teacher, 64);
+    let pairs =
+        kd_core::match_feature_layers(&student, &teacher, kd_core::image_example(64, &device()));
     let expect = [
         ("conv1", "0.0"),
         ("maxpool", "0.3"),
@@ -437,11 +459,13 @@ fn a_loaded_model_does_not_depend_on_its_file_afterwards() {
     drop(dir);
     let a: Vec<f32> = model
         .forward_logits(input(32))
+        .rows()
         .to_data()
         .try_to_vec::<f32>()
         .unwrap();
     let b: Vec<f32> = loaded
         .forward_logits(input(32))
+        .rows()
         .to_data()
         .try_to_vec::<f32>()
         .unwrap();

@@ -86,11 +86,12 @@ fn check(arch: Arch) {
     let plan = model.tap_plan(&TAPS).unwrap();
     let out = model.forward_taps(input, &plan);
     let logits_ref: Tensor<2> = to_tensor(&fx[&format!("{name}/logits")], &device);
-    let err = rel_err(out.logits.clone(), logits_ref);
+    let err = rel_err(out.logits.clone().rows(), logits_ref);
     assert!(err < 1e-4, "{name} logits: relative error {err}");
     for tap in TAPS {
         let reference: Tensor<4> = to_tensor(&fx[&format!("{name}/tap/{tap}")], &device);
-        let actual = out.tap(tap).unwrap().clone();
+        // The fixture stores flat outputs as `[batch, features, 1, 1]`.
+        let actual = kd_core::feature::as_map(out.tap(tap).unwrap().clone());
         assert_eq!(actual.dims(), reference.dims(), "{name} tap {tap} shape");
         let err = rel_err(actual, reference);
         assert!(err < 1e-4, "{name} tap {tap}: relative error {err}");

@@ -50,7 +50,7 @@ impl Checkpoints {
         history: &History,
     ) -> Result<(), TrainError>
     where
-        S: TappableModule,
+        S: TappableModule<B::Input>,
         B: DistillBatch,
     {
         let tmp = self.dir.join(format!(".tmp-epoch-{epoch:03}"));
@@ -93,7 +93,7 @@ impl Checkpoints {
         optim: ModuleOptimizer,
     ) -> Result<(ModuleOptimizer, History), TrainError>
     where
-        S: TappableModule,
+        S: TappableModule<B::Input>,
         B: DistillBatch,
     {
         let dir = self.epoch_dir(epoch);
@@ -127,7 +127,7 @@ pub fn load_trained_student<S, B>(
     checkpoint_dir: &Path,
 ) -> Result<History, TrainError>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     let checkpoints = Checkpoints::new(checkpoint_dir);

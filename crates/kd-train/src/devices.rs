@@ -16,7 +16,7 @@ use crate::parallel::{Workers, split_rows};
 
 impl<S, B> DistillModel<S, B>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     /// Train on `devices` (data parallelism): the student and its connectors move to the
@@ -138,10 +138,10 @@ impl KdOutput {
     fn into_device(self, device: &Device) -> Self {
         Self {
             loss: self.loss.to_device(device),
-            ce: self.ce.to_device(device),
+            ce: self.ce.map(|c| c.to_device(device)),
             kd: self.kd.map(|k| k.to_device(device)),
             logits: self.logits.to_device(device),
-            targets: self.targets.to_device(device),
+            targets: self.targets.map(|t| t.to_device(device)),
         }
     }
 
@@ -160,12 +160,22 @@ impl KdOutput {
             .map(|p| p.kd.clone())
             .collect::<Option<Vec<_>>>()
             .map(sum);
+        let ce = parts
+            .iter()
+            .map(|p| p.ce.clone())
+            .collect::<Option<Vec<_>>>()
+            .map(sum);
+        let targets = parts
+            .iter()
+            .map(|p| p.targets.clone())
+            .collect::<Option<Vec<_>>>()
+            .map(|t| Tensor::cat(t, 0));
         Self {
             loss: sum(parts.iter().map(|p| p.loss.clone()).collect()),
-            ce: sum(parts.iter().map(|p| p.ce.clone()).collect()),
+            ce,
             kd,
-            logits: Tensor::cat(parts.iter().map(|p| p.logits.clone()).collect(), 0),
-            targets: Tensor::cat(parts.into_iter().map(|p| p.targets).collect(), 0),
+            logits: Tensor::cat(parts.into_iter().map(|p| p.logits).collect(), 0),
+            targets,
         }
     }
 }

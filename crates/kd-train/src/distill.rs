@@ -7,10 +7,14 @@ use std::sync::Arc;
 
 use burn::module::{Module, ModuleDisplay};
 use burn::tensor::{Device, Int, Tensor};
-use burn::train::metric::{AccuracyInput, Adaptor, ItemLazy, LossInput};
-use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use burn::train::metric::{
+    AccuracyInput, Adaptor, ConfusionStatsInput, ItemLazy, LossInput, PerplexityInput,
+    TopKAccuracyInput,
+};
+use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use kd_core::{
-    Connectors, Contrasts, DistillBatch, FeatureModel, LossParts, Objective, Outputs, TapPlan,
+    Connectors, Contrasts, DistillBatch, FeatureModel, LossParts, ModelInput, Objective, Outputs,
+    Supervision, Tap, TapPlan, Targets,
 };
 
 use crate::TrainError;
@@ -19,21 +23,25 @@ use crate::progress::Progress;
 use crate::teacher::{FrozenTeacher, TeacherCache};
 use crate::teachers::{TeacherSet, Teachers};
 
-/// A Burn module whose layers can be tapped by name ([`FeatureModel`]): what a student must
-/// be. Implemented for every such module; a model of your own only implements `FeatureModel`.
-pub trait TappableModule: Module + ModuleDisplay + FeatureModel + 'static {}
+/// A Burn module whose layers can be tapped by name ([`FeatureModel`]) for inputs of type `I`:
+/// what a student must be. Implemented for every such module; a model of your own only
+/// implements `FeatureModel<I>`.
+pub trait TappableModule<I = Tensor<4>>:
+    Module + ModuleDisplay + FeatureModel<I> + 'static
+{
+}
 
-impl<M: Module + ModuleDisplay + FeatureModel + 'static> TappableModule for M {}
+impl<I, M: Module + ModuleDisplay + FeatureModel<I> + 'static> TappableModule<I> for M {}
 
 /// What is shared by every copy of a [`DistillModel`] and never saved with it.
 #[derive(Debug)]
-struct DistillSetup {
+struct DistillSetup<I> {
     /// CE plus distillation terms.
     objective: Objective,
     /// The student taps the objective reads.
     student_plan: TapPlan,
     /// The frozen teachers the objective reads (none when it reads none).
-    teachers: TeacherSet,
+    teachers: TeacherSet<I>,
     /// Training progress in [0, 1], driving schedules.
     progress: Progress,
 }
@@ -47,7 +55,7 @@ struct DistillSetup {
 /// It implements Burn's `TrainStep` and `InferenceStep`, so it trains under Burn's `Learner`
 /// as well as under [`fit_one_cycle`](crate::fit_one_cycle).
 #[derive(Module, Debug)]
-pub struct DistillModel<S, B> {
+pub struct DistillModel<S, B: DistillBatch> {
     /// The model being trained.
     pub student: S,
     /// Learnable adapters from student taps to teacher channel counts.
@@ -57,7 +65,7 @@ pub struct DistillModel<S, B> {
     pub contrasts: Contrasts,
     /// Teacher, objective and progress.
     #[module(skip)]
-    setup: Arc<DistillSetup>,
+    setup: Arc<DistillSetup<B::Input>>,
     /// One thread per device when it trains on several ([`on_devices`](Self::on_devices)).
     #[module(skip)]
     pub(crate) workers: Option<Arc<Workers>>,
@@ -70,21 +78,39 @@ pub struct DistillModel<S, B> {
 pub struct KdOutput {
     /// The optimised loss.
     pub loss: Tensor<1>,
-    /// Student cross-entropy.
-    pub ce: Tensor<1>,
+    /// Student cross-entropy; `None` for a batch without targets.
+    pub ce: Option<Tensor<1>>,
     /// Weighted distillation sum, if any.
     pub kd: Option<Tensor<1>>,
-    /// Student logits.
+    /// Student logits of the rows that count, `[rows, classes]`: one per item, or one per
+    /// position the batch's mask keeps.
     pub logits: Tensor<2>,
-    /// Targets.
-    pub targets: Tensor<1, Int>,
+    /// The target of each of those rows; `None` for a batch without targets.
+    pub targets: Option<Tensor<1, Int>>,
 }
 
 impl<S, B> DistillModel<S, B>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
+    /// The student trained alone on its cross-entropy: no teacher, no probe batch.
+    pub fn alone(student: S) -> Self {
+        Self {
+            student,
+            connectors: Connectors::none(),
+            contrasts: Contrasts::none(),
+            setup: Arc::new(DistillSetup {
+                objective: Objective::cross_entropy_only(),
+                student_plan: TapPlan::none(),
+                teachers: TeacherSet::none(),
+                progress: Progress::new(),
+            }),
+            workers: None,
+            batch: PhantomData,
+        }
+    }
+
     /// Pair `student` with a frozen `teacher` under `objective`.
     ///
     /// Every tap name is resolved and the whole objective is evaluated once on `probe`, a real
@@ -96,7 +122,7 @@ where
     /// batches give them a cache key ([`DistillBatch::cache_keys`]).
     pub fn new(
         student: S,
-        teacher: Option<FrozenTeacher>,
+        teacher: Option<FrozenTeacher<B::Input>>,
         objective: Objective,
         probe: &B,
         cache: TeacherCache,
@@ -113,7 +139,7 @@ where
     /// there is not, or none when there are several, is an error naming the teachers.
     pub fn with_teachers(
         student: S,
-        teachers: Teachers,
+        teachers: Teachers<B::Input>,
         objective: Objective,
         probe: &B,
         cache: TeacherCache,
@@ -125,7 +151,7 @@ where
         let (connectors, contrasts) = if teachers.is_empty() {
             (Connectors::none(), Contrasts::none())
         } else {
-            let inputs = probe.inputs().inner();
+            let inputs = probe.inputs().without_autodiff();
             let student_taps = tap_shapes(&student.valid(), &student_taps, inputs.clone());
             let teacher_taps: BTreeMap<String, BTreeMap<String, Vec<usize>>> = teachers
                 .run(inputs)
@@ -188,13 +214,13 @@ where
         let model = self.valid();
         let student = model
             .student
-            .forward_taps(probe.inputs().inner(), &model.setup.student_plan);
+            .forward_taps(probe.inputs().without_autodiff(), &model.setup.student_plan);
         let student = model.connectors.apply(student);
         let teachers = model.setup.teachers.run(probe.inputs());
         model.setup.objective.compute_remembering(
             &student,
             &teachers,
-            &probe.targets().inner(),
+            &supervision_without_autodiff(probe.supervision()),
             0.0,
             Some((&model.contrasts, None)),
         )?;
@@ -213,11 +239,25 @@ where
 
     /// The progress value this model's schedules read, to be moved by whoever drives the
     /// optimizer steps: under Burn's `Learner`, give it to [`OneCycle::with_progress`]
-    /// (or call [`set_progress`](Self::set_progress) from a scheduler of your own).
+    /// (or call [`set_progress`](Self::set_progress) from a scheduler of your own). Taking
+    /// the handle tells the model that its progress is driven from outside.
     ///
     /// [`OneCycle::with_progress`]: crate::OneCycle::with_progress
     pub fn progress_handle(&self) -> Progress {
+        self.setup.progress.mark_driven();
         self.setup.progress.clone()
+    }
+
+    /// Under Burn's `Learner` with any learning-rate scheduler: the model advances its own
+    /// weight and temperature schedules, counting its training steps against
+    /// `total_steps` optimizer steps (epochs × batches per epoch; several devices under
+    /// Burn's strategies are accounted for). Without it, or a
+    /// [`progress_handle`](Self::progress_handle) given to a scheduler, a model whose
+    /// objective has schedules stops at its first training step under Burn's `Learner`
+    /// rather than train with them frozen at their start values.
+    pub fn with_total_steps(self, total_steps: usize) -> Self {
+        self.setup.progress.count_over(total_steps);
+        self
     }
 
     /// The objective being optimised.
@@ -231,7 +271,7 @@ where
     }
 
     /// The frozen teacher (the first, when there are several), when the objective reads one.
-    pub fn teacher(&self) -> Option<&(dyn FeatureModel + Send + Sync)> {
+    pub fn teacher(&self) -> Option<&(dyn FeatureModel<B::Input> + Send + Sync)> {
         self.setup.teachers.first()
     }
 
@@ -246,11 +286,13 @@ where
     }
 
     /// Student forward (through the connectors), teacher outputs, objective — as evaluated:
-    /// the memories of CRD terms are read, not updated.
+    /// the memories of CRD terms are read, not updated. Also returns the student's logit
+    /// rows that count (what [`LossParts::targets`] label).
     pub fn loss(&self, batch: &B) -> Result<(LossParts, Tensor<2>), TrainError> {
         let student = self.student_outputs(batch);
         let parts = self.objective_on(&student, batch, false)?;
-        Ok((parts, student.logits))
+        let logits = parts.counted(&student.logits);
+        Ok((parts, logits))
     }
 
     /// The student's logits and the taps the objective reads (through the connectors).
@@ -277,7 +319,7 @@ where
         Ok(self.setup.objective.compute_remembering(
             student,
             &teachers,
-            &batch.targets(),
+            &batch.supervision(),
             self.progress(),
             Some((&self.contrasts, items.as_deref())),
         )?)
@@ -288,13 +330,12 @@ where
     fn output(&self, batch: B, training: bool) -> Result<(KdOutput, LossParts), TrainError> {
         let student = self.student_outputs(&batch);
         let parts = self.objective_on(&student, &batch, training)?;
-        let logits = student.logits;
         let out = KdOutput {
             loss: parts.total.clone(),
             ce: parts.ce.clone(),
             kd: parts.kd.clone(),
-            logits,
-            targets: batch.targets(),
+            logits: parts.counted(&student.logits),
+            targets: parts.targets.clone(),
         };
         Ok((out, parts))
     }
@@ -320,11 +361,19 @@ where
     }
 }
 
+/// The batch's targets and mask on the tape-free device.
+fn supervision_without_autodiff(s: Supervision) -> Supervision {
+    Supervision {
+        targets: s.targets.map(Targets::without_autodiff),
+        mask: s.mask.map(|m| m.without_autodiff()),
+    }
+}
+
 /// The shape of each of `taps` on one forward pass of `inputs` (tape-free).
-fn tap_shapes(
-    model: &dyn FeatureModel,
+fn tap_shapes<I>(
+    model: &dyn FeatureModel<I>,
     taps: &[String],
-    inputs: Tensor<4>,
+    inputs: I,
 ) -> BTreeMap<String, Vec<usize>> {
     match model.tap_plan(&as_strs(taps)) {
         Ok(plan) => shapes(model.forward_taps(inputs, &plan).taps),
@@ -332,10 +381,8 @@ fn tap_shapes(
     }
 }
 
-fn shapes(taps: BTreeMap<String, Tensor<4>>) -> BTreeMap<String, Vec<usize>> {
-    taps.into_iter()
-        .map(|(k, v)| (k, v.dims().to_vec()))
-        .collect()
+fn shapes(taps: BTreeMap<String, Tap>) -> BTreeMap<String, Vec<usize>> {
+    taps.into_iter().map(|(k, v)| (k, v.dims())).collect()
 }
 
 /// Each tap's `width` (channels, or values per item) from its shape.
@@ -346,8 +393,13 @@ fn widths(
     shapes.iter().map(|(k, s)| (k.clone(), width(s))).collect()
 }
 
+/// The width a connector adapts ([`Tap::width`]): a sequence's last dimension, otherwise the
+/// second.
 fn channels(shape: &[usize]) -> usize {
-    shape[1]
+    match shape {
+        [_, _, features] => *features,
+        _ => shape[1],
+    }
 }
 
 fn per_item(shape: &[usize]) -> usize {
@@ -356,7 +408,7 @@ fn per_item(shape: &[usize]) -> usize {
 
 impl<S, B> TrainStep for DistillModel<S, B>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     type Input = B;
@@ -367,6 +419,12 @@ where
     /// the optimizer gets their mean (see [`DistillModel::execution_strategy`]).
     fn step(&self, batch: B) -> TrainOutput<KdOutput> {
         let devices = self.workers.as_ref().map_or(1, |w| w.devices().len());
+        if self.setup.objective.is_scheduled() {
+            // Burn's step cannot return an error: a schedule nothing advances stops here.
+            if let Err(e) = self.setup.progress.before_step(devices) {
+                panic!("distillation step: {e}");
+            }
+        }
         // Shapes and names were checked by `new`; Burn's step cannot return an error.
         self.weighted_step(batch, 1.0 / devices as f32)
             .unwrap_or_else(|e| panic!("distillation step failed: {e}"))
@@ -375,7 +433,7 @@ where
 
 impl<S, B> InferenceStep for DistillModel<S, B>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     type Input = B;
@@ -392,25 +450,66 @@ impl ItemLazy for KdOutput {
     fn sync(self) -> Result<Self, burn::tensor::ExecutionError> {
         Ok(KdOutput {
             loss: self.loss.without_autodiff(),
-            ce: self.ce.without_autodiff(),
+            ce: self.ce.map(|c| c.without_autodiff()),
             kd: self.kd.map(|k| k.without_autodiff()),
             logits: self.logits.without_autodiff(),
-            targets: self.targets.without_autodiff(),
+            targets: self.targets.map(|t| t.without_autodiff()),
         })
     }
 }
 
-impl Adaptor<LossInput> for KdOutput {
-    fn adapt(&self) -> LossInput {
-        LossInput::new(self.loss.clone())
+impl KdOutput {
+    /// The logit rows that have a target, with their targets (none for unlabeled data).
+    fn labelled(&self) -> (Tensor<2>, Tensor<1, Int>) {
+        match &self.targets {
+            Some(targets) => (self.logits.clone(), targets.clone()),
+            None => {
+                let device = self.logits.device();
+                let [_, classes] = self.logits.dims();
+                (
+                    Tensor::zeros([0, classes], &device),
+                    Tensor::zeros([0], &device),
+                )
+            }
+        }
     }
 }
 
-impl Adaptor<AccuracyInput> for KdOutput {
-    fn adapt(&self) -> AccuracyInput {
-        AccuracyInput::new(self.logits.clone(), self.targets.clone())
+impl KdOutput {
+    /// The step as Burn's classification output: the optimised loss, and the logit rows that
+    /// count with their targets.
+    pub fn classification(&self) -> ClassificationOutput {
+        let (logits, targets) = self.labelled();
+        ClassificationOutput {
+            loss: self.loss.clone(),
+            output: logits,
+            targets,
+        }
     }
 }
+
+/// Burn's classification metrics — loss, accuracy, top-k accuracy, perplexity, and precision,
+/// recall and F-score (`ConfusionStatsInput`) — read a step as they read Burn's
+/// `ClassificationOutput`, over the rows that count (items, or the positions the mask keeps);
+/// a batch without targets adds no row. The parts of the objective are metrics of their own
+/// ([`ObjectivePartMetric`](crate::ObjectivePartMetric)).
+macro_rules! classification_adaptors {
+    ($($input:ty),*) => {$(
+        impl Adaptor<$input> for KdOutput {
+            fn adapt(&self) -> $input {
+                self.classification().adapt()
+            }
+        }
+    )*};
+}
+
+classification_adaptors!(
+    LossInput,
+    AccuracyInput,
+    TopKAccuracyInput,
+    PerplexityInput,
+    ConfusionStatsInput
+);
 
 /// Borrow owned names as the `&str`s a tap plan takes.
 pub(crate) fn as_strs(names: &[String]) -> Vec<&str> {

@@ -41,7 +41,7 @@ pub(crate) fn gradients_finite<M: Module>(model: &M, grads: &GradientsParams) ->
 /// loss name) whose value or gradient on `batch` is not finite when back-propagated alone.
 pub(crate) fn culprit<S, B>(model: &DistillModel<S, B>, batch: &B) -> String
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     // A backward pass consumes its graph, so each part gets a forward pass of its own.
@@ -51,7 +51,10 @@ where
             Err(e) => return format!("the objective ({e})"),
         };
         let (name, value) = if k == 0 {
-            ("the cross-entropy".to_string(), parts.ce)
+            match parts.ce {
+                Some(ce) => ("the cross-entropy".to_string(), ce),
+                None => continue,
+            }
         } else {
             let (name, value) = parts.terms.swap_remove(k - 1);
             (format!("the {name} term"), value)

@@ -67,7 +67,7 @@ pub fn fit_one_cycle<S, B>(
     reporter: &mut dyn Reporter,
 ) -> Result<(DistillModel<S, B>, History), TrainError>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     let member = Member::new(model, name, checkpoint_dir, config);
@@ -79,7 +79,7 @@ where
 pub type Fitted<S, B> = (DistillModel<S, B>, History);
 
 /// One model of a fit, with its own optimizer, β1, history and checkpoints.
-pub(crate) struct Member<S, B> {
+pub(crate) struct Member<S, B: DistillBatch> {
     model: DistillModel<S, B>,
     optim: ModuleOptimizer,
     beta_1: Beta1,
@@ -87,7 +87,7 @@ pub(crate) struct Member<S, B> {
     checkpoints: Option<Checkpoints>,
 }
 
-impl<S: TappableModule, B: DistillBatch> Member<S, B> {
+impl<S: TappableModule<B::Input>, B: DistillBatch> Member<S, B> {
     pub(crate) fn new(
         model: DistillModel<S, B>,
         name: &str,
@@ -132,7 +132,7 @@ pub(crate) fn fit_members<S, B>(
     reporter: &mut dyn Reporter,
 ) -> Result<Vec<Fitted<S, B>>, TrainError>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     let start = resume(&mut members, reporter)?;
@@ -180,7 +180,7 @@ where
                     });
                 }
                 sum.0 += value;
-                sum.1 += scalar(out.item.ce.clone());
+                sum.1 += out.item.ce.clone().map(scalar).unwrap_or(0.0);
                 sum.2 += out.item.kd.clone().map(scalar).unwrap_or(0.0);
                 m.model = m.optim.step(lr, m.model, out.grads);
                 stepped.push(m);
@@ -234,7 +234,7 @@ where
 }
 
 /// Whether a member's records have a distillation column: it reads a teacher or its peers.
-fn distilled<S: TappableModule, B: DistillBatch>(
+fn distilled<S: TappableModule<B::Input>, B: DistillBatch>(
     model: &DistillModel<S, B>,
     mutual: Option<f64>,
 ) -> bool {
@@ -247,7 +247,7 @@ fn resume<S, B>(
     reporter: &mut dyn Reporter,
 ) -> Result<usize, TrainError>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     let latest: Option<Vec<usize>> = members
@@ -288,11 +288,12 @@ pub fn evaluate<S, B>(
     valid: &dyn DataLoader<B>,
 ) -> Result<Evaluation, TrainError>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     let model = model.valid();
     let (mut loss, mut ce, mut kd, mut correct, mut count) = (0.0, 0.0, 0.0, 0usize, 0usize);
+    let mut labelled = 0usize;
     for batch in valid.iter() {
         let batch = batch
             .map_err(|e| TrainError::Data(e.to_string()))?
@@ -300,10 +301,15 @@ where
         let b = batch.len();
         let (parts, logits) = model.loss(&batch)?;
         loss += scalar(parts.total) * b as f64;
-        ce += scalar(parts.ce) * b as f64;
-        kd += parts.kd.map(scalar).unwrap_or(0.0) * b as f64;
-        let pred = logits.argmax(1).reshape([b]);
-        correct += pred.equal(batch.targets()).int().sum().into_scalar::<i64>() as usize;
+        ce += parts.ce.clone().map(scalar).unwrap_or(0.0) * b as f64;
+        kd += parts.kd.clone().map(scalar).unwrap_or(0.0) * b as f64;
+        if let Some(targets) = parts.targets {
+            // Rows that count: items, or the positions the mask keeps.
+            let rows = targets.dims()[0];
+            let pred = logits.argmax(1).reshape([rows]);
+            correct += pred.equal(targets).int().sum().into_scalar::<i64>() as usize;
+            labelled += rows;
+        }
         count += b;
     }
     let n = count.max(1) as f64;
@@ -311,6 +317,6 @@ where
         loss: loss / n,
         ce: ce / n,
         kd: model.has_teacher().then_some(kd / n),
-        accuracy: correct as f64 / n,
+        accuracy: correct as f64 / labelled.max(1) as f64,
     })
 }

@@ -44,7 +44,7 @@ pub fn fit_mutual<S, B>(
     reporter: &mut dyn Reporter,
 ) -> Result<Vec<Fitted<S, B>>, TrainError>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     check_students(students.len(), names.len())?;
@@ -82,7 +82,7 @@ pub(crate) fn check_students(students: usize, names: usize) -> Result<(), TrainE
 }
 
 /// Deep mutual learning runs its students on one device each.
-fn check_one_device<S: TappableModule, B: DistillBatch>(
+fn check_one_device<S: TappableModule<B::Input>, B: DistillBatch>(
     students: &[DistillModel<S, B>],
 ) -> Result<(), TrainError> {
     match students.iter().any(|s| s.devices().len() > 1) {
@@ -101,7 +101,7 @@ pub(crate) fn mutual_step<S, B>(
     weight: f64,
 ) -> Result<Vec<TrainOutput<KdOutput>>, TrainError>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     let students: Vec<&DistillModel<S, B>> = members.iter().map(Member::model).collect();
@@ -120,29 +120,38 @@ fn mutual_losses<S, B>(
     weight: f64,
 ) -> Result<Vec<KdOutput>, TrainError>
 where
-    S: TappableModule,
+    S: TappableModule<B::Input>,
     B: DistillBatch,
 {
     let outputs: Vec<_> = students.iter().map(|m| m.student_outputs(batch)).collect();
-    let peers: Vec<Tensor<2>> = outputs.iter().map(|s| s.logits.clone().detach()).collect();
+    let parts = students
+        .iter()
+        .zip(&outputs)
+        .map(|(model, student)| model.objective_on(student, batch, true))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each student's logit rows that count (items, or the positions the mask keeps).
+    let counted: Vec<Tensor<2>> = parts
+        .iter()
+        .zip(&outputs)
+        .map(|(p, s)| p.counted(&s.logits))
+        .collect();
     let mut items = Vec::with_capacity(students.len());
-    for (k, (model, student)) in students.iter().zip(&outputs).enumerate() {
-        let parts = model.objective_on(student, batch, true)?;
-        let kl = peers
+    for (k, parts) in parts.into_iter().enumerate() {
+        let kl = counted
             .iter()
             .enumerate()
             .filter(|&(l, _)| l != k)
-            .map(|(_, peer)| mutual(student.logits.clone(), peer.clone()))
+            .map(|(_, peer)| mutual(counted[k].clone(), peer.clone().detach()))
             .reduce(|a, b| a + b)
             .expect("two students or more")
-            .div_scalar((peers.len() - 1) as f64)
+            .div_scalar((counted.len() - 1) as f64)
             .mul_scalar(weight);
         items.push(KdOutput {
             loss: parts.total + kl.clone(),
             ce: parts.ce,
             kd: Some(parts.kd.map_or(kl.clone(), |kd| kd + kl)),
-            logits: student.logits.clone(),
-            targets: batch.targets(),
+            logits: counted[k].clone(),
+            targets: parts.targets,
         });
     }
     Ok(items)
@@ -169,7 +178,7 @@ pub struct MutualModel<M> {
     weight: f64,
 }
 
-impl<S: TappableModule, B: DistillBatch> MutualModel<DistillModel<S, B>> {
+impl<S: TappableModule<B::Input>, B: DistillBatch> MutualModel<DistillModel<S, B>> {
     /// `students` (two or more, each on one device) learning from each other with `weight`.
     pub fn new(students: Vec<DistillModel<S, B>>, weight: f64) -> Result<Self, TrainError> {
         check_students(students.len(), students.len())?;
@@ -178,7 +187,7 @@ impl<S: TappableModule, B: DistillBatch> MutualModel<DistillModel<S, B>> {
     }
 }
 
-impl<S: TappableModule, B: DistillBatch> TrainStep for MutualModel<DistillModel<S, B>> {
+impl<S: TappableModule<B::Input>, B: DistillBatch> TrainStep for MutualModel<DistillModel<S, B>> {
     type Input = B;
     type Output = KdOutput;
 
@@ -203,7 +212,9 @@ impl<S: TappableModule, B: DistillBatch> TrainStep for MutualModel<DistillModel<
     }
 }
 
-impl<S: TappableModule, B: DistillBatch> InferenceStep for MutualModel<DistillModel<S, B>> {
+impl<S: TappableModule<B::Input>, B: DistillBatch> InferenceStep
+    for MutualModel<DistillModel<S, B>>
+{
     type Input = B;
     type Output = KdOutput;
 

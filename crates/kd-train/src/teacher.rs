@@ -7,19 +7,30 @@ use std::sync::{Arc, Mutex};
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use kd_core::{DistillBatch, FeatureModel, ItemKey, Outputs, TapError, TapPlan};
+use kd_core::{
+    DistillBatch, FeatureModel, ItemKey, Logits, ModelInput, Outputs, Tap, TapError, TapPlan,
+};
 
 /// A teacher ready for distillation: a copy of any tappable Burn model in eval mode on the
 /// tape-free device. It is shared by every copy of the distillation model and never trained;
-/// training on several devices gives each device a copy of its own.
-#[derive(Clone)]
-pub struct FrozenTeacher {
-    model: Arc<dyn FeatureModel + Send + Sync>,
+/// training on several devices gives each device a copy of its own. `I` is what the teacher
+/// takes as input (images by default).
+pub struct FrozenTeacher<I = Tensor<4>> {
+    model: Arc<dyn FeatureModel<I> + Send + Sync>,
     /// Makes an independent copy on another device.
-    replicate: Arc<dyn Fn(&Device) -> FrozenTeacher + Send + Sync>,
+    replicate: Arc<dyn Fn(&Device) -> FrozenTeacher<I> + Send + Sync>,
 }
 
-impl std::fmt::Debug for FrozenTeacher {
+impl<I> Clone for FrozenTeacher<I> {
+    fn clone(&self) -> Self {
+        Self {
+            model: self.model.clone(),
+            replicate: self.replicate.clone(),
+        }
+    }
+}
+
+impl<I> std::fmt::Debug for FrozenTeacher<I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FrozenTeacher")
             .field("layers", &self.model.layer_paths().len())
@@ -27,9 +38,9 @@ impl std::fmt::Debug for FrozenTeacher {
     }
 }
 
-impl FrozenTeacher {
+impl<I: 'static> FrozenTeacher<I> {
     /// Freeze a copy of `teacher` (`valid()`: eval mode, no autodiff).
-    pub fn new<T: Module + FeatureModel + Sync + 'static>(teacher: &T) -> Self {
+    pub fn new<T: Module + FeatureModel<I> + Sync + 'static>(teacher: &T) -> Self {
         let frozen = teacher.valid();
         let source = frozen.clone();
         Self {
@@ -41,7 +52,7 @@ impl FrozenTeacher {
     }
 
     /// The frozen model.
-    pub fn model(&self) -> &(dyn FeatureModel + Send + Sync) {
+    pub fn model(&self) -> &(dyn FeatureModel<I> + Send + Sync) {
         self.model.as_ref()
     }
 
@@ -87,8 +98,8 @@ impl Default for TeacherCache {
 /// One item's teacher outputs, `[1, …]` tensors on the device.
 #[derive(Debug, Clone)]
 struct CachedItem {
-    logits: Tensor<2>,
-    taps: Vec<Tensor<4>>,
+    logits: Logits,
+    taps: Vec<Tap>,
 }
 
 #[derive(Debug, Default)]
@@ -99,9 +110,9 @@ struct Store {
 
 /// The teacher on one device, with the outputs cached there.
 #[derive(Debug)]
-struct Replica {
+struct Replica<I> {
     device: Device,
-    teacher: FrozenTeacher,
+    teacher: FrozenTeacher<I>,
     store: Mutex<Store>,
 }
 
@@ -109,20 +120,20 @@ struct Replica {
 /// each batch, with a copy of the teacher and a cache per device (made when a batch first
 /// comes from that device).
 #[derive(Debug)]
-pub(crate) struct TeacherRunner {
+pub(crate) struct TeacherRunner<I> {
     plan: TapPlan,
     tap_names: Vec<String>,
     budget: TeacherCache,
     /// The teacher as given, on the device it was given on.
-    first: Arc<Replica>,
+    first: Arc<Replica<I>>,
     /// Copies on further devices.
-    copies: Mutex<Vec<Arc<Replica>>>,
+    copies: Mutex<Vec<Arc<Replica<I>>>>,
 }
 
-impl TeacherRunner {
+impl<I: ModelInput> TeacherRunner<I> {
     /// Prepare `teacher`'s taps `taps` with a cache of at most `budget` per device.
     pub(crate) fn new(
-        teacher: FrozenTeacher,
+        teacher: FrozenTeacher<I>,
         taps: &[String],
         budget: TeacherCache,
     ) -> Result<Self, TapError> {
@@ -142,16 +153,16 @@ impl TeacherRunner {
     }
 
     /// The teacher as given (on the device it was given on).
-    pub(crate) fn model(&self) -> &(dyn FeatureModel + Send + Sync) {
+    pub(crate) fn model(&self) -> &(dyn FeatureModel<I> + Send + Sync) {
         self.first.teacher.model()
     }
 
-    fn copies(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Replica>>> {
+    fn copies(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Replica<I>>>> {
         self.copies.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The teacher and cache on `device`, copied there on first use.
-    fn replica(&self, device: &Device) -> Arc<Replica> {
+    fn replica(&self, device: &Device) -> Arc<Replica<I>> {
         if &self.first.device == device {
             return self.first.clone();
         }
@@ -170,14 +181,14 @@ impl TeacherRunner {
 
     /// Number of cached items, over every device.
     pub(crate) fn cached_items(&self) -> usize {
-        let count = |r: &Replica| r.store.lock().map_or(0, |s| s.items.len());
+        let count = |r: &Replica<I>| r.store.lock().map_or(0, |s| s.items.len());
         count(&self.first) + self.copies().iter().map(|r| count(r)).sum::<usize>()
     }
 
     /// The teacher on the tape-free device of `inputs`; its outputs act as constants when
     /// combined with the student's autodiff tensors.
-    pub(crate) fn run(&self, inputs: Tensor<4>) -> Outputs {
-        let inputs = inputs.inner();
+    pub(crate) fn run(&self, inputs: I) -> Outputs {
+        let inputs = inputs.without_autodiff();
         self.replica(&inputs.device())
             .teacher
             .model()
@@ -188,7 +199,7 @@ impl TeacherRunner {
     /// cache key are served from that device's cache when there; the teacher runs on the
     /// others only (on the whole batch when none is cached), and what it computes for keyed
     /// items is kept while the budget allows.
-    pub(crate) fn outputs<B: DistillBatch>(&self, batch: &B) -> Outputs {
+    pub(crate) fn outputs<B: DistillBatch<Input = I>>(&self, batch: &B) -> Outputs {
         let keys = batch.cache_keys();
         // A batch with one key per item, some of them set, can be served from the cache
         // (`DistillModel::new` rejects a probe whose key count is off).
@@ -196,7 +207,7 @@ impl TeacherRunner {
         if self.budget.max_bytes == 0 || !cacheable {
             return self.run(batch.inputs());
         }
-        let inputs = batch.inputs().inner();
+        let inputs = batch.inputs().without_autodiff();
         let replica = self.replica(&inputs.device());
         let run = |inputs| replica.teacher.model().forward_taps(inputs, &self.plan);
         let mut store = replica.store.lock().expect("teacher cache lock");
@@ -218,7 +229,7 @@ impl TeacherRunner {
         }
         let fresh = (!missing.is_empty()).then(|| {
             let rows = row_indices(&missing, &inputs.device());
-            let out = run(inputs.select(0, rows));
+            let out = run(inputs.select_items(rows));
             self.keep(&mut store, &keys, &out, &missing);
             out
         });
@@ -231,20 +242,17 @@ impl TeacherRunner {
         for (i, &row) in rows.iter().enumerate() {
             let Some(key) = keys[row] else { continue };
             let item = CachedItem {
-                logits: out.logits.clone().slice(i..i + 1),
+                logits: out.logits.clone().slice_items(i..i + 1),
                 taps: self
                     .tap_names
                     .iter()
-                    .map(|n| out.taps[n].clone().slice(i..i + 1))
+                    .map(|n| out.taps[n].clone().slice_items(i..i + 1))
                     .collect(),
             };
             let bytes = 4
-                * (item.logits.shape().num_elements()
-                    + item
-                        .taps
-                        .iter()
-                        .map(|t| t.shape().num_elements())
-                        .sum::<usize>()) as u64;
+                * (item.logits.num_elements()
+                    + item.taps.iter().map(Tap::num_elements).sum::<usize>())
+                    as u64;
             if store.bytes + bytes > self.budget.max_bytes {
                 return;
             }
@@ -264,16 +272,15 @@ impl TeacherRunner {
     ) -> Outputs {
         let mut next_fresh = 0;
         let mut logits = Vec::with_capacity(keys.len());
-        let mut taps: Vec<Vec<Tensor<4>>> =
-            vec![Vec::with_capacity(keys.len()); self.tap_names.len()];
+        let mut taps: Vec<Vec<Tap>> = vec![Vec::with_capacity(keys.len()); self.tap_names.len()];
         for (row, key) in keys.iter().enumerate() {
             if missing.get(next_fresh) == Some(&row) {
                 let out = fresh.expect("fresh outputs for missing rows");
                 let i = next_fresh;
                 next_fresh += 1;
-                logits.push(out.logits.clone().slice(i..i + 1));
+                logits.push(out.logits.clone().slice_items(i..i + 1));
                 for (t, name) in self.tap_names.iter().enumerate() {
-                    taps[t].push(out.taps[name].clone().slice(i..i + 1));
+                    taps[t].push(out.taps[name].clone().slice_items(i..i + 1));
                 }
             } else {
                 let item = &store.items[key.as_ref().expect("a cached row has a key")];
@@ -284,12 +291,15 @@ impl TeacherRunner {
             }
         }
         Outputs {
-            logits: Tensor::cat(logits, 0),
+            logits: Logits::cat(logits),
             taps: self
                 .tap_names
                 .iter()
                 .cloned()
-                .zip(taps.into_iter().map(|rows| Tensor::cat(rows, 0)))
+                .zip(
+                    taps.into_iter()
+                        .map(|rows| Tap::cat(rows).expect("one rank per tap")),
+                )
                 .collect(),
         }
     }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
 use kd_core::{
-    DEFAULT_TEACHER, DistillBatch, Ensemble, FeatureModel, Objective, Outputs, TeacherOutputs,
+    DEFAULT_TEACHER, DistillBatch, Ensemble, FeatureModel, ModelInput, Objective, Outputs,
+    TeacherOutputs,
 };
 
 use crate::TrainError;
@@ -33,25 +34,34 @@ use crate::teacher::{FrozenTeacher, TeacherCache, TeacherRunner};
 /// // DistillModel::with_teachers(student, teachers, objective, &probe, TeacherCache::default())
 /// # assert_eq!(teachers.names(), ["a", "b", "both"]);
 /// ```
-#[derive(Debug, Clone, Default)]
-pub struct Teachers {
-    models: Vec<(String, FrozenTeacher)>,
+#[derive(Debug, Clone)]
+pub struct Teachers<I = Tensor<4>> {
+    models: Vec<(String, FrozenTeacher<I>)>,
     ensembles: Vec<Ensemble>,
 }
 
-impl Teachers {
+impl<I> Default for Teachers<I> {
+    fn default() -> Self {
+        Self {
+            models: Vec::new(),
+            ensembles: Vec::new(),
+        }
+    }
+}
+
+impl<I> Teachers<I> {
     /// No teacher (a student trained alone).
     pub fn new() -> Self {
         Self::default()
     }
 
     /// One teacher, called [`DEFAULT_TEACHER`].
-    pub fn one(teacher: FrozenTeacher) -> Self {
+    pub fn one(teacher: FrozenTeacher<I>) -> Self {
         Self::new().with(DEFAULT_TEACHER, teacher)
     }
 
     /// Add `teacher` under `name`.
-    pub fn with(mut self, name: impl Into<String>, teacher: FrozenTeacher) -> Self {
+    pub fn with(mut self, name: impl Into<String>, teacher: FrozenTeacher<I>) -> Self {
         self.models.push((name.into(), teacher));
         self
     }
@@ -100,16 +110,24 @@ impl Teachers {
 /// The teachers an objective reads, ready to run: a runner (with its cache) per model read
 /// directly or through an ensemble, and the ensembles read.
 #[derive(Debug)]
-pub(crate) struct TeacherSet {
-    runners: Vec<(String, TeacherRunner)>,
+pub(crate) struct TeacherSet<I> {
+    runners: Vec<(String, TeacherRunner<I>)>,
     ensembles: Vec<Ensemble>,
 }
 
-impl TeacherSet {
+impl<I: ModelInput> TeacherSet<I> {
+    /// No teacher.
+    pub(crate) fn none() -> Self {
+        Self {
+            runners: Vec::new(),
+            ensembles: Vec::new(),
+        }
+    }
+
     /// The part of `teachers` that `objective` reads, each model planned for the taps its
     /// terms read; the cache budget `cache` is per model.
     pub(crate) fn new(
-        teachers: Teachers,
+        teachers: Teachers<I>,
         objective: &Objective,
         cache: TeacherCache,
     ) -> Result<Self, TrainError> {
@@ -147,7 +165,7 @@ impl TeacherSet {
     }
 
     /// The first teacher model.
-    pub(crate) fn first(&self) -> Option<&(dyn FeatureModel + Send + Sync)> {
+    pub(crate) fn first(&self) -> Option<&(dyn FeatureModel<I> + Send + Sync)> {
         self.runners.first().map(|(_, r)| r.model())
     }
 
@@ -158,24 +176,30 @@ impl TeacherSet {
 
     /// Every teacher's outputs for `batch` (from their caches where the batch allows), one
     /// teacher after another, then the ensembles'.
-    pub(crate) fn outputs<B: DistillBatch>(&self, batch: &B) -> TeacherOutputs {
+    pub(crate) fn outputs<B: DistillBatch<Input = I>>(&self, batch: &B) -> TeacherOutputs {
         self.collect(|r| r.outputs(batch))
     }
 
     /// Every teacher's outputs on `inputs`, no cache involved, then the ensembles'.
-    pub(crate) fn run(&self, inputs: Tensor<4>) -> TeacherOutputs {
+    pub(crate) fn run(&self, inputs: I) -> TeacherOutputs {
         self.collect(|r| r.run(inputs.clone()))
     }
 
-    fn collect(&self, run: impl Fn(&TeacherRunner) -> Outputs) -> TeacherOutputs {
+    fn collect(&self, run: impl Fn(&TeacherRunner<I>) -> Outputs) -> TeacherOutputs {
         let mut out: TeacherOutputs = self
             .runners
             .iter()
             .map(|(name, r)| (name.clone(), run(r)))
             .collect();
         for e in &self.ensembles {
-            let members: Vec<Tensor<2>> = e.members.iter().map(|m| out[m].logits.clone()).collect();
-            let logits = e.combine(&members);
+            // Combined row by row: per-item or per-position logits alike.
+            let members: Vec<Tensor<2>> = e
+                .members
+                .iter()
+                .map(|m| out[m].logits.clone().rows())
+                .collect();
+            let layout = &out[&e.members[0]].logits;
+            let logits = layout.with_rows(e.combine(&members));
             out.insert(
                 e.name.clone(),
                 Outputs {

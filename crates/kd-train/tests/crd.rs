@@ -4,7 +4,7 @@
 
 mod common;
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::Tensor;
 use common::{DieAfterFirstEpoch, device, fit, net, tiny_data, twin};
 use kd_core::{DistillBatch, LayerPair, LossConfig, Mix, Objective, Term};
 use kd_data::{DataBundle, ImageBatch};
@@ -155,11 +155,12 @@ fn crd_trains_its_heads_and_banks_and_a_killed_run_resumes_them_exactly() {
 struct Unkeyed(ImageBatch);
 
 impl DistillBatch for Unkeyed {
+    type Input = Tensor<4>;
     fn inputs(&self) -> Tensor<4> {
         self.0.images.clone()
     }
-    fn targets(&self) -> Tensor<1, Int> {
-        self.0.targets.clone()
+    fn targets(&self) -> Option<kd_core::Targets> {
+        self.0.targets()
     }
     fn without_autodiff(self) -> Self {
         Self(self.0.without_autodiff())

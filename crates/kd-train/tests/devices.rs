@@ -13,7 +13,7 @@ use std::sync::Arc;
 use burn::data::dataloader::DataLoader;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Tensor};
 use burn::train::metric::LossMetric;
 use burn::train::{ExecutionStrategy, Learner, SupervisedTraining};
 use common::{DieAfterFirstEpoch, device, distill, fit, net, soft_target_pairs, tiny_data};
@@ -120,8 +120,8 @@ fn a_step_over_devices_gives_the_whole_batchs_gradient() {
         assert!((la - lb).abs() <= 1e-5 * la.abs(), "loss {la} vs {lb}");
         assert_eq!(b.item.logits.dims(), [items, 2]);
         let (ta, tb): (Vec<i64>, Vec<i64>) = (
-            a.item.targets.to_data().iter::<i64>().collect(),
-            b.item.targets.to_data().iter::<i64>().collect(),
+            a.item.targets.unwrap().to_data().iter::<i64>().collect(),
+            b.item.targets.unwrap().to_data().iter::<i64>().collect(),
         );
         assert_eq!(ta, tb, "targets in batch order");
     }
@@ -250,10 +250,11 @@ fn burns_learner_trains_on_two_devices_with_multi_device() {
 struct Whole(ImageBatch);
 
 impl DistillBatch for Whole {
+    type Input = Tensor<4>;
     fn inputs(&self) -> Tensor<4> {
         self.0.inputs()
     }
-    fn targets(&self) -> Tensor<1, Int> {
+    fn targets(&self) -> Option<kd_core::Targets> {
         self.0.targets()
     }
     fn without_autodiff(self) -> Self {

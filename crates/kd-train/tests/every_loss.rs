@@ -87,7 +87,14 @@ impl KdLoss for NanGradient {
     }
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
-        Ok(input.student.logits.clone().mul_scalar(0.0).sqrt().sum())
+        Ok(input
+            .student
+            .logits
+            .clone()
+            .rows()
+            .mul_scalar(0.0)
+            .sqrt()
+            .sum())
     }
 }
 

@@ -5,12 +5,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use burn::tensor::Tensor;
-use burn::train::metric::{AccuracyMetric, LossMetric};
+use burn::train::metric::{
+    AccuracyMetric, ClassReduction, LossMetric, PrecisionMetric, TopKAccuracyMetric,
+};
 use burn::train::{Learner, SupervisedTraining};
 use common::{Model, distill, net, soft_target_pairs, tiny_data};
 use kd_core::{KdInput, KdLoss, LossError, Mix, Objective, Schedule, Term};
 use kd_models::Arch;
-use kd_train::{OneCycle, fastai_adam};
+use kd_train::{ObjectivePartMetric, OneCycle, fastai_adam};
 
 /// The student's classifier weights.
 fn fc_weights(model: &Model) -> Vec<f32> {
@@ -72,8 +74,8 @@ impl KdLoss for Recorder {
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
         self.0.lock().unwrap().push(input.temperature_scale);
-        let d = input.student.logits.clone() - input.teacher.logits.clone();
-        Ok(d.square().mean())
+        let (s, t) = kd_core::paired_logits(self.name(), input)?;
+        Ok((s - t).square().mean())
     }
 }
 
@@ -131,4 +133,109 @@ fn schedules_advance_under_burns_learner_as_under_fit_one_cycle() {
         seen[steps - 1] > 0.0,
         "the ramp moved within the first epoch"
     );
+}
+
+/// The objective of the schedule tests: a KD weight ramped along a cosine (`0 → 1`), the
+/// same ramp on the temperature, which `Recorder` records at every evaluation.
+fn ramped(seen: &Arc<Mutex<Vec<f64>>>) -> Objective {
+    Objective {
+        mix: Mix::Sum { ce: 1.0 },
+        terms: vec![Term {
+            schedule: Schedule::COS_RAMP,
+            temperature: Schedule::COS_RAMP,
+            ..Term::new(Recorder(seen.clone()))
+        }],
+    }
+}
+
+#[test]
+fn a_ramped_kd_weight_advances_under_burns_cosine_scheduler_when_the_model_counts_its_steps() {
+    let (_dir, data) = tiny_data(16);
+    let teacher = net(Arch::ResNet18, 23);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let steps = data.train.num_batches();
+    let epochs = 2;
+    let total = steps * epochs;
+    let model = distill(
+        net(Arch::ResNet18, 24),
+        Some(&teacher),
+        ramped(&seen),
+        false,
+    )
+    .unwrap()
+    .with_total_steps(total);
+    seen.lock().unwrap().clear(); // the construction's dry run
+    // Burn's own scheduler, which knows nothing of kd.
+    let cosine = burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig::new(1e-3, total)
+        .init()
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Burn's classification metrics and the objective's parts read the steps' outputs.
+    SupervisedTraining::new(
+        out.path(),
+        Arc::new(data.train.clone()),
+        Arc::new(data.valid.clone()),
+    )
+    .metric_train_numeric(ObjectivePartMetric::cross_entropy())
+    .metric_train_numeric(ObjectivePartMetric::distillation())
+    .metric_valid_numeric(TopKAccuracyMetric::new(1))
+    .metric_valid_numeric(PrecisionMetric::multiclass(1, ClassReduction::Macro))
+    .num_epochs(epochs)
+    .launch(Learner::new(model, fastai_adam(0.01).0, cosine));
+    let seen = seen.lock().unwrap().clone();
+    let valid = data.valid.num_batches();
+    assert_eq!(seen.len(), epochs * (steps + valid), "{seen:?}");
+    for epoch in 0..epochs {
+        for i in 0..steps {
+            let step = epoch * steps + i;
+            let want = Schedule::COS_RAMP.at(step as f64 / total as f64);
+            let got = seen[epoch * (steps + valid) + i];
+            assert!(
+                (got - want).abs() < 1e-12,
+                "step {step}: KD weight {got}, expected the cosine ramp's {want}"
+            );
+        }
+    }
+    assert!(
+        seen[steps - 1] > 0.0,
+        "the ramp moved within the first epoch"
+    );
+}
+
+#[test]
+fn a_schedule_nothing_advances_stops_the_first_step_under_burns_learner() {
+    use burn::train::TrainStep;
+    let (_dir, data) = tiny_data(16);
+    let teacher = net(Arch::ResNet18, 25);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let model = distill(
+        net(Arch::ResNet18, 26),
+        Some(&teacher),
+        ramped(&seen),
+        false,
+    )
+    .unwrap();
+    let batch = burn::data::dataloader::DataLoader::iter(&data.train)
+        .next()
+        .unwrap()
+        .unwrap();
+    let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        TrainStep::step(&model, batch.clone())
+    })) else {
+        panic!("a ramp frozen at 0 must not train silently");
+    };
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("with_total_steps") && message.contains("schedules"),
+        "{message}"
+    );
+    // Constant schedules need nothing to advance them.
+    let plain = distill(
+        net(Arch::ResNet18, 27),
+        Some(&teacher),
+        soft_target_pairs(),
+        false,
+    )
+    .unwrap();
+    TrainStep::step(&plain, batch);
 }

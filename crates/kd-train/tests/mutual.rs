@@ -112,7 +112,7 @@ fn each_students_loss_is_its_cross_entropy_plus_the_kl_to_the_others_prediction(
         let plan = net.tap_plan(&[]).unwrap();
         net.forward_taps(x, &plan)
             .logits
-            .into_data()
+            .to_data()
             .convert::<f64>()
             .iter::<f64>()
             .collect()
@@ -120,15 +120,17 @@ fn each_students_loss_is_its_cross_entropy_plus_the_kl_to_the_others_prediction(
     let (mut expected_a, mut expected_b, mut batches) = (0.0, 0.0, 0);
     let loader = data.train.restarted();
     for batch in burn::data::dataloader::DataLoader::iter(&loader) {
-        use kd_core::DistillBatch;
         let batch = batch.unwrap();
         let y: Vec<i64> = batch
-            .targets()
-            .into_data()
+            .targets
+            .to_data()
             .convert::<i64>()
             .iter::<i64>()
             .collect();
-        let (za, zb) = (logits(&a2, batch.inputs()), logits(&b2, batch.inputs()));
+        let (za, zb) = (
+            logits(&a2, batch.images.clone()),
+            logits(&b2, batch.images.clone()),
+        );
         expected_a += ce_plus_kl(&za, &zb, &y, 2);
         expected_b += ce_plus_kl(&zb, &za, &y, 2);
         batches += 1;

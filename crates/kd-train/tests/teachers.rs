@@ -101,10 +101,10 @@ fn each_term_reads_its_teacher_and_an_ensemble_its_members() {
     .unwrap();
     let x = batch.inputs();
     let target = ensemble.combine(&[
-        a.valid().forward_logits(x.clone()),
-        b.valid().forward_logits(x.clone()),
+        a.valid().forward_logits(x.clone()).rows(),
+        b.valid().forward_logits(x.clone()).rows(),
     ]);
-    let s = student.valid().forward_logits(x);
+    let s = student.valid().forward_logits(x).rows();
     let want = logit::soft_target(s, target, T).into_scalar::<f32>() as f64;
     let got = kd(&mixed, &batch);
     assert!((got - want).abs() < 1e-5 * want.abs(), "{got} vs {want}");

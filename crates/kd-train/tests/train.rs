@@ -359,11 +359,12 @@ struct MyBatch {
 }
 
 impl kd_core::DistillBatch for MyBatch {
+    type Input = burn::tensor::Tensor<4>;
     fn inputs(&self) -> burn::tensor::Tensor<4> {
         self.x.clone()
     }
-    fn targets(&self) -> burn::tensor::Tensor<1, burn::tensor::Int> {
-        self.y.clone()
+    fn targets(&self) -> Option<kd_core::Targets> {
+        Some(self.y.clone().into())
     }
     fn without_autodiff(self) -> Self {
         Self {
