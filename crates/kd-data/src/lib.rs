@@ -31,6 +31,7 @@ mod files;
 mod image_set;
 mod loader;
 pub mod npm;
+mod tokens;
 mod transform;
 
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ pub use batch::{ImageBatch, ImageBatcher, ImageItem};
 pub use files::{IMAGE_EXTENSIONS, LabelClosure, LabelFn, Split, Vocab, get_image_files};
 pub use image_set::{BadImagePolicy, DataConfig, ImageSet};
 pub use loader::{DataBundle, EpochIter, ImageDataset, ImageLoader};
+pub use tokens::{TokenBatch, TokenBatcher, TokenItem};
 pub use transform::{
     IMAGENET_MEAN, IMAGENET_STD, MAX_ASPECT_RATIO, MAX_DECODE_BYTES, MAX_IMAGE_SIDE, PadMode,
     ResizeMethod, crop_origin, decode_rgb, precrop, write_chw,

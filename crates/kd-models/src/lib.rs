@@ -22,6 +22,7 @@ pub mod keras;
 mod learner;
 mod mobilenet;
 mod resnet;
+mod text;
 pub mod weights;
 
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ pub use kd_core::{
 pub use learner::{FastaiHead, VisionLearner};
 pub use mobilenet::{ConvBnAct, InvertedResidual, MobileNetV2, MobileNetV2Config};
 pub use resnet::{Arch, Block, Downsample, ResNet, ResNetConfig, StridePlacement};
+pub use text::{TextClassifier, TextClassifierConfig, TokensAndPadding};
 
 /// Everything that can go wrong when building, tapping or loading a model.
 #[derive(Debug, thiserror::Error)]

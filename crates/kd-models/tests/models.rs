@@ -471,3 +471,56 @@ fn a_loaded_model_does_not_depend_on_its_file_afterwards() {
         .unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn the_text_classifier_taps_every_layer_and_ignores_padding() {
+    use burn::nn::transformer::TransformerEncoderInput;
+    use burn::tensor::{Bool, Int};
+    use kd_models::TextClassifierConfig;
+    let device = device();
+    let model = TextClassifierConfig::new(10, 3)
+        .with_width(16)
+        .with_layers(2)
+        .with_heads(2)
+        .init(&device);
+    let tokens = |ids: [i64; 8]| {
+        Tensor::<2, Int>::from_data(burn::tensor::TensorData::new(ids.to_vec(), [2, 4]), &device)
+    };
+    let padding = Tensor::<2, Bool>::from_data(
+        burn::tensor::TensorData::new(
+            vec![false, false, false, true, false, true, true, true],
+            [2, 4],
+        ),
+        &device,
+    );
+    let names = [
+        "embedding",
+        "encoder.0",
+        "encoder.1",
+        "encoder",
+        "pooled",
+        "head",
+    ];
+    let plan = model.tap_plan(&names).unwrap();
+    let out = model.forward_taps((tokens([1, 2, 3, 0, 4, 0, 0, 0]), padding.clone()), &plan);
+    assert_eq!(out.taps["embedding"].dims(), [2, 4, 16]);
+    assert_eq!(out.taps["encoder.1"].dims(), [2, 4, 16]);
+    assert_eq!(out.taps["pooled"].dims(), [2, 16]);
+    assert_eq!(out.logits.dims(), [2, 3]);
+    // Layer by layer is Burn's own encoder forward.
+    let whole = model.encoder.forward(
+        TransformerEncoderInput::new(out.taps["embedding"].clone().sequence().unwrap())
+            .mask_pad(padding.clone()),
+    );
+    let a: Vec<f32> = whole.into_data().iter::<f32>().collect();
+    let b: Vec<f32> = out.taps["encoder"].to_data().iter::<f32>().collect();
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6));
+    // Whatever sits at padded positions does not change the logits.
+    let other = model.forward_taps((tokens([1, 2, 3, 9, 4, 7, 8, 5]), padding), &plan);
+    let (x, y) = (out.logits.to_data(), other.logits.to_data());
+    let (x, y): (Vec<f32>, Vec<f32>) = (x.iter().collect(), y.iter().collect());
+    assert!(
+        x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1e-5),
+        "{x:?} vs {y:?}"
+    );
+}
