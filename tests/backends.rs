@@ -1,7 +1,8 @@
 //! Backend parity: every other compiled backend agrees with flex on ResNet logits and taps,
 //! every loss and its gradient, and a full KD optimizer step (one teacher; two teachers and
-//! their ensemble; the batch split over the device listed twice; CRD with soft targets) and a
-//! deep-mutual-learning step of two students — within 1e-4 of the
+//! their ensemble; the batch split over the device listed twice; CRD with soft targets), a
+//! deep-mutual-learning step of two students and a KD step between transformer text
+//! classifiers on padded token batches — within 1e-4 of the
 //! reference magnitude. Built only with a second backend, e.g.
 //! `cargo test -p kd --features ndarray,tch,wgpu --test backends` (see `.ci/run`).
 #![cfg(any(feature = "ndarray", feature = "tch", feature = "wgpu"))]
@@ -13,8 +14,10 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use kd::core::{
     ContrastMemory, Ensemble, KdInput, KdLoss, LayerPair, LossConfig, Mix, Objective, Term,
 };
-use kd::data::ImageBatch;
-use kd::models::{Arch, FeatureModel, Head, Network, NetworkConfig, Outputs};
+use kd::data::{ImageBatch, TokenBatch, TokenBatcher, TokenItem};
+use kd::models::{
+    Arch, FeatureModel, Head, Network, NetworkConfig, Outputs, TextClassifier, TextClassifierConfig,
+};
 use kd::train::{DistillModel, FrozenTeacher, MutualModel, TeacherCache, Teachers, fastai_adam};
 
 const TOLERANCE: f32 = 1e-4;
@@ -260,7 +263,10 @@ fn one_kd_optimizer_step_agrees() {
             schedule: Default::default(),
         },
         terms: vec![
-            Term::new(LossConfig::SoftTarget { temperature: 4.0 }).reading("both"),
+            Term::new(LossConfig::SoftTarget(kd::core::losses::SoftTarget {
+                temperature: 4.0,
+            }))
+            .reading("both"),
             Term::new(LossConfig::attention(pairs)).reading("b"),
         ],
     };
@@ -293,21 +299,23 @@ fn one_kd_optimizer_step_agrees() {
         ),
     ];
     // CRD between the pooled features (with soft targets), from one memory on every backend.
-    let crd = LossConfig::Crd {
+    let crd = LossConfig::Crd(kd::core::losses::Crd {
         pair: LayerPair::new("avgpool", "1.0.ap"),
         dim: 32,
         negatives: 8,
         temperature: 0.07,
         momentum: 0.5,
         items: 16,
-    };
+    });
     let memory = seeded(4, |d| {
         ContrastMemory::new(crd.memory().unwrap(), 512, 512, d)
     });
     let crd_objective = Objective {
         mix: Mix::Sum { ce: 1.0 },
         terms: vec![
-            Term::new(LossConfig::SoftTarget { temperature: 4.0 }),
+            Term::new(LossConfig::SoftTarget(kd::core::losses::SoftTarget {
+                temperature: 4.0,
+            })),
             Term {
                 weight: 0.8,
                 ..Term::new(crd)
@@ -407,5 +415,110 @@ fn one_mutual_learning_step_agrees() {
             let e = rel(g, want);
             assert!(e < TOLERANCE, "{name} DML student {i} gradient: {e}");
         }
+    }
+}
+
+/// One KD optimizer step of a transformer text classifier from a larger one on padded token
+/// batches: SoftTarget on the logits, Attention and Similarity between token maps.
+fn sequence_kd_step(
+    device: &Device,
+    student: &TextClassifier,
+    teacher: &TextClassifier,
+    batch: &TokenBatch,
+) -> (f32, Vec<f32>) {
+    let device = device.clone().autodiff();
+    let on = |m: &TextClassifier, c: &TextClassifierConfig| {
+        c.init(&device).load_record(m.clone().into_record())
+    };
+    let (s_cfg, t_cfg) = text_configs();
+    let (s, t) = (on(student, &s_cfg), on(teacher, &t_cfg));
+    let objective = Objective {
+        mix: Mix::Lerp {
+            weight: 0.7,
+            schedule: Default::default(),
+        },
+        terms: vec![
+            Term::new(LossConfig::SoftTarget(kd::core::losses::SoftTarget {
+                temperature: 2.0,
+            })),
+            Term::new(LossConfig::attention(vec![LayerPair::new(
+                "encoder",
+                "encoder.1",
+            )])),
+            Term::new(LossConfig::Similarity(kd::core::losses::Similarity {
+                pairs: vec![LayerPair::new("embedding", "embedding")],
+                scale: 1.0,
+            })),
+        ],
+    };
+    let batch = TokenBatch {
+        tokens: Tensor::from_data(batch.tokens.to_data(), &device),
+        padding: Tensor::from_data(batch.padding.to_data(), &device),
+        targets: batch.targets.clone().map(|t| match t {
+            kd::core::Targets::Items(t) => {
+                kd::core::Targets::Items(Tensor::from_data(t.to_data(), &device))
+            }
+            other => other,
+        }),
+    };
+    let model = DistillModel::new(
+        s,
+        Some(FrozenTeacher::new(&t)),
+        objective,
+        &batch,
+        TeacherCache::OFF,
+    )
+    .unwrap();
+    let out = model.train_step(batch).unwrap();
+    let loss: f32 = out.item.loss.clone().into_scalar();
+    let grad = out
+        .grads
+        .get::<2>(model.student.head.weight.id)
+        .expect("the head has a gradient");
+    (loss, values(grad))
+}
+
+fn text_configs() -> (TextClassifierConfig, TextClassifierConfig) {
+    let config = |width, layers| {
+        TextClassifierConfig::new(12, 3)
+            .with_width(width)
+            .with_layers(layers)
+            .with_heads(2)
+            .with_max_len(8)
+    };
+    (config(16, 1), config(32, 2))
+}
+
+#[test]
+fn one_sequence_kd_step_agrees() {
+    use burn::data::dataloader::batcher::Batcher;
+    let (s_cfg, t_cfg) = text_configs();
+    let (student, teacher, batch) = seeded(5, |flex| {
+        let items = [&[3u32, 4, 5, 6, 7, 8][..], &[9, 10], &[1, 2, 3, 4], &[11]]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TokenItem {
+                tokens: t.to_vec(),
+                label: Some(i as u32 % 3),
+                position_labels: None,
+            })
+            .collect();
+        (
+            s_cfg.init(flex),
+            t_cfg.init(flex),
+            TokenBatcher::new(0).batch(items, flex),
+        )
+    });
+    let (want_loss, want_grad) = sequence_kd_step(&Device::flex(), &student, &teacher, &batch);
+    assert!(want_loss.is_finite());
+    for (name, device) in others() {
+        let (loss, grad) = sequence_kd_step(&device, &student, &teacher, &batch);
+        let e = (loss - want_loss).abs() / want_loss.abs().max(1e-6);
+        assert!(
+            e < TOLERANCE,
+            "{name} sequence KD loss: {loss} vs {want_loss}"
+        );
+        let e = rel(&grad, &want_grad);
+        assert!(e < TOLERANCE, "{name} sequence KD head gradient: {e}");
     }
 }

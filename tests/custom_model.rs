@@ -153,10 +153,10 @@ fn a_users_cnn_learns_fitnet_hints_through_a_connector_under_burns_learner() {
     let teacher = FrozenTeacher::new(&resnet18(3));
     // stage2 has 16 channels, layer2 128: a learned 1×1 connector bridges them.
     let fitnet = Objective::lerp(
-        LossConfig::FitNet {
+        LossConfig::FitNet(kd::core::losses::FitNet {
             pairs: vec![LayerPair::new("stage2", "layer2")],
             scale: 1.0,
-        },
+        }),
         0.5,
     );
     let model = DistillModel::new(
@@ -218,10 +218,12 @@ fn a_user_defined_teacher_teaches_a_bundled_resnet() {
     // ResNet-18's layer1 (64 channels, 4×4) learns the CNN's stage1 (16 channels) through a
     // connector, plus soft targets.
     let mut objective = Objective::lerp(LossConfig::soft_target(), 0.5);
-    objective.terms.push(Term::new(LossConfig::FitNet {
-        pairs: vec![LayerPair::new("layer1", "stage1")],
-        scale: 1.0,
-    }));
+    objective
+        .terms
+        .push(Term::new(LossConfig::FitNet(kd::core::losses::FitNet {
+            pairs: vec![LayerPair::new("layer1", "stage1")],
+            scale: 1.0,
+        })));
     let student = resnet18(6);
     let before = weights(&student);
     let model = DistillModel::new(

@@ -90,10 +90,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 3. FitNet through a connector (stage2: 64 channels → layer2: 128), under Burn's Learner.
     device.seed(1);
     let fitnet = Objective::lerp(
-        LossConfig::FitNet {
+        LossConfig::FitNet(kd::core::losses::FitNet {
             pairs: vec![LayerPair::new("stage2", "layer2")],
             scale: 1.0,
-        },
+        }),
         0.5,
     );
     let student = SmallCnn::new(16, classes, &device);

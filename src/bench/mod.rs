@@ -1,6 +1,8 @@
-//! `kd bench` / `cargo xtask bench-backends`: median images/s of the distillation workloads on
-//! every compiled backend (fresh inputs each iteration, after warm-up, results read back so the
+//! `kd bench` / `cargo xtask bench-backends`: median images/s (tokens/s for the sequence
+//! workloads) of the distillation workloads on every compiled backend (fresh inputs each iteration, after warm-up, results read back so the
 //! device has finished), plus the data pipeline.
+
+mod sequence;
 
 use std::time::Instant;
 
@@ -53,7 +55,7 @@ pub struct Row {
     pub workload: String,
     /// Median milliseconds per batch (for ratio rows: the ratio).
     pub median_ms: f64,
-    /// Images per second.
+    /// Items per second: images, or tokens for the sequence workloads.
     pub images_per_s: f64,
 }
 
@@ -235,14 +237,14 @@ pub fn bench_backend(
     // CRD between the pooled features, a memory of the embedded data's 1,600 training items
     // and examples/methods.toml's 512 negatives.
     let label = "KD step CRD (r34 → r18, K = 512)";
-    let crd = LossConfig::Crd {
+    let crd = LossConfig::Crd(crate::core::losses::Crd {
         pair: LayerPair::new("avgpool", "1.0.ap"),
         dim: 128,
         negatives: 512,
         temperature: 0.07,
         momentum: 0.5,
         items: 1600,
-    };
+    });
     let crd = Objective {
         mix: Mix::Sum { ce: 1.0 },
         terms: vec![Term {
@@ -330,6 +332,7 @@ pub fn bench_backend(
         median_ms: cross_ms / (mnv2_ms + r50_ms),
         images_per_s: f64::NAN,
     });
+    rows.extend(sequence::rows(name, &device, b, warmup, iters)?);
     Ok(rows)
 }
 
@@ -487,7 +490,7 @@ pub fn run(opts: &BenchOptions) -> Vec<Row> {
 /// The rows as a Markdown table.
 pub fn markdown(rows: &[Row], opts: &BenchOptions) -> String {
     let mut out = format!(
-        "batch {}, {}×{}, median of {} after {} warm-up iterations\n\n| backend | workload | median ms | images/s |\n|---|---|---|---|\n",
+        "batch {}, {}×{}, median of {} after {} warm-up iterations\n\n| backend | workload | median ms | images/s (tokens/s) |\n|---|---|---|---|\n",
         opts.batch, opts.size, opts.size, opts.iters, opts.warmup
     );
     for r in rows {

@@ -34,6 +34,7 @@
 //! ```
 
 mod batch;
+mod catalogue;
 mod connectors;
 mod contrast;
 mod ensemble;
@@ -41,6 +42,7 @@ pub mod feature;
 mod input;
 pub mod logit;
 mod loss;
+pub mod losses;
 mod matching;
 mod objective;
 mod outputs;
@@ -48,15 +50,15 @@ mod schedule;
 mod taps;
 
 pub use batch::{DistillBatch, ItemKey, fnv1a, fnv1a_start, splitmix64};
+pub use catalogue::LossConfig;
 pub use connectors::{Connector, Connectors};
 pub use contrast::{ContrastMemory, Contrasts, MemoryInput, MemorySpec, nce};
 pub use ensemble::Ensemble;
 pub use input::ModelInput;
-pub use loss::{KdInput, KdLoss, LayerPair, LossConfig, pair_features, paired_logits};
+pub(crate) use loss::sum_pairs;
+pub use loss::{KdInput, KdLoss, LayerPair, pair_features, paired_logits};
 pub use matching::match_feature_layers;
-pub use objective::{
-    DEFAULT_TEACHER, LossParts, Mix, Objective, ObjectiveConfig, TeacherOutputs, Term, TermConfig,
-};
+pub use objective::{DEFAULT_TEACHER, LossParts, Mix, Objective, TeacherOutputs, Term};
 pub use outputs::{Logits, Outputs, Supervision, Tap, Targets, valid_rows};
 pub use schedule::Schedule;
 pub use taps::{

@@ -9,7 +9,7 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::logit::cross_entropy;
-use crate::{Contrasts, KdInput, KdLoss, LossConfig, LossError, MemoryInput, Schedule};
+use crate::{Contrasts, KdInput, KdLoss, LossError, MemoryInput, Schedule};
 
 /// How cross-entropy and the weighted sum of distillation terms `KD` combine.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -80,62 +80,6 @@ pub const DEFAULT_TEACHER: &str = "teacher";
 
 /// Every teacher's outputs for one batch, by teacher name.
 pub type TeacherOutputs = BTreeMap<String, Outputs>;
-
-/// Serialisable form of a [`Term`] with a built-in loss.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TermConfig {
-    /// The loss and its parameters.
-    pub loss: LossConfig,
-    /// Weight (default 1).
-    #[serde(default = "default_weight")]
-    pub weight: f64,
-    /// Weight schedule (default constant).
-    #[serde(default)]
-    pub schedule: Schedule,
-    /// Temperature schedule (default constant).
-    #[serde(default)]
-    pub temperature: Schedule,
-    /// The teacher the loss reads (default: the only one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub teacher: Option<String>,
-}
-
-fn default_weight() -> f64 {
-    1.0
-}
-
-/// Serialisable form of an [`Objective`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ObjectiveConfig {
-    /// How CE and KD combine (default: fasterai's lerp with w = 0.5).
-    #[serde(default)]
-    pub mix: Mix,
-    /// The distillation terms; none trains the student alone.
-    #[serde(default)]
-    pub losses: Vec<TermConfig>,
-}
-
-impl ObjectiveConfig {
-    /// Build the objective.
-    pub fn build(&self) -> Objective {
-        Objective {
-            mix: self.mix,
-            terms: self
-                .losses
-                .iter()
-                .map(|t| Term {
-                    loss: Arc::new(t.loss.clone()),
-                    weight: t.weight,
-                    schedule: t.schedule,
-                    temperature: t.temperature,
-                    teacher: t.teacher.clone(),
-                })
-                .collect(),
-        }
-    }
-}
 
 /// The training loss: cross-entropy plus distillation terms.
 #[derive(Debug, Clone, Default)]

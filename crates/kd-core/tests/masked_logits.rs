@@ -18,7 +18,7 @@ use kd_core::{LossConfig, Objective, Outputs, Supervision};
 #[serde(untagged)]
 enum Config {
     Loss(LossConfig),
-    CrossEntropy(String),
+    CrossEntropy(#[allow(dead_code)] String),
 }
 
 #[derive(serde::Deserialize)]

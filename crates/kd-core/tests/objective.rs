@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Int, Tensor};
 use kd_core::Outputs;
+use kd_core::losses::SoftTarget;
 use kd_core::{
-    Connectors, KdInput, KdLoss, LayerPair, LossConfig, LossError, Mix, Objective, ObjectiveConfig,
-    Schedule, Term,
+    Connectors, KdInput, KdLoss, LayerPair, LossConfig, LossError, Mix, Objective, Schedule, Term,
 };
 
 fn device() -> Device {
@@ -154,10 +154,10 @@ fn errors_name_the_loss_the_taps_and_the_shapes() {
         "{msg}"
     );
 
-    let fit = LossConfig::FitNet {
+    let fit = LossConfig::FitNet(kd_core::losses::FitNet {
         pairs: vec![LayerPair::new("layer1", "0.4")],
         scale: 1.0,
-    };
+    });
     let msg = fit.compute(&input).unwrap_err().to_string();
     assert!(
         msg.contains("FitNet") && msg.contains("layer1 ↔ 0.4") && msg.contains("connector"),
@@ -188,12 +188,12 @@ fn errors_name_the_loss_the_taps_and_the_shapes() {
         temperature_scale: 1.0,
         memory: None,
     };
-    let dkd = LossConfig::DecoupledKd {
+    let dkd = LossConfig::DecoupledKd(kd_core::losses::DecoupledKd {
         temperature: 4.0,
         alpha: 1.0,
         beta: 8.0,
         normalize: false,
-    };
+    });
     assert_eq!(
         dkd.compute(&no_targets).unwrap_err(),
         LossError::MissingTargets {
@@ -246,10 +246,10 @@ fn connectors_appear_only_where_channels_differ_and_fix_them() {
         LayerPair::new("layer2", "layer2"),
     ];
     let objective = Objective::lerp(
-        LossConfig::FitNet {
+        LossConfig::FitNet(kd_core::losses::FitNet {
             pairs: pairs.clone(),
             scale: 1.0,
-        },
+        }),
         0.5,
     );
     let student = BTreeMap::from([("layer1".to_string(), 64), ("layer2".to_string(), 128)]);
@@ -282,36 +282,38 @@ fn connectors_appear_only_where_channels_differ_and_fix_them() {
 }
 
 #[test]
-fn objectives_round_trip_through_toml_and_reject_unknown_keys() {
+fn losses_round_trip_through_toml_and_reject_unknown_keys() {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Losses {
+        losses: Vec<LossConfig>,
+    }
     let text = r#"
-        mix = { kind = "lerp", weight = 0.9, schedule = { kind = "cosine", start = 0.0, end = 1.0 } }
         [[losses]]
-        loss = { kind = "attention", pairs = [{ student = "layer1", teacher = "0.4" }] }
+        kind = "attention"
+        pairs = [{ student = "layer1", teacher = "0.4" }]
         [[losses]]
-        weight = 0.5
-        loss = { kind = "soft_target" }
+        kind = "soft_target"
+        [[losses]]
+        kind = "logits"
     "#;
-    let config: ObjectiveConfig = toml::from_str(text).unwrap();
-    assert_eq!(config.losses.len(), 2);
-    assert_eq!(
-        config.losses[1].loss,
-        LossConfig::SoftTarget { temperature: 5.0 }
-    );
-    let again: ObjectiveConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+    let config: Losses = toml::from_str(text).unwrap();
+    assert_eq!(config.losses.len(), 3);
+    assert_eq!(config.losses[1], SoftTarget::new(5.0).into());
+    assert_eq!(config.losses[0].pairs(), [LayerPair::new("layer1", "0.4")]);
+    let again: Losses = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
     assert_eq!(again, config);
-    let objective = config.build();
-    assert_eq!(objective.student_taps(), vec!["layer1"]);
-    assert_eq!(objective.teacher_taps(), vec!["0.4"]);
 
-    let bad = "[[losses]]\nloss = { kind = \"soft_target\", temprature = 3.0 }";
-    let err = toml::from_str::<ObjectiveConfig>(bad)
-        .unwrap_err()
-        .to_string();
+    let bad = "[[losses]]\nkind = \"soft_target\"\ntemprature = 3.0";
+    let err = toml::from_str::<Losses>(bad).unwrap_err().to_string();
     assert!(err.contains("temprature"), "{err}");
-    let bad = "[[losses]]\nloss = { kind = \"soft_targets\" }";
-    let err = toml::from_str::<ObjectiveConfig>(bad)
-        .unwrap_err()
-        .to_string();
+    let bad = "[[losses]]\nkind = \"logits\"\ntemperature = 3.0";
+    let err = toml::from_str::<Losses>(bad).unwrap_err().to_string();
+    assert!(
+        err.contains("temperature"),
+        "a key of no parameter is refused: {err}"
+    );
+    let bad = "[[losses]]\nkind = \"soft_targets\"";
+    let err = toml::from_str::<Losses>(bad).unwrap_err().to_string();
     assert!(
         err.contains("soft_target"),
         "lists the allowed kinds: {err}"

@@ -81,7 +81,12 @@ fn soft_target_reading_an_ensemble_is_the_kl_to_the_mixture() {
     teachers.insert("both".into(), Outputs::new(mixed));
     let objective = Objective {
         mix: Mix::Sum { ce: 0.0 },
-        terms: vec![Term::new(LossConfig::SoftTarget { temperature: t }).reading("both")],
+        terms: vec![
+            Term::new(LossConfig::SoftTarget(kd_core::losses::SoftTarget {
+                temperature: t,
+            }))
+            .reading("both"),
+        ],
     };
     let targets = Tensor::from_ints([0, 1], &device());
     let parts = objective
@@ -123,7 +128,7 @@ fn each_term_reads_the_teacher_it_names() {
             .compute_with(&student, &teachers, &targets.clone().into(), 0.0)
             .map(|p| p.kd.unwrap().into_scalar::<f32>() as f64)
     };
-    let st = LossConfig::SoftTarget { temperature: t };
+    let st = LossConfig::SoftTarget(kd_core::losses::SoftTarget { temperature: t });
     let one = |z: &[f64]| {
         let single = Objective::lerp(st.clone(), 1.0);
         single
@@ -154,11 +159,14 @@ fn objectives_list_each_teachers_taps_and_connectors_follow_the_teacher_read() {
     let objective = Objective {
         mix: Mix::default(),
         terms: vec![
-            Term::new(LossConfig::SoftTarget { temperature: 4.0 }).reading("both"),
-            Term::new(LossConfig::FitNet {
+            Term::new(LossConfig::SoftTarget(kd_core::losses::SoftTarget {
+                temperature: 4.0,
+            }))
+            .reading("both"),
+            Term::new(LossConfig::FitNet(kd_core::losses::FitNet {
                 pairs: pairs("wide"),
                 scale: 1.0,
-            })
+            }))
             .reading("a"),
             Term::new(LossConfig::attention(pairs("x"))).reading("b"),
         ],

@@ -220,6 +220,13 @@ impl DataLoaderIterator<ImageBatch> for EpochIter<'_> {
     }
 }
 
+/// What kd-train's fitting functions take, as they take Burn's `Arc<dyn DataLoader<_>>`.
+impl AsRef<dyn DataLoader<ImageBatch>> for ImageLoader {
+    fn as_ref(&self) -> &(dyn DataLoader<ImageBatch> + 'static) {
+        self
+    }
+}
+
 impl DataLoader<ImageBatch> for ImageLoader {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<ImageBatch> + 'a> {
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst);

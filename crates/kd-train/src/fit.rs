@@ -48,7 +48,9 @@ fn scalar(t: Tensor<1>) -> f64 {
     t.into_scalar::<f32>() as f64
 }
 
-/// Train `model` with fastai's one-cycle recipe on any Burn `DataLoader` of its batch type.
+/// Train `model` with fastai's one-cycle recipe on any Burn `DataLoader` of its batch type,
+/// as `DataLoaderBuilder::build` returns it (`Arc<dyn DataLoader<B>>`; kd-data's
+/// `ImageLoader` too: anything that is `AsRef<dyn DataLoader<B>>`).
 /// Each `train.iter()` is one epoch; the validation loader is read once per epoch. A model
 /// set to train [on several devices](DistillModel::on_devices) spreads every batch over them
 /// (one optimizer step per batch, as on one device).
@@ -59,8 +61,8 @@ fn scalar(t: Tensor<1>) -> f64 {
 /// `kd_data::ImageLoader`, serves the same batches as an uninterrupted run).
 pub fn fit_one_cycle<S, B>(
     model: DistillModel<S, B>,
-    train: &dyn DataLoader<B>,
-    valid: &dyn DataLoader<B>,
+    train: &impl AsRef<dyn DataLoader<B>>,
+    valid: &impl AsRef<dyn DataLoader<B>>,
     config: &FitConfig,
     name: &str,
     checkpoint_dir: Option<&Path>,
@@ -71,7 +73,14 @@ where
     B: DistillBatch,
 {
     let member = Member::new(model, name, checkpoint_dir, config);
-    let mut fitted = fit_members(vec![member], None, train, valid, config, reporter)?;
+    let mut fitted = fit_members(
+        vec![member],
+        None,
+        train.as_ref(),
+        valid.as_ref(),
+        config,
+        reporter,
+    )?;
     Ok(fitted.pop().expect("one model in, one out"))
 }
 
@@ -202,7 +211,7 @@ where
         }
         let n = i as f64;
         for (m, &(loss, ce, kd)) in members.iter_mut().zip(&sums) {
-            let valid = evaluate(&m.model, valid)?;
+            let valid = evaluate_on(&m.model, valid)?;
             let record = EpochRecord {
                 epoch,
                 train_loss: loss / n,
@@ -284,6 +293,18 @@ pub struct Evaluation {
 
 /// Evaluate the student (eval mode, no tape) on one pass of `valid`.
 pub fn evaluate<S, B>(
+    model: &DistillModel<S, B>,
+    valid: &impl AsRef<dyn DataLoader<B>>,
+) -> Result<Evaluation, TrainError>
+where
+    S: TappableModule<B::Input>,
+    B: DistillBatch,
+{
+    evaluate_on(model, valid.as_ref())
+}
+
+/// [`evaluate`] on a loader trait object.
+pub(crate) fn evaluate_on<S, B>(
     model: &DistillModel<S, B>,
     valid: &dyn DataLoader<B>,
 ) -> Result<Evaluation, TrainError>

@@ -37,8 +37,8 @@ pub fn fit_mutual<S, B>(
     students: Vec<DistillModel<S, B>>,
     names: &[String],
     weight: f64,
-    train: &dyn DataLoader<B>,
-    valid: &dyn DataLoader<B>,
+    train: &impl AsRef<dyn DataLoader<B>>,
+    valid: &impl AsRef<dyn DataLoader<B>>,
     config: &FitConfig,
     checkpoint_dir: Option<&Path>,
     reporter: &mut dyn Reporter,
@@ -58,7 +58,14 @@ where
             Member::new(model, name, dir.as_deref(), config)
         })
         .collect();
-    fit_members(members, Some(weight), train, valid, config, reporter)
+    fit_members(
+        members,
+        Some(weight),
+        train.as_ref(),
+        valid.as_ref(),
+        config,
+        reporter,
+    )
 }
 
 /// The checkpoint folder of the `index`-th (from 0) student of a mutual fit, inside the run's.

@@ -29,7 +29,7 @@ use crate::teacher::{FrozenTeacher, TeacherCache, TeacherRunner};
 ///     .with("b", FrozenTeacher::new(&b))
 ///     .with_ensemble(Ensemble::mean("both", &["a", "b"], 4.0));
 /// // SoftTarget towards the mean of both teachers' probabilities at T = 4.
-/// let term = Term::new(LossConfig::SoftTarget { temperature: 4.0 }).reading("both");
+/// let term = Term::new(LossConfig::SoftTarget(kd_core::losses::SoftTarget { temperature: 4.0 })).reading("both");
 /// let objective = Objective { mix: Mix::default(), terms: vec![term] };
 /// // DistillModel::with_teachers(student, teachers, objective, &probe, TeacherCache::default())
 /// # assert_eq!(teachers.names(), ["a", "b", "both"]);

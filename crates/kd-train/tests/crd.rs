@@ -16,14 +16,14 @@ use kd_train::{
 
 /// CRD between the pooled features with a memory for the tiny data's training items.
 fn crd(items: usize, negatives: usize) -> Objective {
-    let loss = LossConfig::Crd {
+    let loss = LossConfig::Crd(kd_core::losses::Crd {
         pair: LayerPair::new("avgpool", "avgpool"),
         dim: 16,
         negatives,
         temperature: 0.07,
         momentum: 0.5,
         items,
-    };
+    });
     Objective {
         mix: Mix::Sum { ce: 1.0 },
         terms: vec![Term {

@@ -38,20 +38,20 @@ fn every_builtin_loss_trains_with_finite_weights() {
             .into_iter()
             .map(|loss| match loss {
                 // CRD's memory: a row per training item, fewer negatives than items.
-                LossConfig::Crd {
+                LossConfig::Crd(kd_core::losses::Crd {
                     pair,
                     dim,
                     temperature,
                     momentum,
                     ..
-                } => LossConfig::Crd {
+                }) => LossConfig::Crd(kd_core::losses::Crd {
                     pair,
                     dim,
                     negatives: 8,
                     temperature,
                     momentum,
                     items,
-                },
+                }),
                 other => other,
             })
             .collect();

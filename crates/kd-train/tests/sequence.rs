@@ -1,6 +1,7 @@
 //! Distilling sequence models: a transformer text classifier of our own (Burn's
-//! `TransformerEncoder`, token ids + padding mask), fed by Burn's own `Dataset`, `Batcher` and
-//! `DataLoaderBuilder`; per-position logits under a mask; training without labels.
+//! `TransformerEncoder`, token ids + padding mask), fed by Burn's `InMemDataset` and
+//! `DataLoaderBuilder` with kd-data's token batcher; per-position logits under a mask;
+//! training without labels.
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
@@ -13,9 +14,10 @@ use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use kd_core::{
-    DistillBatch, FeatureModel, LayerPair, LossConfig, LossError, Mix, Objective, Outputs,
-    Supervision, TapPlan, TapRecorder, Targets, Term,
+    FeatureModel, LayerPair, LossConfig, LossError, Mix, Objective, Outputs, Supervision, TapPlan,
+    TapRecorder, Term,
 };
+use kd_data::{TokenBatch, TokenBatcher, TokenItem};
 use kd_train::report::Silent;
 use kd_train::{DistillModel, FitConfig, FrozenTeacher, TeacherCache, TrainError, fit_one_cycle};
 
@@ -84,80 +86,18 @@ impl FeatureModel<Text> for TextModel {
     }
 }
 
-/// One sequence: its tokens (0 is padding) and its label (whether token 5 occurs).
-#[derive(Debug, Clone)]
-struct Item {
-    tokens: Vec<i64>,
-    label: i64,
-}
-
-#[derive(Debug, Clone)]
-struct TextBatch {
-    tokens: Tensor<2, Int>,
-    pad: Tensor<2, Bool>,
-    labels: Option<Tensor<1, Int>>,
-    /// Per-position targets (the token itself) for the per-position model.
-    next: Option<Tensor<2, Int>>,
-}
-
-impl DistillBatch for TextBatch {
-    type Input = Text;
-    fn inputs(&self) -> Text {
-        (self.tokens.clone(), self.pad.clone())
-    }
-    fn targets(&self) -> Option<Targets> {
-        match (&self.next, &self.labels) {
-            (Some(next), _) => Some(Targets::Positions(next.clone())),
-            (None, Some(labels)) => Some(Targets::Items(labels.clone())),
-            (None, None) => None,
-        }
-    }
-    fn mask(&self) -> Option<Tensor<2, Bool>> {
-        Some(self.pad.clone().bool_not())
-    }
-    fn without_autodiff(self) -> Self {
-        Self {
-            tokens: self.tokens.without_autodiff(),
-            pad: self.pad.without_autodiff(),
-            labels: self.labels.map(|l| l.without_autodiff()),
-            next: self.next.map(|n| n.without_autodiff()),
-        }
-    }
-}
-
-/// What kind of targets the batcher gives.
+/// What kind of targets the batches carry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Labels {
+    /// Per sequence: whether token 5 occurs.
     Items,
+    /// Per position: the token itself.
     Positions,
     None,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct TextBatcher(Labels);
-
-impl Batcher<Item, TextBatch> for TextBatcher {
-    fn batch(&self, items: Vec<Item>, device: &Device) -> TextBatch {
-        let b = items.len();
-        let mut tokens = vec![0i64; b * LEN];
-        for (i, item) in items.iter().enumerate() {
-            tokens[i * LEN..i * LEN + item.tokens.len()].copy_from_slice(&item.tokens);
-        }
-        let labels: Vec<i64> = items.iter().map(|i| i.label).collect();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [b, LEN]), device);
-        let pad = tokens.clone().equal_elem(0);
-        TextBatch {
-            labels: (self.0 == Labels::Items)
-                .then(|| Tensor::from_data(TensorData::new(labels, [b]), device)),
-            next: (self.0 == Labels::Positions).then(|| tokens.clone()),
-            tokens,
-            pad,
-        }
-    }
-}
-
-/// `n` sequences of 2 to 8 tokens from 1..8, seeded.
-fn items(n: usize, seed: u64) -> Vec<Item> {
+/// `n` sequences of 2 to 8 tokens from 1..8, seeded, labelled as `labels` says.
+fn items(n: usize, seed: u64, labels: Labels) -> Vec<TokenItem> {
     let mut state = seed;
     let mut next = move || {
         state = kd_core::splitmix64(state);
@@ -166,9 +106,12 @@ fn items(n: usize, seed: u64) -> Vec<Item> {
     (0..n)
         .map(|_| {
             let len = 2 + (next() % 7) as usize;
-            let tokens: Vec<i64> = (0..len).map(|_| 1 + (next() % 7) as i64).collect();
-            let label = i64::from(tokens.contains(&5));
-            Item { tokens, label }
+            let tokens: Vec<u32> = (0..len).map(|_| 1 + (next() % 7) as u32).collect();
+            TokenItem {
+                label: (labels == Labels::Items).then(|| u32::from(tokens.contains(&5))),
+                position_labels: (labels == Labels::Positions).then(|| tokens.clone()),
+                tokens,
+            }
         })
         .collect()
 }
@@ -177,16 +120,18 @@ fn device() -> Device {
     Device::flex().autodiff()
 }
 
-fn loader(labels: Labels, n: usize, seed: u64) -> std::sync::Arc<dyn DataLoader<TextBatch>> {
-    DataLoaderBuilder::new(TextBatcher(labels))
+fn loader(labels: Labels, n: usize, seed: u64) -> std::sync::Arc<dyn DataLoader<TokenBatch>> {
+    DataLoaderBuilder::new(TokenBatcher::new(0).with_length(LEN))
         .batch_size(8)
         .shuffle(seed)
         .set_device(device())
-        .build(InMemDataset::new(items(n, seed)))
+        .build(InMemDataset::new(items(n, seed, labels)))
 }
 
-fn probe(labels: Labels) -> TextBatch {
-    TextBatcher(labels).batch(items(4, 99), &device())
+fn probe(labels: Labels) -> TokenBatch {
+    TokenBatcher::new(0)
+        .with_length(LEN)
+        .batch(items(4, 99, labels), &device())
 }
 
 fn config(epochs: usize) -> FitConfig {
@@ -206,11 +151,13 @@ fn a_transformer_classifier_distils_logits_and_a_token_map_through_a_connector()
     let objective = Objective {
         mix: Mix::Sum { ce: 1.0 },
         terms: vec![
-            Term::new(LossConfig::SoftTarget { temperature: 2.0 }),
-            Term::new(LossConfig::FitNet {
+            Term::new(LossConfig::SoftTarget(kd_core::losses::SoftTarget {
+                temperature: 2.0,
+            })),
+            Term::new(LossConfig::FitNet(kd_core::losses::FitNet {
                 pairs: vec![LayerPair::new("encoder", "encoder")],
                 scale: 1.0,
-            }),
+            })),
         ],
     };
     let model = DistillModel::new(
@@ -223,16 +170,8 @@ fn a_transformer_classifier_distils_logits_and_a_token_map_through_a_connector()
     .unwrap();
     assert_eq!(model.connectors.taps, ["encoder"]);
     let (train, valid) = (loader(Labels::Items, 64, 3), loader(Labels::Items, 16, 4));
-    let (model, history) = fit_one_cycle(
-        model,
-        &*train,
-        &*valid,
-        &config(3),
-        "text",
-        None,
-        &mut Silent,
-    )
-    .unwrap();
+    let (model, history) =
+        fit_one_cycle(model, &train, &valid, &config(3), "text", None, &mut Silent).unwrap();
     let first = &history.epochs[0];
     let last = history.epochs.last().unwrap();
     assert!(last.train_loss < first.train_loss, "{first:?} → {last:?}");
@@ -322,7 +261,10 @@ fn per_position_logit_losses_average_over_the_positions_the_mask_keeps() {
     let logits =
         |v: &[f32]| Tensor::<3>::from_data(TensorData::new(v.to_vec(), [b, p, c]), &device);
     let mask_t = Tensor::<2, Bool>::from_data(TensorData::new(mask.to_vec(), [b, p]), &device);
-    let objective = Objective::lerp(LossConfig::SoftTarget { temperature: 2.0 }, 1.0);
+    let objective = Objective::lerp(
+        LossConfig::SoftTarget(kd_core::losses::SoftTarget { temperature: 2.0 }),
+        1.0,
+    );
     let parts = objective
         .compute_with(
             &Outputs::new(logits(&s)),
@@ -381,7 +323,10 @@ fn a_per_position_model_trains_on_labels_and_without_any() {
     for labels in [Labels::Positions, Labels::None] {
         let teacher = TextModel::new(32, 1, true, 5, &device());
         let student = TextModel::new(16, 1, true, 6, &device());
-        let objective = Objective::lerp(LossConfig::SoftTarget { temperature: 1.0 }, 0.5);
+        let objective = Objective::lerp(
+            LossConfig::SoftTarget(kd_core::losses::SoftTarget { temperature: 1.0 }),
+            0.5,
+        );
         let model = DistillModel::new(
             student,
             Some(FrozenTeacher::new(&teacher)),
@@ -392,7 +337,7 @@ fn a_per_position_model_trains_on_labels_and_without_any() {
         .unwrap();
         let (train, valid) = (loader(labels, 32, 7), loader(labels, 16, 8));
         let (_, history) =
-            fit_one_cycle(model, &*train, &*valid, &config(2), "lm", None, &mut Silent).unwrap();
+            fit_one_cycle(model, &train, &valid, &config(2), "lm", None, &mut Silent).unwrap();
         let last = history.epochs.last().unwrap();
         assert!(last.train_loss.is_finite() && last.train_kd.unwrap() > 0.0);
         match labels {

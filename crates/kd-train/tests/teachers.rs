@@ -16,7 +16,7 @@ use kd_train::{DistillModel, FitConfig, FrozenTeacher, TeacherCache, Teachers, T
 const T: f64 = 4.0;
 
 fn soft() -> LossConfig {
-    LossConfig::SoftTarget { temperature: T }
+    LossConfig::SoftTarget(kd_core::losses::SoftTarget { temperature: T })
 }
 
 fn attention() -> LossConfig {

@@ -259,10 +259,10 @@ fn bad_layer_names_and_missing_teachers_fail_before_training() {
     assert!(err.contains("teacher"), "{err}");
     // FitNet across widths gets a connector; its output matches the teacher's channels.
     let fit = Objective::lerp(
-        LossConfig::FitNet {
+        LossConfig::FitNet(kd_core::losses::FitNet {
             pairs: vec![LayerPair::new("layer2", "layer2")],
             scale: 1.0,
-        },
+        }),
         0.5,
     );
     let wide = net(Arch::ResNet50, 9);

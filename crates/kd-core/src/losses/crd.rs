@@ -1,0 +1,83 @@
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::contrast::{self, MemorySpec};
+use crate::{KdInput, KdLoss, LayerPair, LossError};
+
+/// Contrastive representation distillation (Tian et al., 2020) between one pair of taps
+/// (typically the pooled features before the classifiers; any tap is flattened per item):
+/// embedding heads, two memory banks and NCE over `negatives` drawn per item — see
+/// [`ContrastMemory`](crate::ContrastMemory) for the formula. Needs each training item's index
+/// ([`DistillBatch::item_indices`](crate::DistillBatch::item_indices)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crd {
+    /// The student and teacher taps.
+    pub pair: LayerPair,
+    /// Embedding width (default 128).
+    #[serde(default = "Crd::default_dim")]
+    pub dim: usize,
+    /// Negatives per item, `K` (default 16384; fewer than the training items).
+    #[serde(default = "Crd::default_negatives")]
+    pub negatives: usize,
+    /// Temperature (default 0.07).
+    #[serde(default = "Crd::default_temperature")]
+    pub temperature: f64,
+    /// Momentum of the memory updates (default 0.5).
+    #[serde(default = "Crd::default_momentum")]
+    pub momentum: f64,
+    /// The number of training items: the memory's rows (`kd run` sets it from the data).
+    #[serde(default)]
+    pub items: usize,
+}
+
+impl Crd {
+    fn default_dim() -> usize {
+        128
+    }
+    fn default_negatives() -> usize {
+        16384
+    }
+    fn default_temperature() -> f64 {
+        0.07
+    }
+    fn default_momentum() -> f64 {
+        0.5
+    }
+
+    /// Between `pair`'s taps with the paper's defaults, for a training set of `items` items.
+    pub fn new(pair: LayerPair, items: usize) -> Self {
+        Self {
+            pair,
+            dim: Self::default_dim(),
+            negatives: Self::default_negatives(),
+            temperature: Self::default_temperature(),
+            momentum: Self::default_momentum(),
+            items,
+        }
+    }
+}
+
+impl KdLoss for Crd {
+    fn name(&self) -> &'static str {
+        "CRD"
+    }
+
+    fn pairs(&self) -> &[LayerPair] {
+        std::slice::from_ref(&self.pair)
+    }
+
+    fn memory(&self) -> Option<MemorySpec> {
+        Some(MemorySpec {
+            items: self.items,
+            negatives: self.negatives,
+            dim: self.dim,
+            temperature: self.temperature,
+            momentum: self.momentum,
+        })
+    }
+
+    fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
+        contrast::crd(self.name(), input, &self.pair)
+    }
+}
