@@ -110,7 +110,11 @@ pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, PackTensor>, Mode
             .map_err(|e| read_err(e.to_string()))?
             .clone()
     } else {
-        let mut found = PytorchStore::from_file(path)
+        // Keys as the file has them: Burn's reader would otherwise renumber `Sequential`
+        // indices to be contiguous, moving torchvision's `classifier.1` (behind a Dropout)
+        // to `classifier.0`.
+        let store = || PytorchStore::from_file(path).map_indices_contiguous(false);
+        let mut found = store()
             .get_all_tensors()
             .cloned()
             .map_err(|e| read_err(e.to_string()))?;
@@ -119,10 +123,7 @@ pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, PackTensor>, Mode
             if !found.is_empty() {
                 break;
             }
-            if let Ok(t) = PytorchStore::from_file(path)
-                .with_top_level_key(key)
-                .get_all_tensors()
-            {
+            if let Ok(t) = store().with_top_level_key(key).get_all_tensors() {
                 found = t.clone();
             }
         }

@@ -146,3 +146,31 @@ fn a_bad_checkpoint_names_every_missing_unexpected_and_misshaped_key() {
     }
     assert!(err.to_string().contains("bad.pth"), "{err}");
 }
+
+/// The `.pth` torchvision itself writes (`torch.save(model.state_dict())`, made by
+/// `tests/fixtures/make_torchvision_pth.py`): its Linear sits at `classifier.1` behind a
+/// parameter-free Dropout, which a reader renumbering `Sequential` indices would move.
+#[test]
+fn torchvisions_own_pth_loads_and_gives_torchvisions_logits() {
+    use kd_models::weights::load_torchvision;
+    let device = Device::flex();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut model = MobileNetV2Config::new(3)
+        .with_width_mult(0.25)
+        .init(&device);
+    let report = load_torchvision(
+        &mut model,
+        &dir.join("mobilenet_v2_w025.pth"),
+        Classifier::Strict,
+    )
+    .expect("torchvision's .pth loads");
+    assert_eq!(report.applied, torchvision_keys(&model).len());
+    let fx = SafetensorsStore::from_file(dir.join("mobilenet_v2_w025_logits.safetensors"))
+        .get_all_tensors()
+        .unwrap()
+        .clone();
+    let input: Tensor<4> = to_tensor(&fx["input"], &device);
+    let logits = model.valid().forward_logits(input).rows();
+    let err = rel_err(logits, to_tensor(&fx["logits"], &device));
+    assert!(err < 1e-4, "logits: relative error {err}");
+}
