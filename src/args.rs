@@ -19,6 +19,12 @@ pub fn bounded(text: &str, min: usize, max: usize) -> Result<usize, String> {
     }
 }
 
+/// A seed: what a TOML integer holds (0 to 2⁶³ − 1), so that the resolved experiment can be
+/// written back as the file it came from.
+pub fn seed(text: &str) -> Result<u64, String> {
+    bounded(text, 0, i64::MAX as usize).map(|s| s as u64)
+}
+
 /// An image side in pixels: 1 to [`crate::experiment::MAX_IMAGE_SIZE`].
 pub fn image_side(text: &str) -> Result<usize, String> {
     bounded(text, 1, crate::experiment::MAX_IMAGE_SIZE)

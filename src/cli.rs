@@ -130,7 +130,7 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',', conflicts_with = "backend")]
     devices: Option<Vec<String>>,
     /// Seeds to repeat every run with, e.g. 0,1,2.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = crate::args::seed)]
     seeds: Option<Vec<u64>>,
     /// A one-minute smoke run (tiny subset, one epoch each).
     #[arg(long)]

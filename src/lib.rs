@@ -26,6 +26,7 @@ pub mod bench;
 pub mod cli;
 pub mod console;
 pub mod experiment;
+mod machine;
 mod plot;
 pub mod pretrained;
 pub mod registry;

@@ -66,3 +66,16 @@ fn crd_on_several_devices_is_a_configuration_error() {
         "{e}"
     );
 }
+
+#[test]
+fn a_memory_larger_than_the_machine_is_refused_with_its_size_before_anything_allocates_it() {
+    let tiny = TinyRun::new();
+    // 10¹² dimensions: terabytes per bank.
+    let text = with_crd(&tiny, 8).replace("dim = 16", "dim = 1000000000000");
+    let exp = Experiment::from_toml(&text, "crd.toml").unwrap();
+    let err = run(&exp, &tiny.options()).unwrap_err();
+    assert!(matches!(err, KdError::Config { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("GB") && text.contains("dim"), "{text}");
+    assert!(!tiny.out_dir().exists(), "nothing written");
+}

@@ -318,6 +318,8 @@ fn numeric_arguments_out_of_range_are_usage_errors() {
         &["bench", "--iters", "0"],
         &["bench", "--batch", "0"],
         &["bench", "--images", "0"],
+        // A TOML integer holds at most 2⁶³ − 1: the resolved config.toml could not be written.
+        &["run", "no-such.toml", "--seeds", "18446744073709551615"],
     ] {
         let out = kd_bin().args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -348,4 +350,115 @@ fn staging_folders_of_killed_fetches_are_removed_on_the_next_start() {
         assert!(!dead.exists());
     }
     assert!(live.exists() && other.exists());
+}
+
+#[test]
+fn a_run_directory_has_one_writer_and_a_dead_writers_lock_is_taken_over() {
+    use kd::experiment::lock::LOCK;
+    let tiny = TinyRun::new();
+    let out_dir = tiny.out_dir();
+    let exp = tiny.experiment(1);
+    // A live holder (this very process): refused, naming it, and nothing else written.
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let me = std::process::id();
+    std::fs::write(out_dir.join(LOCK), me.to_string()).unwrap();
+    let err = config_error(run(&exp, &tiny.options()));
+    assert!(err.contains(&format!("pid {me}")), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [LOCK], "the holder's lock stays, nothing is added");
+    // A holder that has exited (a run killed with -9): its lock is taken over, the run
+    // finishes and releases it.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(out_dir.join(LOCK), dead.to_string()).unwrap();
+    run(&exp, &tiny.options()).unwrap();
+    assert!(out_dir.join("report.md").is_file());
+    assert!(!out_dir.join(LOCK).exists(), "released when the run ends");
+
+    // `kd report` redraws kd's own run directory, and refuses a folder of the user's that
+    // merely holds a copy of its metrics.json, touching nothing there.
+    kd::experiment::redraw_run_dir(&out_dir).unwrap();
+    let user = tiny.out.path().join("mine");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::copy(out_dir.join("metrics.json"), user.join("metrics.json")).unwrap();
+    std::fs::write(user.join("report.md"), "my notes").unwrap();
+    let err = config_error(kd::experiment::redraw_run_dir(&user));
+    assert!(err.contains(MARKER), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(user.join("report.md")).unwrap(),
+        "my notes"
+    );
+    assert!(!user.join("curves.png").exists());
+}
+
+#[test]
+fn a_split_without_validation_images_is_refused_before_the_teacher_trains() {
+    let tiny = TinyRun::new();
+    let mut exp = tiny.experiment(1);
+    // 40 images at 1 %: ⌊0.4⌋ = 0 validation images.
+    exp.data.valid_pct = 0.01;
+    let err = config_error(run(&exp, &tiny.options()));
+    assert!(
+        err.contains("valid_pct") && err.contains("40 images"),
+        "{err}"
+    );
+    assert!(!tiny.out_dir().join("teacher-checkpoints").exists());
+    assert!(!tiny.out_dir().exists(), "nothing written");
+}
+
+#[test]
+fn a_run_started_on_several_devices_does_not_resume_on_one() {
+    let tiny = TinyRun::new();
+    let mut two = tiny.experiment(1);
+    two.training.backend = None;
+    two.training.devices = vec!["flex".into(), "flex".into()];
+    run(&two, &tiny.options()).unwrap();
+    unfinish(&tiny.out_dir());
+    // The same file on one device: BatchNorm would see other batches than the checkpoints'.
+    let one = tiny.experiment(1);
+    let err = config_error(run(&one, &tiny.options()));
+    assert!(err.contains("devices"), "{err}");
+    // On the same two devices it resumes.
+    run(&two, &tiny.options()).unwrap();
+}
+
+#[test]
+fn a_checkpoint_changed_after_it_was_written_is_refused_by_name() {
+    let tiny = TinyRun::new();
+    let out_dir = tiny.out_dir();
+    run(&tiny.experiment(1), &tiny.options()).unwrap();
+    // Bytes overwritten inside the student's weights, the file's size unchanged.
+    let model = out_dir.join("checkpoints/attention/epoch-000/model.bpk");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 4096] {
+        *b = b.wrapping_add(101);
+    }
+    std::fs::write(&model, bytes).unwrap();
+    let scores = evaluate_run_dir(
+        &kd::registry::Registry::builtin(),
+        &out_dir,
+        None,
+        None,
+        Some(tiny.cache.path().to_path_buf()),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(scores.rows.len(), 1, "the intact student is still scored");
+    let (name, reason) = &scores.unscored[0];
+    assert_eq!(name, "Attention");
+    assert!(
+        reason.contains("model.bpk") && reason.contains("differs"),
+        "{reason}"
+    );
+    // Resuming from it is refused too.
+    unfinish(&out_dir);
+    let err = run(&tiny.experiment(1), &tiny.options())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.bpk"), "{err}");
 }

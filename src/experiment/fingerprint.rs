@@ -34,7 +34,8 @@ impl Fingerprint {
                 weights_digest(&teacher.weights)?,
             ),
             ("data".to_string(), toml_text(&exp.data)),
-        ])))
+        ]))
+        .with_devices(exp))
     }
 
     /// The fingerprint of one student run: its objective and augmentation, the seed, the
@@ -72,7 +73,24 @@ impl Fingerprint {
         if let Some(mutual) = &run.mutual {
             fields.insert("mutual".to_string(), toml_text(mutual));
         }
-        Self(fields)
+        Self(fields).with_devices(exp)
+    }
+
+    /// Several devices normalise BatchNorm per shard: another training than one device's, so
+    /// a run resumed on another device count is refused. Absent on one device: earlier runs
+    /// keep their fingerprints.
+    fn with_devices(mut self, exp: &Experiment) -> Self {
+        if exp.training.devices.len() > 1 {
+            self.0.insert(
+                "devices".to_string(),
+                format!(
+                    "{} devices: {}",
+                    exp.training.devices.len(),
+                    exp.training.devices.join(", ")
+                ),
+            );
+        }
+        self
     }
 
     /// A short stable digest of the whole fingerprint (sha256, hex).

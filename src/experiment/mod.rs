@@ -9,6 +9,7 @@ mod config;
 mod data;
 mod eval;
 mod fingerprint;
+pub mod lock;
 mod report;
 mod run;
 pub mod run_dir;

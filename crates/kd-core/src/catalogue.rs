@@ -142,6 +142,9 @@ impl KdLoss for LossConfig {
     fn memory(&self) -> Option<MemorySpec> {
         self.loss().memory()
     }
+    fn temperature(&self) -> Option<f64> {
+        self.loss().temperature()
+    }
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
         self.loss().compute(input)
     }

@@ -58,6 +58,12 @@ pub struct MemorySpec {
 }
 
 impl MemorySpec {
+    /// Bytes the memory holds: two banks of `items × dim` floats and two `feature × dim`
+    /// heads (feature widths not counted: the banks dominate).
+    pub fn bytes(&self) -> u128 {
+        2 * self.items as u128 * self.dim as u128 * 4
+    }
+
     /// A memory that can work: rows for the training items (given), fewer negatives than
     /// there are other items, a positive width, temperature and a momentum in `[0, 1)`.
     pub fn check(&self, loss: &'static str) -> Result<(), LossError> {

@@ -86,7 +86,9 @@ impl Ensemble {
                 out.push(format!("ensemble `{name}`: every weight is 0"));
             }
         }
-        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+        // As the f32 the logits are divided by.
+        let t = self.temperature;
+        if !(t > 0.0 && (t as f32).is_normal() && ((1.0 / t) as f32).is_finite()) {
             out.push(format!(
                 "ensemble `{name}`: temperature must be > 0, got {}",
                 self.temperature
@@ -120,8 +122,11 @@ impl Ensemble {
         if self.weights.is_empty() {
             return vec![1.0 / n as f64; n];
         }
-        let sum: f64 = self.weights.iter().sum();
-        self.weights.iter().map(|w| w / sum).collect()
+        // Scaled by the largest first: weights near f64::MAX would overflow their sum.
+        let max = self.weights.iter().cloned().fold(0.0, f64::max);
+        let scaled: Vec<f64> = self.weights.iter().map(|w| w / max).collect();
+        let sum: f64 = scaled.iter().sum();
+        scaled.iter().map(|w| w / sum).collect()
     }
 
     /// The ensemble's logits from its members' (`[batch, classes]` each, in member order),

@@ -166,6 +166,19 @@ pub enum LossError {
         /// The loss.
         loss: &'static str,
     },
+    /// A weight or temperature the loss would see at some point of training is out of range
+    /// (as the `f32` the tensors hold).
+    #[error("{loss}: {what} = {value} {message}")]
+    Setting {
+        /// The loss (or `mix`).
+        loss: &'static str,
+        /// Which setting, and where in training (`temperature at the start`, …).
+        what: String,
+        /// Its value there.
+        value: f64,
+        /// What it must be.
+        message: &'static str,
+    },
     /// A loss evaluated to NaN or ±∞.
     #[error("{loss} is not finite ({value}); check the inputs and the learning rate")]
     NonFinite {

@@ -86,6 +86,12 @@ pub trait KdLoss: Debug + Send + Sync {
     fn memory(&self) -> Option<MemorySpec> {
         None
     }
+    /// The temperature the loss divides logits by, if it has one: checked, times the term's
+    /// temperature schedule, to stay a positive normal number in `f32` over the whole run
+    /// ([`Objective::check_values`](crate::Objective::check_values)).
+    fn temperature(&self) -> Option<f64> {
+        None
+    }
     /// The loss value, `[1]`. Shapes, taps and targets are checked; failures name the loss.
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError>;
 }

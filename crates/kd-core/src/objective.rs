@@ -182,6 +182,71 @@ impl Objective {
                 .any(|t| moving(&t.schedule) || moving(&t.temperature))
     }
 
+    /// Every weight and temperature the objective will use, at the start and the end of
+    /// training (schedules move monotonically between them), as the `f32` tensors will hold it:
+    /// weights finite and ≥ 0 (a lerp weight within `[0, 1]`), temperatures positive, normal and
+    /// with a finite reciprocal. Found here, a bad setting stops a run before any work instead
+    /// of turning the loss into NaN at step 0.
+    pub fn check_values(&self) -> Result<(), LossError> {
+        let at = |p: f64| {
+            if p == 0.0 {
+                "at the start"
+            } else {
+                "at the end"
+            }
+        };
+        for p in [0.0, 1.0] {
+            match self.mix {
+                Mix::Lerp { weight, schedule } => {
+                    let w = weight * schedule.at(p);
+                    if !((w as f32).is_finite() && (0.0..=1.0).contains(&w)) {
+                        return Err(LossError::Setting {
+                            loss: "mix",
+                            what: format!("weight {}", at(p)),
+                            value: w,
+                            message: "must be between 0 and 1",
+                        });
+                    }
+                }
+                Mix::Sum { ce } => {
+                    if !((ce as f32).is_finite() && ce >= 0.0) {
+                        return Err(LossError::Setting {
+                            loss: "mix",
+                            what: "ce".into(),
+                            value: ce,
+                            message: "must be finite and 0 or more",
+                        });
+                    }
+                }
+            }
+            for term in &self.terms {
+                let loss = term.loss.name();
+                let w = term.weight * term.schedule.at(p);
+                if !((w as f32).is_finite() && w >= 0.0) {
+                    return Err(LossError::Setting {
+                        loss,
+                        what: format!("weight {}", at(p)),
+                        value: w,
+                        message: "must be finite (as f32) and 0 or more",
+                    });
+                }
+                if let Some(t) = term.loss.temperature() {
+                    let t = t * term.temperature.at(p);
+                    let ok = t > 0.0 && (t as f32).is_normal() && ((1.0 / t) as f32).is_finite();
+                    if !ok {
+                        return Err(LossError::Setting {
+                            loss,
+                            what: format!("temperature {}", at(p)),
+                            value: t,
+                            message: "must be a positive number an f32 can hold, and divide by (≥ 1e-38, ≤ 3e38)",
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a teacher is needed at all.
     pub fn needs_teacher(&self) -> bool {
         !self.terms.is_empty()

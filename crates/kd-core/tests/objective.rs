@@ -319,3 +319,53 @@ fn losses_round_trip_through_toml_and_reject_unknown_keys() {
         "lists the allowed kinds: {err}"
     );
 }
+
+#[test]
+fn weights_and_temperatures_are_checked_for_every_value_training_will_see() {
+    let problem = |objective: Objective| match objective.check_values() {
+        Err(e @ LossError::Setting { .. }) => e.to_string(),
+        other => panic!("expected a setting error, got {other:?}"),
+    };
+    for t in [0.0, -4.0, 1e-300, f64::INFINITY] {
+        let e = problem(Objective::lerp(SoftTarget::new(t), 0.5));
+        assert!(
+            e.contains("SoftTarget") && e.contains("temperature"),
+            "{t}: {e}"
+        );
+    }
+    // A temperature schedule starting at 0, a weight schedule ending past what f32 holds.
+    let ramp = |start, end| Schedule::Linear { start, end };
+    let e = problem(Objective {
+        mix: Mix::Sum { ce: 1.0 },
+        terms: vec![Term {
+            temperature: ramp(0.0, 1.0),
+            ..Term::new(SoftTarget::new(4.0))
+        }],
+    });
+    assert!(e.contains("temperature at the start"), "{e}");
+    let e = problem(Objective {
+        mix: Mix::Sum { ce: 1.0 },
+        terms: vec![Term {
+            schedule: ramp(-5.0, 1e308),
+            ..Term::new(SoftTarget::new(4.0))
+        }],
+    });
+    assert!(e.contains("weight at the start") && e.contains("-5"), "{e}");
+    let e = problem(Objective {
+        mix: Mix::Sum { ce: 1.0 },
+        terms: vec![Term {
+            schedule: ramp(1.0, 1e308),
+            ..Term::new(SoftTarget::new(4.0))
+        }],
+    });
+    assert!(e.contains("weight at the end"), "{e}");
+    // What fasterai's tutorial uses passes.
+    let fine = Objective {
+        mix: Mix::Lerp {
+            weight: 0.9,
+            schedule: Schedule::COS_RAMP,
+        },
+        terms: vec![Term::new(SoftTarget::new(4.0))],
+    };
+    fine.check_values().unwrap();
+}

@@ -212,3 +212,21 @@ fn bad_ensembles_are_described() {
         assert!(problems.contains(want), "{problems} lacks {want}");
     }
 }
+
+#[test]
+fn huge_ensemble_weights_normalise_and_tiny_temperatures_are_refused() {
+    let mut e = Ensemble::mean("both", &["a", "b"], 4.0);
+    e.weights = vec![1e308, 1e308];
+    assert!(e.problems().is_empty(), "{:?}", e.problems());
+    assert_eq!(e.normalised_weights(), [0.5, 0.5]);
+    let mixed = e.combine(&[logits(&A, 3), logits(&B, 3)]);
+    let values: Vec<f32> = mixed.into_data().iter::<f32>().collect();
+    assert!(values.iter().all(|v| v.is_finite()), "{values:?}");
+    // 1e-300 passes an f64 check but is 0 as the f32 the logits are divided by.
+    let tiny = Ensemble::mean("both", &["a", "b"], 1e-300);
+    assert!(
+        tiny.problems().iter().any(|p| p.contains("temperature")),
+        "{:?}",
+        tiny.problems()
+    );
+}

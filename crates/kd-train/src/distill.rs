@@ -144,6 +144,7 @@ where
         probe: &B,
         cache: TeacherCache,
     ) -> Result<Self, TrainError> {
+        objective.check_values()?;
         let device = student.device();
         let student_taps = objective.student_taps();
         let student_plan = student.tap_plan(&as_strs(&student_taps))?;

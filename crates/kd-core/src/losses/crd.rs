@@ -77,6 +77,10 @@ impl KdLoss for Crd {
         })
     }
 
+    fn temperature(&self) -> Option<f64> {
+        Some(self.temperature)
+    }
+
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
         contrast::crd(self.name(), input, &self.pair)
     }

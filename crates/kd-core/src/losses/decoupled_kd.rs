@@ -48,6 +48,10 @@ impl KdLoss for DecoupledKd {
         "DecoupledKD"
     }
 
+    fn temperature(&self) -> Option<f64> {
+        Some(self.temperature)
+    }
+
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
         let (mut s, mut t) = paired_logits(self.name(), input)?;
         let targets = input

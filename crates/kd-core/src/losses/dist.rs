@@ -35,6 +35,10 @@ impl KdLoss for Dist {
         "DIST"
     }
 
+    fn temperature(&self) -> Option<f64> {
+        Some(self.tau)
+    }
+
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
         let (s, t) = paired_logits(self.name(), input)?;
         Ok(logit::dist(

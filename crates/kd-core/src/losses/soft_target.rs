@@ -35,6 +35,10 @@ impl KdLoss for SoftTarget {
         "SoftTarget"
     }
 
+    fn temperature(&self) -> Option<f64> {
+        Some(self.temperature)
+    }
+
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
         let (s, t) = paired_logits(self.name(), input)?;
         Ok(logit::soft_target(
