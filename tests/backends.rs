@@ -81,12 +81,15 @@ fn resnet_logits_and_taps_agree() {
         for (name, device) in others() {
             let model = same_weights(&config, &reference, &device);
             let got = model.forward_taps(copy(&x, &device), &model.tap_plan(&taps).unwrap());
-            let e = rel(&values(got.logits), &values(want.logits.clone()));
+            let e = rel(
+                &values(got.logits.rows()),
+                &values(want.logits.clone().rows()),
+            );
             assert!(e < TOLERANCE, "{name} {arch} logits: {e}");
             for tap in taps {
                 let e = rel(
-                    &values(got.taps[tap].clone()),
-                    &values(want.taps[tap].clone()),
+                    &values(got.taps[tap].clone().flatten()),
+                    &values(want.taps[tap].clone().flatten()),
                 );
                 assert!(e < TOLERANCE, "{name} {arch} {tap}: {e}");
             }

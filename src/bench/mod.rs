@@ -105,19 +105,36 @@ fn train_step(
         m.train_step(item).expect("a step on generated data")
     };
     let weight = |m: &DistillModel<Network, ImageBatch>| first_weight(&m.student);
-    timed_steps(model, step, weight, device, b, size, warmup, iters, label)
+    timed_steps(
+        model,
+        || image_batch(device, b, size),
+        step,
+        weight,
+        warmup,
+        iters,
+        label,
+    )
 }
 
-/// Time `step` and an optimizer step of `model` on fresh batches; `weight` reads one weight
-/// back, which waits for the update.
-#[allow(clippy::too_many_arguments)]
-fn timed_steps<M: Module>(
+/// `b` random `size`×`size` images with random labels, uncached.
+fn image_batch(device: &Device, b: usize, size: usize) -> ImageBatch {
+    let (images, targets) = batch(device, b, size);
+    ImageBatch {
+        images,
+        targets,
+        items: (0..b).collect(),
+        keys: vec![None; b],
+        positions: (0..b).collect(),
+    }
+}
+
+/// Time `step` and an optimizer step of `model` on fresh batches from `batch`; `weight` reads
+/// one weight back, which waits for the update.
+fn timed_steps<M: Module, B>(
     model: M,
-    step: impl Fn(&M, ImageBatch) -> TrainOutput<KdOutput>,
+    batch: impl Fn() -> B,
+    step: impl Fn(&M, B) -> TrainOutput<KdOutput>,
     weight: impl Fn(&M) -> f32,
-    device: &Device,
-    b: usize,
-    size: usize,
     warmup: usize,
     iters: usize,
     label: &str,
@@ -125,16 +142,8 @@ fn timed_steps<M: Module>(
     let mut model = Some(model);
     let (mut optim, _) = fastai_adam(0.01);
     time(label, warmup, iters, |_| {
-        let (images, targets) = batch(device, b, size);
-        let item = ImageBatch {
-            images,
-            targets,
-            items: (0..b).collect(),
-            keys: vec![None; b],
-            positions: (0..b).collect(),
-        };
         let m = model.take().expect("model");
-        let out = step(&m, item);
+        let out = step(&m, batch());
         let _: f32 = out.item.loss.clone().into_scalar();
         let m = optim.step(1e-4, m, out.grads);
         std::hint::black_box(weight(&m));
@@ -276,7 +285,13 @@ pub fn bench_backend(
     let weight =
         |m: &MutualModel<DistillModel<Network, ImageBatch>>| first_weight(&m.students[0].student);
     let dml_ms = timed_steps(
-        students, mutual, weight, &device, b, size, warmup, iters, label,
+        students,
+        || image_batch(&device, b, size),
+        mutual,
+        weight,
+        warmup,
+        iters,
+        label,
     );
     push(label, dml_ms);
     let label = "KD step Attention ×4 (r34 → r18)";

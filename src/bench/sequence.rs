@@ -5,12 +5,12 @@
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 
-use super::{Row, time};
+use super::{Row, time, timed_steps};
 use crate::core::losses::{Attention, SoftTarget};
 use crate::core::{LayerPair, Objective, Term};
 use crate::data::TokenBatch;
 use crate::models::{FeatureModel, TextClassifier, TextClassifierConfig};
-use crate::train::{DistillModel, FrozenTeacher, TeacherCache, fastai_adam};
+use crate::train::{DistillModel, FrozenTeacher, TeacherCache};
 
 /// Tokens per sequence.
 const LEN: usize = 128;
@@ -55,25 +55,26 @@ fn steps(
     iters: usize,
     label: &str,
 ) -> f64 {
-    let mut model = Some(model);
-    let (mut optim, _) = fastai_adam(0.01);
-    time(label, warmup, iters, |_| {
-        let m = model.take().expect("model");
-        let out = m
-            .train_step(tokens(device, b))
-            .expect("a step on generated data");
-        let _: f32 = out.item.loss.clone().into_scalar();
-        let m = optim.step(1e-4, m, out.grads);
-        let w: f32 = m
-            .student
+    let step = |m: &DistillModel<TextClassifier, TokenBatch>, batch| {
+        m.train_step(batch).expect("a step on generated data")
+    };
+    let weight = |m: &DistillModel<TextClassifier, TokenBatch>| {
+        m.student
             .head
             .weight
             .val()
             .slice([0..1, 0..1])
-            .into_scalar();
-        std::hint::black_box(w);
-        model = Some(m);
-    })
+            .into_scalar()
+    };
+    timed_steps(
+        model,
+        || tokens(device, b),
+        step,
+        weight,
+        warmup,
+        iters,
+        label,
+    )
 }
 
 /// The sequence rows on backend `name` (`device`: its autodiff device), batches of `b`.

@@ -11,45 +11,24 @@ use crate::losses::{
 };
 use crate::{KdInput, KdLoss, LayerPair, LossError};
 
-/// Every built-in loss by kind, with its parameters (`kind = "soft_target"`, …; defaults as
-/// fasterai or the paper). It is itself a [`KdLoss`], computing the loss it holds; each
-/// variant's type can also be used on its own (`Term::new(SoftTarget::new(4.0))`).
-///
-/// `scale` multiplies a feature loss: 1 matches fasterai; the research code bases use e.g.
-/// 1000 for Attention and 3000 for Similarity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum LossConfig {
-    /// [`SoftTarget`].
-    SoftTarget(SoftTarget),
-    /// [`LogitsMse`].
-    Logits(LogitsMse),
-    /// [`Mutual`].
-    Mutual(Mutual),
-    /// [`DecoupledKd`].
-    DecoupledKd(DecoupledKd),
-    /// [`Dist`].
-    Dist(Dist),
-    /// [`Attention`].
-    Attention(Attention),
-    /// [`FitNet`].
-    FitNet(FitNet),
-    /// [`Similarity`].
-    Similarity(Similarity),
-    /// [`ActivationBoundaries`].
-    ActivationBoundaries(ActivationBoundaries),
-    /// [`Rkd`].
-    Rkd(Rkd),
-    /// [`Pkt`].
-    Pkt(Pkt),
-    /// [`Nst`].
-    Nst(Nst),
-    /// [`Crd`].
-    Crd(Crd),
-}
+macro_rules! catalogue {
+    ($($variant:ident($ty:ident)),* $(,)?) => {
+        /// Every built-in loss by kind, with its parameters (`kind = "soft_target"`, …;
+        /// defaults as fasterai or the paper). It is itself a [`KdLoss`], computing the loss it
+        /// holds; each variant's type can also be used on its own
+        /// (`Term::new(SoftTarget::new(4.0))`).
+        ///
+        /// `scale` multiplies a feature loss: 1 matches fasterai; the research code bases use
+        /// e.g. 1000 for Attention and 3000 for Similarity.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum LossConfig {
+            $(
+                #[doc = concat!("[`", stringify!($ty), "`].")]
+                $variant($ty),
+            )*
+        }
 
-macro_rules! catalogue_entries {
-    ($($variant:ident($ty:ty)),* $(,)?) => {
         $(impl From<$ty> for LossConfig {
             fn from(loss: $ty) -> Self {
                 LossConfig::$variant(loss)
@@ -67,7 +46,7 @@ macro_rules! catalogue_entries {
     };
 }
 
-catalogue_entries!(
+catalogue!(
     SoftTarget(SoftTarget),
     Logits(LogitsMse),
     Mutual(Mutual),

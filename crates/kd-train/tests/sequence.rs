@@ -347,3 +347,39 @@ fn a_per_position_model_trains_on_labels_and_without_any() {
         }
     }
 }
+
+#[test]
+fn a_transformer_classifier_distils_under_burns_learner() {
+    use burn::train::metric::{AccuracyMetric, LossMetric};
+    use burn::train::{Learner, SupervisedTraining};
+    let teacher = TextModel::new(32, 1, false, 9, &device());
+    let student = TextModel::new(16, 1, false, 10, &device());
+    let head = |m: &TextModel| -> Vec<f32> { m.head.weight.val().to_data().iter().collect() };
+    let before = head(&student);
+    let objective = Objective::lerp(
+        LossConfig::SoftTarget(kd_core::losses::SoftTarget::new(2.0)),
+        0.5,
+    );
+    let (train, valid) = (loader(Labels::Items, 32, 11), loader(Labels::Items, 16, 12));
+    let model = DistillModel::new(
+        student,
+        Some(FrozenTeacher::new(&teacher)),
+        objective,
+        &probe(Labels::Items),
+        TeacherCache::default(),
+    )
+    .unwrap();
+    // A constant learning rate: Burn takes a plain f64 as its scheduler.
+    let scheduler = 1e-3;
+    let out = tempfile::tempdir().unwrap();
+    let result = SupervisedTraining::new(out.path(), train, valid)
+        .metric_train_numeric(LossMetric::new())
+        .metric_valid_numeric(AccuracyMetric::new())
+        .num_epochs(1)
+        .launch(Learner::new(model, kd_train::fastai_adam(0.0).0, scheduler));
+    assert_ne!(
+        before,
+        head(&result.model.student),
+        "the student was trained"
+    );
+}
