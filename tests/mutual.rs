@@ -90,6 +90,13 @@ fn mutual_learning_with_one_student_or_on_several_devices_is_a_configuration_err
         e.contains("runs[0] (`DML`).mutual.students = 1") && e.contains("two students or more"),
         "{e}"
     );
+    // A billion students would be allocated after the teacher stage: refused before.
+    let many = text.replace(
+        "mutual = { students = 2 }",
+        "mutual = { students = 1000000000 }",
+    );
+    let e = config_error(&many);
+    assert!(e.contains("at most 16"), "{e}");
     let devices = text.replace("backend = \"flex\"", "devices = [\"flex\", \"flex\"]");
     let e = config_error(&devices);
     assert!(

@@ -221,7 +221,7 @@ impl Experiment {
                     at("mutual.students"),
                     m.students as f64,
                     (2..=MAX_MUTUAL_STUDENTS).contains(&m.students),
-                    "deep mutual learning trains 2 to 16 students together (each holds a model, its gradients and its optimizer state in memory)",
+                    "deep mutual learning trains two students or more together, at most 16 (each holds a model, its gradients and its optimizer state in memory)",
                 );
                 real(
                     at("mutual.weight"),
