@@ -75,6 +75,9 @@ impl Term {
     }
 }
 
+/// Row indices or row targets, `[rows]`.
+type Rows = Tensor<1, Int>;
+
 /// The name a lone teacher goes by: what [`Objective::compute`] calls the teacher it is given.
 pub const DEFAULT_TEACHER: &str = "teacher";
 
@@ -370,7 +373,7 @@ impl Objective {
     fn target_rows(
         student: &Outputs,
         supervision: &Supervision,
-    ) -> Result<(Option<Tensor<1, Int>>, Option<Tensor<1, Int>>), LossError> {
+    ) -> Result<(Option<Rows>, Option<Rows>), LossError> {
         let rows =
             valid_rows(&student.logits, supervision.mask.as_ref()).map_err(LossError::Mask)?;
         let Some(targets) = &supervision.targets else {

@@ -18,8 +18,11 @@ use kd_core::{
 pub struct FrozenTeacher<I = Tensor<4>> {
     model: Arc<dyn FeatureModel<I> + Send + Sync>,
     /// Makes an independent copy on another device.
-    replicate: Arc<dyn Fn(&Device) -> FrozenTeacher<I> + Send + Sync>,
+    replicate: Replicate<I>,
 }
+
+/// Makes an independent copy of a frozen teacher on a device.
+type Replicate<I> = Arc<dyn Fn(&Device) -> FrozenTeacher<I> + Send + Sync>;
 
 impl<I> Clone for FrozenTeacher<I> {
     fn clone(&self) -> Self {
