@@ -102,7 +102,7 @@ fn resnet_logits_and_taps_agree() {
 fn loss_cases() -> Vec<LossConfig> {
     LossConfig::every_builtin(&[LayerPair::new("f", "f")])
         .into_iter()
-        .filter(|l| l.memory().is_none())
+        .filter(|l| l.memory(1).is_none())
         .collect()
 }
 
@@ -308,10 +308,9 @@ fn one_kd_optimizer_step_agrees() {
         negatives: 8,
         temperature: 0.07,
         momentum: 0.5,
-        items: 16,
     });
     let memory = seeded(4, |d| {
-        ContrastMemory::new(crd.memory().unwrap(), 512, 512, d)
+        ContrastMemory::new(crd.memory(16).unwrap(), 512, 512, d)
     });
     let crd_objective = Objective {
         mix: Mix::Sum { ce: 1.0 },

@@ -37,6 +37,18 @@ fn a_crd_run_trains_with_a_memory_of_the_training_images() {
 }
 
 #[test]
+fn the_memory_size_is_not_a_key_of_the_file() {
+    // The rows are the training images kd counts; a file cannot size the memory otherwise.
+    let tiny = TinyRun::new();
+    let text = with_crd(&tiny, 8).replace("negatives = 8", "negatives = 8, items = 5");
+    let exp = Experiment::from_toml(&text, "crd.toml").unwrap();
+    let err = run(&exp, &tiny.options()).unwrap_err();
+    assert!(matches!(err, KdError::Config { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("runs[0]") && text.contains("items"), "{text}");
+}
+
+#[test]
 fn more_negatives_than_training_images_stops_the_run_before_the_teacher() {
     let tiny = TinyRun::new();
     // 40 images, 20 % held out: 32 training images, so at most 31 negatives.

@@ -16,7 +16,8 @@ use crate::core::{Ensemble, LayerPair, LossConfig, Mix, Objective, Term};
 use crate::data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn, Split};
 use crate::models::{Arch, FeatureModel, Head, Network, NetworkArch, NetworkConfig};
 use crate::train::{
-    DistillModel, FrozenTeacher, KdOutput, MutualModel, TeacherCache, Teachers, fastai_adam,
+    DistillModel, DistillOptions, FrozenTeacher, KdOutput, MutualModel, TeacherCache, Teachers,
+    fastai_adam,
 };
 
 /// What to measure (also the command-line flags of `kd bench` and `cargo xtask bench-backends`).
@@ -191,9 +192,10 @@ pub fn bench_backend(
     let step = |student: NetworkArch, teachers: Teachers, objective: Objective, label: &str| {
         let student = NetworkConfig::new(student, Head::Linear).init(2, &device);
         let probe = ImageBatch::zeros(2, size, &device);
-        let model =
-            DistillModel::with_teachers(student, teachers, objective, &probe, TeacherCache::OFF)
-                .map_err(|e| e.to_string())?;
+        // CRD's memory: a row per training item of the embedded data.
+        let options = DistillOptions::from(TeacherCache::OFF).with_training_items(1600);
+        let model = DistillModel::with_teachers(student, teachers, objective, &probe, options)
+            .map_err(|e| e.to_string())?;
         Ok::<f64, String>(train_step(model, &device, b, size, warmup, iters, label))
     };
     let one = |t: &Network| Teachers::one(FrozenTeacher::new(t));
@@ -244,7 +246,7 @@ pub fn bench_backend(
         &["0.4", "0.5", "0.6", "0.7"],
     );
     // CRD between the pooled features, a memory of the embedded data's 1,600 training items
-    // and examples/methods.toml's 512 negatives.
+    // (`step`) and examples/methods.toml's 512 negatives.
     let label = "KD step CRD (r34 → r18, K = 512)";
     let crd = LossConfig::Crd(crate::core::losses::Crd {
         pair: LayerPair::new("avgpool", "1.0.ap"),
@@ -252,7 +254,6 @@ pub fn bench_backend(
         negatives: 512,
         temperature: 0.07,
         momentum: 0.5,
-        items: 1600,
     });
     let crd = Objective {
         mix: Mix::Sum { ce: 1.0 },

@@ -503,27 +503,6 @@ impl Experiment {
 
     /// The objective of the `index`-th run: [`RunSection::objective`], a term that names no
     /// teacher reading the `[teacher]` when there is one.
-    /// The same experiment with `items` set on every CRD term that does not set it: the
-    /// number of training items, the rows of its memory. `None` (before the images are
-    /// counted) sets the smallest memory its `negatives` allow, for the checks that build every
-    /// objective before any data is loaded.
-    pub fn with_training_items(&self, items: Option<usize>) -> Self {
-        let mut exp = self.clone();
-        for term in exp.runs.iter_mut().flat_map(|r| r.losses.iter_mut()) {
-            let params = &mut term.loss.params;
-            if term.loss.kind != "crd" || params.contains_key("items") {
-                continue;
-            }
-            let negatives = params
-                .get("negatives")
-                .and_then(toml::Value::as_integer)
-                .unwrap_or(16384);
-            let rows = items.map_or(negatives.saturating_add(1), |n| n as i64);
-            params.insert("items".into(), toml::Value::Integer(rows));
-        }
-        exp
-    }
-
     pub fn objective(&self, registry: &Registry, index: usize) -> Result<Objective, KdError> {
         let run = &self.runs[index];
         let mut objective = run.objective(registry).map_err(|message| KdError::Config {

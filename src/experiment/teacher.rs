@@ -108,7 +108,7 @@ pub(super) fn teacher(
             kd_train::Teachers::new(),
             kd_core::Objective::cross_entropy_only(),
             &data.valid.probe(2),
-            TeacherCache::OFF,
+            TeacherCache::OFF.into(),
         )?
         .on_devices(devices)?;
     let checkpoints = &plan.checkpoints;

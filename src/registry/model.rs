@@ -11,7 +11,7 @@ use kd_data::{ImageBatch, ImageLoader};
 use kd_models::weights::{load_model, save_model};
 use kd_train::report::Reporter;
 use kd_train::{
-    DistillModel, Evaluation, FitConfig, FrozenTeacher, History, TappableModule, TeacherCache,
+    DistillModel, DistillOptions, Evaluation, FitConfig, FrozenTeacher, History, TappableModule,
     Teachers, evaluate, fit_mutual, fit_one_cycle, load_trained_student,
 };
 
@@ -61,7 +61,7 @@ pub(crate) trait AnyModel: Send {
         teachers: Teachers,
         objective: Objective,
         probe: &ImageBatch,
-        cache: TeacherCache,
+        options: DistillOptions,
     ) -> Result<Box<dyn AnyDistill>, KdError>;
 }
 
@@ -134,9 +134,9 @@ impl<M: RegisteredModule> AnyModel for Typed<M> {
         teachers: Teachers,
         objective: Objective,
         probe: &ImageBatch,
-        cache: TeacherCache,
+        options: DistillOptions,
     ) -> Result<Box<dyn AnyDistill>, KdError> {
-        let model = DistillModel::with_teachers(self.0, teachers, objective, probe, cache)?;
+        let model = DistillModel::with_teachers(self.0, teachers, objective, probe, options)?;
         Ok(Box::new(model))
     }
 }

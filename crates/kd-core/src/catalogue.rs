@@ -63,10 +63,9 @@ catalogue!(
 );
 
 impl LossConfig {
-    /// CRD between `pair`'s taps with the paper's defaults, for a training set of `items`
-    /// items.
-    pub fn crd(pair: LayerPair, items: usize) -> Self {
-        Crd::new(pair, items).into()
+    /// CRD between `pair`'s taps with the paper's defaults (the trainer sizes its memory).
+    pub fn crd(pair: LayerPair) -> Self {
+        Crd::new(pair).into()
     }
 
     /// fasterai's `SoftTarget` with its default temperature.
@@ -96,11 +95,7 @@ impl LossConfig {
             Rkd::new(pairs()).into(),
             Pkt::new(pairs()).into(),
             Nst::new(pairs()).into(),
-            // Its memory's size comes from the data: `items` is left unset (0) here.
-            Self::crd(
-                pairs().into_iter().next().unwrap_or(LayerPair::new("", "")),
-                0,
-            ),
+            Self::crd(pairs().into_iter().next().unwrap_or(LayerPair::new("", ""))),
         ]
     }
 }
@@ -118,8 +113,8 @@ impl KdLoss for LossConfig {
     fn tap_ranks(&self) -> &'static [usize] {
         self.loss().tap_ranks()
     }
-    fn memory(&self) -> Option<MemorySpec> {
-        self.loss().memory()
+    fn memory(&self, items: usize) -> Option<MemorySpec> {
+        self.loss().memory(items)
     }
     fn temperature(&self) -> Option<f64> {
         self.loss().temperature()

@@ -64,15 +64,9 @@ impl MemorySpec {
         2 * self.items as u128 * self.dim as u128 * 4
     }
 
-    /// A memory that can work: rows for the training items (given), fewer negatives than
-    /// there are other items, a positive width, temperature and a momentum in `[0, 1)`.
+    /// A memory that can work: fewer negatives than there are other training items, a positive width, temperature and a momentum in `[0, 1)`.
     pub fn check(&self, loss: &'static str) -> Result<(), LossError> {
         let bad = |message: String| Err(LossError::Memory { loss, message });
-        if self.items == 0 {
-            return bad(
-                "`items`, the number of training items (the memory's rows), is not set".into(),
-            );
-        }
         if self.negatives == 0 || self.negatives >= self.items {
             return bad(format!(
                 "negatives = {} must be between 1 and the number of other training items ({}); lower `negatives`",
@@ -331,13 +325,15 @@ impl Contrasts {
         }
     }
 
-    /// A memory for every term of `objective` that keeps one ([`KdLoss::memory`]), its heads
-    /// sized from the flattened widths of the taps it reads: `student` gives each student tap's
-    /// per-item size, `teachers` each teacher's, by teacher name.
+    /// A memory for every term of `objective` that keeps one ([`KdLoss::memory`]), with a row
+    /// for each of the `items` training items, its heads sized from the flattened widths of
+    /// the taps it reads: `student` gives each student tap's per-item size, `teachers` each
+    /// teacher's, by teacher name. `items` may be `None` only when no term keeps a memory.
     ///
     /// [`KdLoss::memory`]: crate::KdLoss::memory
     pub fn for_objective(
         objective: &Objective,
+        items: Option<usize>,
         student: &BTreeMap<String, usize>,
         teachers: &BTreeMap<String, BTreeMap<String, usize>>,
         device: &Device,
@@ -345,10 +341,16 @@ impl Contrasts {
         let names: Vec<&str> = teachers.keys().map(String::as_str).collect();
         let mut out = Self::none();
         for (i, term) in objective.terms.iter().enumerate() {
-            let Some(spec) = term.loss.memory() else {
+            let Some(spec) = term.loss.memory(items.unwrap_or(0)) else {
                 continue;
             };
             let loss = term.loss.name();
+            if items.is_none() {
+                return Err(LossError::Memory {
+                    loss,
+                    message: "it keeps a row per training item, and the number of training items was not given".into(),
+                });
+            }
             spec.check(loss)?;
             let pair = &term.loss.pairs()[0];
             let teacher = &teachers[objective.term_teacher(term, &names)?];
@@ -380,6 +382,11 @@ impl Contrasts {
             .iter()
             .position(|&t| t == index)
             .map(|i| &self.memories[i])
+    }
+
+    /// The number of training items its memories have rows for; `None` without a memory.
+    pub fn items(&self) -> Option<usize> {
+        self.memories.first().map(|m| m.spec().items)
     }
 
     /// No term keeps a memory.
@@ -443,7 +450,7 @@ pub(crate) fn crd(
             return Err(LossError::Memory {
                 loss,
                 message: format!(
-                    "item index {bad} is outside the memory of {} training items: `items` must be the training set's size",
+                    "item index {bad} is outside the memory of {} training items: the memory must be sized for the training set",
                     spec.items
                 ),
             });

@@ -79,11 +79,13 @@ pub trait KdLoss: Debug + Send + Sync {
     fn tap_ranks(&self) -> &'static [usize] {
         &[2, 3, 4]
     }
-    /// The memory of the training items this loss keeps across steps (CRD's banks), if any:
-    /// the trainer then builds one ([`ContrastMemory`](crate::ContrastMemory)), trains and
-    /// saves it with the student, and hands it to every [`compute`](Self::compute) together
-    /// with the items' indices. Such a loss reads exactly one layer pair.
-    fn memory(&self) -> Option<MemorySpec> {
+    /// The memory this loss keeps across steps (CRD's banks) for a training set of `items`
+    /// items, if it keeps one: the trainer, which counts the training items, then builds it
+    /// ([`ContrastMemory`](crate::ContrastMemory)), trains and saves it with the student, and
+    /// hands it to every [`compute`](Self::compute) together with the items' indices. Such a
+    /// loss reads exactly one layer pair.
+    fn memory(&self, items: usize) -> Option<MemorySpec> {
+        let _ = items;
         None
     }
     /// The temperature the loss divides logits by, if it has one: checked, times the term's

@@ -273,7 +273,7 @@ fn crd_without_a_memory_or_with_too_many_negatives_is_refused_by_name() {
             .with_tap("f", Tensor::<4>::zeros([2, w, 1, 1], &device))
     };
     let (s, t) = (out(4), out(4));
-    let crd = LossConfig::crd(LayerPair::new("f", "f"), 100);
+    let crd = LossConfig::crd(LayerPair::new("f", "f"));
     let input = KdInput {
         student: &s,
         teacher: &t,
@@ -286,7 +286,7 @@ fn crd_without_a_memory_or_with_too_many_negatives_is_refused_by_name() {
     assert!(e.starts_with("CRD: ") && e.contains("memory"), "{e}");
 
     // The paper's K = 16384 against a training set of 100 items.
-    let e = crd.memory().unwrap().check("CRD").unwrap_err();
+    let e = crd.memory(100).unwrap().check("CRD").unwrap_err();
     assert!(matches!(e, LossError::Memory { .. }));
     let e = e.to_string();
     assert!(e.contains("negatives = 16384") && e.contains("99"), "{e}");

@@ -18,9 +18,10 @@ use kd_core::{
 };
 
 use crate::TrainError;
+use crate::options::DistillOptions;
 use crate::parallel::Workers;
 use crate::progress::Progress;
-use crate::teacher::{FrozenTeacher, TeacherCache};
+use crate::teacher::FrozenTeacher;
 use crate::teachers::{TeacherSet, Teachers};
 
 /// A Burn module whose layers can be tapped by name ([`FeatureModel`]) for inputs of type `I`:
@@ -117,18 +118,20 @@ where
     /// batch of the data to be trained on (two items are enough), so bad layer names or
     /// incompatible shapes fail here, with the culprit named, rather than mid-training.
     /// Connectors are sized from the probe's tap widths, and the embedding heads of CRD terms
-    /// from its flattened tap sizes (such terms also need the batches' item indices,
-    /// [`DistillBatch::item_indices`]). `cache` bounds the teacher outputs kept for items whose
-    /// batches give them a cache key ([`DistillBatch::cache_keys`]).
+    /// from its flattened tap sizes, their memories with a row per training item
+    /// ([`DistillOptions::training_items`]; such terms also need the batches' item indices,
+    /// [`DistillBatch::item_indices`]). `options` (or just a [`TeacherCache`](crate::TeacherCache)) bound the
+    /// teacher outputs kept for items whose batches give them a cache key
+    /// ([`DistillBatch::cache_keys`]).
     pub fn new(
         student: S,
         teacher: Option<FrozenTeacher<B::Input>>,
         objective: Objective,
         probe: &B,
-        cache: TeacherCache,
+        options: impl Into<DistillOptions>,
     ) -> Result<Self, TrainError> {
         let teachers = teacher.map(Teachers::one).unwrap_or_default();
-        Self::with_teachers(student, teachers, objective, probe, cache)
+        Self::with_teachers(student, teachers, objective, probe, options)
     }
 
     /// As [`new`](Self::new), with several teachers: each term of `objective` reads the
@@ -142,8 +145,12 @@ where
         teachers: Teachers<B::Input>,
         objective: Objective,
         probe: &B,
-        cache: TeacherCache,
+        options: impl Into<DistillOptions>,
     ) -> Result<Self, TrainError> {
+        let DistillOptions {
+            cache,
+            training_items,
+        } = options.into();
         objective.check_values()?;
         let device = student.device();
         let student_taps = objective.student_taps();
@@ -173,6 +180,7 @@ where
             )?;
             let contrasts = Contrasts::for_objective(
                 &objective,
+                training_items,
                 &widths(&student_taps, per_item),
                 &per_teacher(per_item),
                 &device,

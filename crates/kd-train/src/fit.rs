@@ -144,6 +144,9 @@ where
     S: TappableModule<B::Input>,
     B: DistillBatch,
 {
+    for m in &members {
+        check_memory_rows(&m.model, train.num_items())?;
+    }
     let start = resume(&mut members, reporter)?;
     for _ in 0..start.min(config.epochs) {
         drop(train.iter());
@@ -240,6 +243,21 @@ where
         }
     }
     Ok(members.into_iter().map(|m| (m.model, m.history)).collect())
+}
+
+/// A memory of the training items (CRD) has a row for each item the training loader gives
+/// (at least: a loader that drops an incomplete batch gives fewer items per epoch than the
+/// training set holds).
+fn check_memory_rows<S: TappableModule<B::Input>, B: DistillBatch>(
+    model: &DistillModel<S, B>,
+    items: usize,
+) -> Result<(), TrainError> {
+    match model.contrasts.items() {
+        Some(rows) if rows < items => Err(TrainError::Data(format!(
+            "the model's memory of the training items (CRD) has {rows} rows, fewer than the {items} items the training loader gives per epoch: build the model with DistillOptions::training_items = the training set's size"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a member's records have a distillation column: it reads a teacher or its peers.

@@ -4,6 +4,7 @@
 
 mod common;
 
+use burn::data::dataloader::DataLoader;
 use burn::tensor::Tensor;
 use common::{DieAfterFirstEpoch, device, fit, net, tiny_data, twin};
 use kd_core::{DistillBatch, LayerPair, LossConfig, Mix, Objective, Term};
@@ -11,18 +12,18 @@ use kd_data::{DataBundle, ImageBatch};
 use kd_models::{Arch, Network};
 use kd_train::report::Silent;
 use kd_train::{
-    DistillModel, FitConfig, FrozenTeacher, TeacherCache, TrainError, load_trained_student,
+    DistillModel, DistillOptions, FitConfig, FrozenTeacher, TeacherCache, TrainError,
+    load_trained_student,
 };
 
-/// CRD between the pooled features with a memory for the tiny data's training items.
-fn crd(items: usize, negatives: usize) -> Objective {
+/// CRD between the pooled features with `negatives` negatives.
+fn crd(negatives: usize) -> Objective {
     let loss = LossConfig::Crd(kd_core::losses::Crd {
         pair: LayerPair::new("avgpool", "avgpool"),
         dim: 16,
         negatives,
         temperature: 0.07,
         momentum: 0.5,
-        items,
     });
     Objective {
         mix: Mix::Sum { ce: 1.0 },
@@ -37,10 +38,12 @@ fn crd(items: usize, negatives: usize) -> Objective {
 /// from drawing in between.
 static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// `student` distilled from `teacher`, its memory sized for `items` training items.
 fn model(
     student: &Network,
     teacher: &Network,
     objective: Objective,
+    items: usize,
 ) -> Result<common::Model, TrainError> {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     device().seed(21);
@@ -49,7 +52,7 @@ fn model(
         Some(FrozenTeacher::new(teacher)),
         objective,
         &ImageBatch::zeros(2, 16, &device()),
-        TeacherCache::default(),
+        DistillOptions::default().with_training_items(items),
     )
 }
 
@@ -85,7 +88,7 @@ fn crd_trains_its_heads_and_banks_and_a_killed_run_resumes_them_exactly() {
     let (_dir, data) = tiny_data(16);
     let (teacher, student) = (net(Arch::ResNet18, 11), net(Arch::ResNet18, 12));
     let items = train_items(&data);
-    let build = || model(&student, &teacher, crd(items, 8)).unwrap();
+    let build = || model(&student, &teacher, crd(8), items).unwrap();
     let before = state(&build());
 
     let straight = tempfile::tempdir().unwrap();
@@ -174,9 +177,9 @@ fn crd_without_item_indices_too_many_negatives_or_on_several_devices_is_refused(
     let e = DistillModel::<Network, Unkeyed>::new(
         twin(&student, Arch::ResNet18),
         Some(FrozenTeacher::new(&teacher)),
-        crd(36, 8),
+        crd(8),
         &Unkeyed(ImageBatch::zeros(2, 16, &device())),
-        TeacherCache::OFF,
+        DistillOptions::from(TeacherCache::OFF).with_training_items(36),
     )
     .unwrap_err()
     .to_string();
@@ -186,7 +189,7 @@ fn crd_without_item_indices_too_many_negatives_or_on_several_devices_is_refused(
         "{e}"
     );
 
-    let e = model(&student, &teacher, crd(36, 36))
+    let e = model(&student, &teacher, crd(36), 36)
         .unwrap_err()
         .to_string();
     assert!(
@@ -195,11 +198,62 @@ fn crd_without_item_indices_too_many_negatives_or_on_several_devices_is_refused(
     );
 
     let (_dir, data) = tiny_data(16);
-    let two = model(&student, &teacher, crd(train_items(&data), 8))
+    let two = model(&student, &teacher, crd(8), train_items(&data))
         .unwrap()
         .on_devices(vec![device(), device()])
         .unwrap();
     let batch = data.train.restarted().probe(8);
     let e = two.train_step(batch).map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("CRD") && e.contains("one device"), "{e}");
+}
+
+#[test]
+fn crd_memory_is_sized_by_the_trainer_from_the_training_set() {
+    let (teacher, student) = (net(Arch::ResNet18, 15), net(Arch::ResNet18, 16));
+    // Without the number of training items the model cannot be built.
+    let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let e = DistillModel::<Network, ImageBatch>::new(
+        twin(&student, Arch::ResNet18),
+        Some(FrozenTeacher::new(&teacher)),
+        crd(8),
+        &ImageBatch::zeros(2, 16, &device()),
+        TeacherCache::OFF,
+    )
+    .unwrap_err()
+    .to_string();
+    drop(guard);
+    assert!(
+        e.starts_with("CRD") && e.contains("number of training items"),
+        "{e}"
+    );
+
+    // The memory has a row per item it was told of.
+    let (_dir, data) = tiny_data(16);
+    let items = train_items(&data);
+    let built = model(&student, &teacher, crd(8), items).unwrap();
+    assert_eq!(built.contrasts.items(), Some(items));
+    let (bank, _) = built.contrasts.memories[0].banks();
+    assert_eq!(bank.dims()[0], items);
+
+    // fastai's fit refuses a memory sized for another training set before any step.
+    let checkpoints = tempfile::tempdir().unwrap();
+    let per_epoch = data.train.num_items();
+    let short = model(&student, &teacher, crd(8), per_epoch - 1).unwrap();
+    let e = fit(
+        short,
+        &data,
+        &config(1),
+        "crd",
+        Some(checkpoints.path()),
+        &mut Silent,
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(&format!("{} rows", per_epoch - 1))
+            && e.contains(&format!("the {per_epoch} items")),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(checkpoints.path()).unwrap().count(), 0);
 }

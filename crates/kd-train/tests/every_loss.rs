@@ -4,11 +4,12 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{Model, distill, fit, net, tiny_data};
+use common::{Model, device, distill, fit, net, tiny_data};
 use kd_core::{KdInput, KdLoss, LayerPair, LossConfig, LossError, Objective, Term};
+use kd_data::ImageBatch;
 use kd_models::Arch;
 use kd_train::report::Silent;
-use kd_train::{FitConfig, TrainError};
+use kd_train::{DistillModel, DistillOptions, FitConfig, FrozenTeacher, TeacherCache, TrainError};
 
 /// Every float of the student, parameters and BatchNorm statistics.
 fn all_finite(model: &Model) -> bool {
@@ -37,20 +38,10 @@ fn every_builtin_loss_trains_with_finite_weights() {
         LossConfig::every_builtin(&LayerPair::zip(&["layer4"], &["layer4"]))
             .into_iter()
             .map(|loss| match loss {
-                // CRD's memory: a row per training item, fewer negatives than items.
-                LossConfig::Crd(kd_core::losses::Crd {
-                    pair,
-                    dim,
-                    temperature,
-                    momentum,
-                    ..
-                }) => LossConfig::Crd(kd_core::losses::Crd {
-                    pair,
-                    dim,
+                // CRD: fewer negatives than training items.
+                LossConfig::Crd(crd) => LossConfig::Crd(kd_core::losses::Crd {
                     negatives: 8,
-                    temperature,
-                    momentum,
-                    items,
+                    ..crd
                 }),
                 other => other,
             })
@@ -61,11 +52,12 @@ fn every_builtin_loss_trains_with_finite_weights() {
     let mut failures = Vec::new();
     for loss in losses {
         let name = loss.name();
-        let model = distill(
+        let model = DistillModel::new(
             net(Arch::ResNet18, 2),
-            Some(&teacher),
+            Some(FrozenTeacher::new(&teacher)),
             Objective::lerp(loss, 0.5),
-            false,
+            &ImageBatch::zeros(2, 16, &device()),
+            DistillOptions::from(TeacherCache::OFF).with_training_items(items),
         )
         .unwrap();
         match fit(model, &data, &config, name, None, &mut Silent) {

@@ -26,9 +26,6 @@ pub struct Crd {
     /// Momentum of the memory updates (default 0.5).
     #[serde(default = "Crd::default_momentum")]
     pub momentum: f64,
-    /// The number of training items: the memory's rows (`kd run` sets it from the data).
-    #[serde(default)]
-    pub items: usize,
 }
 
 impl Crd {
@@ -45,15 +42,15 @@ impl Crd {
         0.5
     }
 
-    /// Between `pair`'s taps with the paper's defaults, for a training set of `items` items.
-    pub fn new(pair: LayerPair, items: usize) -> Self {
+    /// Between `pair`'s taps with the paper's defaults. The memory's rows, one per training
+    /// item, are sized by the trainer, which counts them.
+    pub fn new(pair: LayerPair) -> Self {
         Self {
             pair,
             dim: Self::default_dim(),
             negatives: Self::default_negatives(),
             temperature: Self::default_temperature(),
             momentum: Self::default_momentum(),
-            items,
         }
     }
 }
@@ -67,9 +64,9 @@ impl KdLoss for Crd {
         std::slice::from_ref(&self.pair)
     }
 
-    fn memory(&self) -> Option<MemorySpec> {
+    fn memory(&self, items: usize) -> Option<MemorySpec> {
         Some(MemorySpec {
-            items: self.items,
+            items,
             negatives: self.negatives,
             dim: self.dim,
             temperature: self.temperature,
