@@ -9,14 +9,18 @@
 //! selection and the command line (`cli`, also callable from a binary of your own that
 //! registers its models).
 //!
-//! How to distill a bundled ResNet, or a model of your own, inside your code: the README's
-//! "Using kd in your own Burn project" and "Distill your own model" (both compiled and run as
-//! doctests of this crate).
+//! How to distill a bundled ResNet, or a model of your own, inside your code: the README and
+//! `docs/library.md` (both compiled and run as doctests of this crate).
 
 /// The README's Rust examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// `docs/library.md`'s Rust examples, compiled and run as doctests.
+#[doc = include_str!("../docs/library.md")]
+#[cfg(doctest)]
+pub struct LibraryGuideDoctests;
 
 pub mod args;
 pub mod backend;
