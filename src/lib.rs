@@ -17,22 +17,29 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-/// `docs/library.md`'s Rust examples, compiled and run as doctests.
+/// `docs/library.md`'s Rust examples, compiled and run as doctests (its registry example needs
+/// experiment files).
 #[doc = include_str!("../docs/library.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "experiments"))]
 pub struct LibraryGuideDoctests;
 
+#[cfg(feature = "experiments")]
 pub mod args;
 pub mod backend;
 #[cfg(feature = "cli")]
 pub mod bench;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "experiments")]
 pub mod console;
+#[cfg(feature = "experiments")]
 pub mod experiment;
+#[cfg(feature = "experiments")]
 mod machine;
+#[cfg(feature = "experiments")]
 mod plot;
 pub mod pretrained;
+#[cfg(feature = "experiments")]
 pub mod registry;
 
 pub use kd_core as core;
@@ -83,6 +90,7 @@ pub enum KdError {
 }
 
 /// Turn an I/O error on `path` into [`KdError::Io`] naming it.
+#[cfg(feature = "experiments")]
 pub(crate) fn io_err(path: &std::path::Path) -> impl Fn(std::io::Error) -> KdError + '_ {
     move |e| KdError::Io {
         path: path.to_path_buf(),

@@ -22,7 +22,7 @@ pub struct NpmPackage {
 }
 
 /// A name part no other process or thread uses at the same time.
-pub fn unique_suffix() -> String {
+pub(crate) fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
