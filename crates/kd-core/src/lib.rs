@@ -44,9 +44,11 @@ pub mod logit;
 mod loss;
 pub mod losses;
 mod matching;
+mod module_file;
 mod objective;
 mod outputs;
 mod schedule;
+mod tap_error;
 mod taps;
 
 pub use batch::{DistillBatch, ItemKey, fnv1a, fnv1a_start, splitmix64};
@@ -58,12 +60,12 @@ pub use input::ModelInput;
 pub(crate) use loss::sum_pairs;
 pub use loss::{KdInput, KdLoss, LayerPair, pair_features, paired_logits};
 pub use matching::match_feature_layers;
+pub use module_file::{ModuleFileError, load_module, load_module_except, save_module};
 pub use objective::{DEFAULT_TEACHER, LossParts, Mix, Objective, TeacherOutputs, Term};
 pub use outputs::{Logits, Outputs, Supervision, Tap, Targets, valid_rows};
 pub use schedule::Schedule;
-pub use taps::{
-    FeatureModel, LayerInfo, TapError, TapPlan, TapRecorder, image_example, nearest_names,
-};
+pub use tap_error::TapError;
+pub use taps::{FeatureModel, LayerInfo, TapPlan, TapRecorder, image_example, nearest_names};
 
 /// ImageNet channel means (RGB) of pixels in `[0, 1]`: the input convention of torchvision's and
 /// fastai's pretrained models, which every bundled model and the data pipeline follow.

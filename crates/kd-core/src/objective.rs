@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::{Outputs, Supervision, valid_rows};
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::logit::cross_entropy;
-use crate::{Contrasts, KdInput, KdLoss, LossError, MemoryInput, Schedule};
+use crate::{ContrastMemory, Contrasts, KdInput, KdLoss, LossError, MemoryInput, Schedule};
 
 /// How cross-entropy and the weighted sum of distillation terms `KD` combine.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -477,5 +477,59 @@ impl Objective {
             rows,
             targets,
         })
+    }
+}
+
+/// An objective's memories are built from its terms.
+impl Contrasts {
+    /// A memory for every term of `objective` that keeps one ([`KdLoss::memory`]), with a row
+    /// for each of the `items` training items, its heads sized from the flattened widths of
+    /// the taps it reads: `student` gives each student tap's per-item size, `teachers` each
+    /// teacher's, by teacher name. `items` may be `None` only when no term keeps a memory.
+    ///
+    /// [`KdLoss::memory`]: crate::KdLoss::memory
+    pub fn for_objective(
+        objective: &Objective,
+        items: Option<usize>,
+        student: &BTreeMap<String, usize>,
+        teachers: &BTreeMap<String, BTreeMap<String, usize>>,
+        device: &Device,
+    ) -> Result<Self, LossError> {
+        let names: Vec<&str> = teachers.keys().map(String::as_str).collect();
+        let mut out = Self::none();
+        for (i, term) in objective.terms.iter().enumerate() {
+            let Some(spec) = term.loss.memory(items.unwrap_or(0)) else {
+                continue;
+            };
+            let loss = term.loss.name();
+            if items.is_none() {
+                return Err(LossError::Memory {
+                    loss,
+                    message: "it keeps a row per training item, and the number of training items was not given".into(),
+                });
+            }
+            spec.check(loss)?;
+            let pair = &term.loss.pairs()[0];
+            let teacher = &teachers[objective.term_teacher(term, &names)?];
+            let width = |side: &'static str, widths: &BTreeMap<String, usize>, tap: &str| {
+                widths
+                    .get(tap)
+                    .copied()
+                    .ok_or_else(|| LossError::MissingTap {
+                        loss,
+                        side,
+                        tap: tap.to_string(),
+                        available: widths.keys().cloned().collect(),
+                    })
+            };
+            out.memories.push(ContrastMemory::new(
+                spec,
+                width("student", student, &pair.student)?,
+                width("teacher", teacher, &pair.teacher)?,
+                device,
+            ));
+            out.terms.push(i);
+        }
+        Ok(out)
     }
 }

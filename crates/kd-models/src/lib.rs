@@ -86,14 +86,9 @@ pub enum ModelError {
         /// What is unexpected.
         reason: String,
     },
-    /// A model that could not be written.
-    #[error("cannot save model to {}: {reason}", path.display())]
-    Save {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    /// A model file (Burn's own format) that could not be written or read back.
+    #[error(transparent)]
+    File(#[from] kd_core::ModuleFileError),
 }
 
 fn mismatch_message(

@@ -7,8 +7,8 @@ use std::path::Path;
 use burn::module::Module;
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{
-    BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore,
+    BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
 };
 
 use crate::ModelError;
@@ -102,7 +102,7 @@ pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, PackTensor>, Mode
         .unwrap_or("")
         .to_ascii_lowercase();
     let tensors = if ext == "safetensors" {
-        // Read now, not lazily from the path when first used (see `load_model_except`).
+        // Read now, not lazily from the path when first used (see `kd_core::load_module_except`).
         let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
         let mut store = SafetensorsStore::from_bytes(Some(bytes));
         store
@@ -244,59 +244,17 @@ pub fn load_torchvision<M: TorchvisionLayout>(
     apply_torchvision(model, tensors, classifier, &path.display().to_string())
 }
 
-/// Save any model (parameters and BatchNorm statistics) in Burn's burnpack format.
-pub fn save_model<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<(), ModelError> {
-    let mut store = BurnpackStore::from_file(path).overwrite(true);
-    model.save_into(&mut store).map_err(|e| ModelError::Save {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
-/// Load a model saved by [`save_model`] into `model`, which must have the same structure.
-pub fn load_model<M: ModuleSnapshot>(model: &mut M, path: &Path) -> Result<(), ModelError> {
-    load_model_except(model, path, |_| false)
-}
-
-/// As [`load_model`], but tensors in the file for which `ignored(key)` holds may have no place
-/// in `model` (e.g. a distillation checkpoint's connectors when only the student is wanted).
-/// Every tensor of `model` must still be in the file.
-pub fn load_model_except<M: ModuleSnapshot>(
-    model: &mut M,
-    path: &Path,
-    ignored: impl Fn(&str) -> bool,
-) -> Result<(), ModelError> {
-    let read_err = |reason: String| ModelError::WeightsRead {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if !path.is_file() {
-        return Err(read_err("no such file".into()));
-    }
-    // Read the whole file now: a file-backed store leaves the tensors to be read from the
-    // path when first used, and kd replaces or removes checkpoint and cache files while
-    // their models live on.
-    let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
-    let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes)));
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| read_err(e.to_string()))?;
-    let unused = result.unused.iter().any(|k| !ignored(k));
-    if !result.errors.is_empty() || !result.missing.is_empty() || unused {
-        return Err(read_err(result.to_string()));
-    }
-    Ok(())
-}
-
 /// Write float32 tensors as a `.safetensors` file (atomically: a temporary file renamed into
 /// place), keys sorted.
 pub fn write_safetensors(
     path: &Path,
     tensors: &BTreeMap<String, PackTensor>,
 ) -> Result<(), ModelError> {
-    let save_err = |reason: String| ModelError::Save {
-        path: path.to_path_buf(),
-        reason,
+    let save_err = |reason: String| {
+        ModelError::File(kd_core::ModuleFileError::Save {
+            path: path.to_path_buf(),
+            reason,
+        })
     };
     let mut header = serde_json::Map::new();
     let mut data: Vec<u8> = Vec::new();

@@ -7,8 +7,7 @@ use burn::store::bridge;
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::tensor::{Device, Tensor, TensorData};
 use kd_models::weights::{
-    Classifier, apply_torchvision, load_model, load_torchvision, save_model, torchvision_keys,
-    write_safetensors,
+    Classifier, apply_torchvision, load_torchvision, torchvision_keys, write_safetensors,
 };
 use kd_models::{Arch, FeatureModel, ModelError, ResNetConfig, StridePlacement, VisionLearner};
 
@@ -369,7 +368,7 @@ fn native_save_and_load_round_trip_exactly() {
     let path = dir.path().join("model.bpk");
     let body = ResNetConfig::new(Arch::ResNet18).init(&device());
     let model = VisionLearner::new(body, 2);
-    save_model(&model, &path).unwrap();
+    kd_core::save_module(&model, &path).unwrap();
     let mut fresh = VisionLearner::new(ResNetConfig::new(Arch::ResNet18).init(&device()), 2);
     let before: Vec<f32> = fresh
         .forward_logits(input(32))
@@ -377,7 +376,7 @@ fn native_save_and_load_round_trip_exactly() {
         .to_data()
         .try_to_vec::<f32>()
         .unwrap();
-    load_model(&mut fresh, &path).unwrap();
+    kd_core::load_module(&mut fresh, &path).unwrap();
     let a: Vec<f32> = model
         .forward_logits(input(32))
         .rows()
@@ -394,7 +393,7 @@ fn native_save_and_load_round_trip_exactly() {
     assert_ne!(a, before);
     // A different architecture does not load silently.
     let mut other = VisionLearner::new(ResNetConfig::new(Arch::ResNet34).init(&device()), 2);
-    assert!(load_model(&mut other, &path).is_err());
+    assert!(kd_core::load_module(&mut other, &path).is_err());
 }
 
 #[test]
@@ -453,9 +452,9 @@ fn a_loaded_model_does_not_depend_on_its_file_afterwards() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.bpk");
     let model = VisionLearner::new(ResNetConfig::new(Arch::ResNet18).init(&device()), 2);
-    save_model(&model, &path).unwrap();
+    kd_core::save_module(&model, &path).unwrap();
     let mut loaded = VisionLearner::new(ResNetConfig::new(Arch::ResNet18).init(&device()), 2);
-    load_model(&mut loaded, &path).unwrap();
+    kd_core::load_module(&mut loaded, &path).unwrap();
     drop(dir);
     let a: Vec<f32> = model
         .forward_logits(input(32))

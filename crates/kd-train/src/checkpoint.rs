@@ -139,7 +139,7 @@ impl Checkpoints {
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         // CRD's banks: this thread's last update into the values that are saved.
         model.contrasts.sync();
-        kd_models::weights::save_model(model, &tmp.join("model.bpk"))?;
+        kd_core::save_module(model, &tmp.join("model.bpk"))?;
         optim
             .save(tmp.join("optim.bpk"))
             .map_err(|e| TrainError::Checkpoint {
@@ -173,7 +173,7 @@ impl Checkpoints {
     {
         let dir = self.epoch_dir(epoch);
         verify(&dir, &FILES)?;
-        kd_models::weights::load_model(model, &dir.join("model.bpk"))?;
+        kd_core::load_module(model, &dir.join("model.bpk"))?;
         let optim = optim
             .load(dir.join("optim.bpk"))
             .map_err(|e| TrainError::Checkpoint {
@@ -213,7 +213,7 @@ where
     })?;
     let dir = checkpoints.epoch_dir(epoch);
     verify(&dir, &["model.bpk", "history.json"])?;
-    kd_models::weights::load_model_except(model, &dir.join("model.bpk"), |key| {
+    kd_core::load_module_except(model, &dir.join("model.bpk"), |key| {
         key.starts_with("connectors.") || key.starts_with("contrasts.")
     })?;
     Checkpoints::history(&dir)

@@ -21,7 +21,7 @@ use crate::TrainError;
 use crate::options::DistillOptions;
 use crate::parallel::Workers;
 use crate::progress::Progress;
-use crate::teacher::FrozenTeacher;
+use crate::teacher::{FrozenTeacher, as_strs};
 use crate::teachers::{TeacherSet, Teachers};
 
 /// A Burn module whose layers can be tapped by name ([`FeatureModel`]) for inputs of type `I`:
@@ -519,8 +519,3 @@ classification_adaptors!(
     PerplexityInput,
     ConfusionStatsInput
 );
-
-/// Borrow owned names as the `&str`s a tap plan takes.
-pub(crate) fn as_strs(names: &[String]) -> Vec<&str> {
-    names.iter().map(String::as_str).collect()
-}

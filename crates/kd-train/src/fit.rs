@@ -18,7 +18,7 @@ use crate::checkpoint::Checkpoints;
 use crate::distill::{DistillModel, TappableModule};
 use crate::divergence::{culprit, gradients_finite};
 use crate::history::{EpochRecord, History};
-use crate::mutual::mutual_step;
+use crate::mutual_loss::mutual_step;
 use crate::one_cycle::OneCycle;
 use crate::report::Reporter;
 
@@ -178,7 +178,10 @@ where
             }
             let outs = match mutual {
                 None => vec![members[0].model.train_step(batch.clone())?],
-                Some(weight) => mutual_step(&members, &batch, weight)?,
+                Some(weight) => {
+                    let students: Vec<_> = members.iter().map(Member::model).collect();
+                    mutual_step(&students, &batch, weight)?
+                }
             };
             let mut stepped = Vec::with_capacity(members.len());
             for ((mut m, out), sum) in members.into_iter().zip(outs).zip(&mut sums) {

@@ -27,6 +27,7 @@ mod fit;
 mod history;
 mod metrics;
 mod mutual;
+mod mutual_loss;
 mod one_cycle;
 mod options;
 mod parallel;
@@ -53,9 +54,9 @@ pub use teachers::Teachers;
 /// Everything that can stop training.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A model problem (unknown tap, weights).
+    /// A checkpoint's model file that could not be written or read back.
     #[error(transparent)]
-    Model(#[from] kd_models::ModelError),
+    ModelFile(#[from] kd_core::ModuleFileError),
     /// A layer name a model does not have.
     #[error(transparent)]
     Tap(#[from] kd_core::TapError),

@@ -5,14 +5,13 @@ use std::path::Path;
 
 use burn::data::dataloader::DataLoader;
 use burn::module::Module;
-use burn::tensor::Tensor;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use kd_core::DistillBatch;
-use kd_core::logit::mutual;
 
 use crate::TrainError;
 use crate::distill::{DistillModel, KdOutput, TappableModule};
 use crate::fit::{FitConfig, Fitted, Member, fit_members};
+use crate::mutual_loss::mutual_losses;
 use crate::report::Reporter;
 
 /// Train `students` together with deep mutual learning (Zhang et al., 2018): on every batch
@@ -98,70 +97,6 @@ fn check_one_device<S: TappableModule<B::Input>, B: DistillBatch>(
         )),
         false => Ok(()),
     }
-}
-
-/// One step of every member on `batch`: each member's loss back-propagated alone (see
-/// [`mutual_losses`]).
-pub(crate) fn mutual_step<S, B>(
-    members: &[Member<S, B>],
-    batch: &B,
-    weight: f64,
-) -> Result<Vec<TrainOutput<KdOutput>>, TrainError>
-where
-    S: TappableModule<B::Input>,
-    B: DistillBatch,
-{
-    let students: Vec<&DistillModel<S, B>> = members.iter().map(Member::model).collect();
-    Ok(mutual_losses(&students, batch, weight)?
-        .into_iter()
-        .zip(&students)
-        .map(|(item, model)| TrainOutput::new(*model, item.loss.backward(), item))
-        .collect())
-}
-
-/// Every student's loss on `batch` (its objective on a training step, plus `weight` × its
-/// mean KL to the others' detached predictions), from one forward pass of each.
-fn mutual_losses<S, B>(
-    students: &[&DistillModel<S, B>],
-    batch: &B,
-    weight: f64,
-) -> Result<Vec<KdOutput>, TrainError>
-where
-    S: TappableModule<B::Input>,
-    B: DistillBatch,
-{
-    let outputs: Vec<_> = students.iter().map(|m| m.student_outputs(batch)).collect();
-    let parts = students
-        .iter()
-        .zip(&outputs)
-        .map(|(model, student)| model.objective_on(student, batch, true))
-        .collect::<Result<Vec<_>, _>>()?;
-    // Each student's logit rows that count (items, or the positions the mask keeps).
-    let counted: Vec<Tensor<2>> = parts
-        .iter()
-        .zip(&outputs)
-        .map(|(p, s)| p.counted(&s.logits))
-        .collect();
-    let mut items = Vec::with_capacity(students.len());
-    for (k, parts) in parts.into_iter().enumerate() {
-        let kl = counted
-            .iter()
-            .enumerate()
-            .filter(|&(l, _)| l != k)
-            .map(|(_, peer)| mutual(counted[k].clone(), peer.clone().detach()))
-            .reduce(|a, b| a + b)
-            .expect("two students or more")
-            .div_scalar((counted.len() - 1) as f64)
-            .mul_scalar(weight);
-        items.push(KdOutput {
-            loss: parts.total + kl.clone(),
-            ce: parts.ce,
-            kd: Some(parts.kd.map_or(kl.clone(), |kd| kd + kl)),
-            logits: counted[k].clone(),
-            targets: parts.targets,
-        });
-    }
-    Ok(items)
 }
 
 /// Deep mutual learning as one module for Burn's `Learner`: the students side by side. A

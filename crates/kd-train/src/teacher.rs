@@ -140,7 +140,7 @@ impl<I: ModelInput> TeacherRunner<I> {
         taps: &[String],
         budget: TeacherCache,
     ) -> Result<Self, TapError> {
-        let plan = teacher.model().tap_plan(&crate::distill::as_strs(taps))?;
+        let plan = teacher.model().tap_plan(&as_strs(taps))?;
         let first = Replica {
             device: teacher.model().device(),
             teacher,
@@ -312,4 +312,9 @@ fn row_indices(rows: &[usize], device: &Device) -> Tensor<1, Int> {
     let rows: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
     let n = rows.len();
     Tensor::from_data(TensorData::new(rows, [n]), device)
+}
+
+/// Borrow owned names as the `&str`s a tap plan takes.
+pub(crate) fn as_strs(names: &[String]) -> Vec<&str> {
+    names.iter().map(String::as_str).collect()
 }

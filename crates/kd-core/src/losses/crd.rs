@@ -1,8 +1,8 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::contrast::{self, MemorySpec};
-use crate::{KdInput, KdLoss, LayerPair, LossError};
+use crate::contrast::MemorySpec;
+use crate::{KdInput, KdLoss, LayerPair, LossError, Outputs};
 
 /// Contrastive representation distillation (Tian et al., 2020) between one pair of taps
 /// (typically the pooled features before the classifiers; any tap is flattened per item):
@@ -79,6 +79,68 @@ impl KdLoss for Crd {
     }
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
-        contrast::crd(self.name(), input, &self.pair)
+        crd(self.name(), input, &self.pair)
     }
+}
+
+/// The CRD loss on a [`KdInput`](crate::KdInput): the pair's taps, flattened per item, through
+/// the memory the input carries.
+fn crd(loss: &'static str, input: &KdInput, pair: &LayerPair) -> Result<Tensor<1>, LossError> {
+    let memory = input.memory.ok_or(LossError::Memory {
+        loss,
+        message: "it keeps a memory of the training items, which only a trainer (kd-train's DistillModel) gives it".into(),
+    })?;
+    let tap = |out: &Outputs, side: &'static str, name: &str| {
+        out.taps
+            .get(name)
+            .map(|t| t.clone().flatten())
+            .ok_or_else(|| LossError::MissingTap {
+                loss,
+                side,
+                tap: name.to_string(),
+                available: out.taps.keys().cloned().collect(),
+            })
+    };
+    let f_s = tap(input.student, "student", &pair.student)?;
+    let f_t = tap(input.teacher, "teacher", &pair.teacher)?;
+    let batch = f_s.dims()[0];
+    let spec = memory.memory.spec();
+    if let Some(items) = memory.items {
+        if items.len() != batch {
+            return Err(LossError::Memory {
+                loss,
+                message: format!(
+                    "the batch has {batch} items but {} item indices",
+                    items.len()
+                ),
+            });
+        }
+        if let Some(&bad) = items.iter().find(|&&i| i as usize >= spec.items) {
+            return Err(LossError::Memory {
+                loss,
+                message: format!(
+                    "item index {bad} is outside the memory of {} training items: the memory must be sized for the training set",
+                    spec.items
+                ),
+            });
+        }
+    }
+    let widths = (f_s.dims()[1], f_t.dims()[1]);
+    let heads = (
+        memory.memory.embed_student.weight.dims()[0],
+        memory.memory.embed_teacher.weight.dims()[0],
+    );
+    if widths != heads {
+        return Err(LossError::Shape {
+            loss,
+            what: format!("{} ↔ {} (flattened)", pair.student, pair.teacher),
+            student: vec![batch, widths.0],
+            teacher: vec![batch, widths.1],
+            hint: "the embedding heads were sized for other widths: build the model on batches of the training size",
+        });
+    }
+    let negatives = memory
+        .memory
+        .draw_negatives(batch, memory.items, &f_s.device());
+    Ok(memory.memory.loss(f_s, f_t, memory.items, negatives))
 }

@@ -115,9 +115,9 @@ pub fn fit<S: TappableModule>(
 pub fn twin(net: &Network, arch: Arch) -> Network {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("twin.bpk");
-    kd_models::weights::save_model(net, &path).unwrap();
+    kd_core::save_module(net, &path).unwrap();
     let mut copy = NetworkConfig::new(arch, Head::Linear).init(2, &device());
-    kd_models::weights::load_model(&mut copy, &path).unwrap();
+    kd_core::load_module(&mut copy, &path).unwrap();
     copy
 }
 
