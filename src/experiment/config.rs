@@ -334,7 +334,8 @@ fn default_seeds() -> Vec<u64> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {
-    /// Images.
+    /// Images (every key has a default: the section may be left out).
+    #[serde(default)]
     pub data: DataSection,
     /// The teacher (called `teacher`), unless there are several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -347,17 +348,33 @@ pub struct Experiment {
     pub ensembles: Vec<Ensemble>,
     /// The student model.
     pub student: ModelSection,
-    /// Student training.
+    /// Student training (every key has a default: the section may be left out).
+    #[serde(default)]
     pub training: TrainingSection,
     /// The runs to compare.
     pub runs: Vec<RunSection>,
-    /// Run directory.
-    #[serde(default = "default_output")]
+    /// Run directory (default `runs/<the file's name without extension>`).
+    #[serde(default)]
     pub output: PathBuf,
 }
 
-fn default_output() -> PathBuf {
-    PathBuf::from("runs/pets-kd")
+/// A section whose every key has a default: its value when the file leaves it out.
+fn all_defaults<T: serde::de::DeserializeOwned>() -> T {
+    toml::Table::new()
+        .try_into()
+        .expect("every key of the section has a default")
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        all_defaults()
+    }
+}
+
+impl Default for TrainingSection {
+    fn default() -> Self {
+        all_defaults()
+    }
 }
 
 /// The main job's experiment file, shipped in `examples/`.
@@ -366,10 +383,17 @@ pub const DEFAULT_EXPERIMENT: &str = include_str!("../../examples/pets_kd.toml")
 impl Experiment {
     /// Parse TOML; errors name the key and the allowed values.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, KdError> {
-        let exp: Experiment = toml::from_str(text).map_err(|e| KdError::Config {
+        let mut exp: Experiment = toml::from_str(text).map_err(|e| KdError::Config {
             origin: origin.to_string(),
             message: e.to_string(),
         })?;
+        if exp.output.as_os_str().is_empty() {
+            let stem = Path::new(origin)
+                .file_stem()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("experiment".as_ref());
+            exp.output = Path::new("runs").join(stem);
+        }
         exp.validate(origin)?;
         Ok(exp)
     }

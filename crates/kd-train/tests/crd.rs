@@ -34,18 +34,16 @@ fn crd(negatives: usize) -> Objective {
     }
 }
 
-/// CRD's heads and banks are drawn from the seeded generator: the lock keeps the other test
-/// from drawing in between.
-static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// `student` distilled from `teacher`, its memory sized for `items` training items.
+/// `student` distilled from `teacher`, its memory sized for `items` training items. CRD's
+/// heads and banks are drawn from the seeded generator: the lock keeps other tests from
+/// drawing in between.
 fn model(
     student: &Network,
     teacher: &Network,
     objective: Objective,
     items: usize,
 ) -> Result<common::Model, TrainError> {
-    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = common::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     device().seed(21);
     DistillModel::new(
         twin(student, Arch::ResNet18),
@@ -173,7 +171,7 @@ impl DistillBatch for Unkeyed {
 #[test]
 fn crd_without_item_indices_too_many_negatives_or_on_several_devices_is_refused() {
     let (teacher, student) = (net(Arch::ResNet18, 13), net(Arch::ResNet18, 14));
-    let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = common::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let e = DistillModel::<Network, Unkeyed>::new(
         twin(&student, Arch::ResNet18),
         Some(FrozenTeacher::new(&teacher)),
@@ -211,7 +209,7 @@ fn crd_without_item_indices_too_many_negatives_or_on_several_devices_is_refused(
 fn crd_memory_is_sized_by_the_trainer_from_the_training_set() {
     let (teacher, student) = (net(Arch::ResNet18, 15), net(Arch::ResNet18, 16));
     // Without the number of training items the model cannot be built.
-    let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = common::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let e = DistillModel::<Network, ImageBatch>::new(
         twin(&student, Arch::ResNet18),
         Some(FrozenTeacher::new(&teacher)),

@@ -50,12 +50,16 @@ pub fn tinted_data(size: usize, tint: u32) -> (tempfile::TempDir, DataBundle) {
     (dir, data)
 }
 
+/// Held by whoever seeds the device's generator and draws from it, so that tests running in
+/// parallel do not draw from each other's seeds.
+#[allow(dead_code)]
+pub static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A seeded initialisation. The lock keeps tests running in parallel from drawing from the
 /// seeded generator in between; a fresh network per run also matters because Burn's `clone`
 /// shares BatchNorm running statistics between the copies.
 pub fn net(arch: Arch, seed: u64) -> Network {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = device();
     device.seed(seed);
     NetworkConfig::new(arch, Head::Linear).init(2, &device)
