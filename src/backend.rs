@@ -44,6 +44,9 @@ pub enum BackendError {
     /// `cuda:x` with a bad index.
     #[error("bad device index in `{0}`; write e.g. `cuda:0`")]
     BadIndex(String),
+    /// An index on a backend that has one device.
+    #[error("`{0}` names a device index, but {1} has one device: write `{1}`")]
+    NoIndex(String, String),
 }
 
 /// The default backend name: `$KD_BACKEND`, else the first compiled one.
@@ -72,6 +75,10 @@ pub fn kind(name: &str) -> String {
 }
 
 /// The (tape-free) device called `name`. Use `.autodiff()` on it for training.
+// `deprecated`: Burn 0.22 deprecates `Device::ndarray` and `Device::libtorch*` (0.23 removes
+// both backends); kd keeps them while it stays on 0.22 (`burn` below 0.23 in Cargo.toml), and
+// this is the one place that builds their devices (docs/backends.md). The other two: the
+// arms of backends not compiled in.
 #[allow(deprecated, unreachable_code, unused_variables)]
 pub fn device(name: &str) -> Result<Device, BackendError> {
     let lower = name.trim().to_ascii_lowercase();
@@ -85,6 +92,10 @@ pub fn device(name: &str) -> Result<Device, BackendError> {
         ),
         None => (lower.clone(), None),
     };
+    let one_device = ["flex", "cpu", "ndarray", "tch", "libtorch", "wgpu"];
+    if index.is_some() && one_device.contains(&kind.as_str()) {
+        return Err(BackendError::NoIndex(name.to_string(), kind));
+    }
     let missing = |feature: &'static str| BackendError::NotCompiled {
         name: name.to_string(),
         feature,

@@ -363,7 +363,10 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
             Ok(())
         }
         Some(Command::Bench(opts)) => {
-            let rows = kd::bench::run(&opts);
+            let rows = kd::bench::run(&opts).map_err(|message| KdError::Config {
+                origin: "kd bench".into(),
+                message,
+            })?;
             say!("{}", kd::bench::markdown(&rows, &opts))?;
             Ok(())
         }

@@ -467,8 +467,10 @@ pub fn bench_data(n: usize, size: usize, b: usize) -> Result<Vec<Row>, String> {
     ])
 }
 
-/// Run every benchmark of `opts`.
-pub fn run(opts: &BenchOptions) -> Vec<Row> {
+/// Run every benchmark of `opts`; a batch this machine cannot train is refused with its size.
+pub fn run(opts: &BenchOptions) -> Result<Vec<Row>, String> {
+    crate::machine::check_batch(opts.batch, opts.size)
+        .map_err(|why| format!("--batch {} --size {}: {why}", opts.batch, opts.size))?;
     let backends = if opts.backends.is_empty() {
         crate::backend::compiled_backends()
             .into_iter()
@@ -500,7 +502,7 @@ pub fn run(opts: &BenchOptions) -> Vec<Row> {
             Err(e) => eprintln!("devices {}: skipped: {e}", opts.devices.join(",")),
         }
     }
-    rows
+    Ok(rows)
 }
 
 /// The rows as a Markdown table.

@@ -56,7 +56,15 @@ pub fn evaluate_run_dir(
     cache_dir: Option<PathBuf>,
     reporter: &SharedReporter,
 ) -> Result<RunDirScores, KdError> {
-    let exp = Experiment::from_file(&run_dir.join("config.toml"))?;
+    let config = run_dir.join("config.toml");
+    if !config.is_file() {
+        return Err(KdError::Config {
+            origin: run_dir.display().to_string(),
+            message: "not a kd run directory: it holds no config.toml (kd run writes one there)"
+                .into(),
+        });
+    }
+    let exp = Experiment::from_file(&config)?;
     let metrics = run_dir.join("metrics.json");
     let text = std::fs::read_to_string(&metrics).map_err(|e| KdError::Io {
         path: metrics.clone(),

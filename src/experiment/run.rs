@@ -13,6 +13,7 @@ use super::config::{Experiment, RunSection};
 use super::data::load_images;
 use super::fingerprint::Fingerprint;
 use super::lock::RunLock;
+use super::model_section::Weights;
 use super::report::{Report, RunSummary, write_run_dir};
 use super::run_dir::{self, checkpoint_dir};
 use super::stats::mean_std;
@@ -64,8 +65,22 @@ fn check_runs(
 ) -> Result<(), KdError> {
     let ctx = ModelContext::untrained(2, device, cache_dir);
     let mut teachers = Teachers::new();
-    for (name, section) in exp.teacher_sections() {
-        let model = registry.build_section(&section.model(), name, &ctx)?;
+    for (key, name, section) in exp.teacher_keys() {
+        // A weights file of the user's is read now: one that is no state dict of this model
+        // stops the run before anything is written.
+        let ctx = match &section.weights {
+            Weights::File(_) => ModelContext {
+                weights: &section.weights,
+                ..ctx
+            },
+            _ => ctx,
+        };
+        let model = registry
+            .build_section(&section.model(), name, &ctx)
+            .map_err(|e| KdError::Config {
+                origin: format!("{key}.weights"),
+                message: e.to_string(),
+            })?;
         teachers = teachers.with(name, model.freeze());
     }
     let teachers = with_ensembles(teachers, exp);

@@ -33,6 +33,11 @@ impl Experiment {
                 "training: set `backend` (one device) or `devices` (several), not both; backend = {backend:?}, devices = {devices:?}"
             ));
         }
+        if devices.iter().any(|d| d.trim().is_empty()) {
+            return Err(format!(
+                "training.devices = {devices:?} has an empty name: list device names such as \"cuda:0\""
+            ));
+        }
         let kinds: std::collections::BTreeSet<String> =
             devices.iter().map(|d| crate::backend::kind(d)).collect();
         if kinds.len() > 1 {
@@ -178,6 +183,14 @@ impl Experiment {
                 out.push(format!("{key} = {value}: must be between 1 and {max}"));
             }
         }
+        if out.is_empty()
+            && let Err(why) = crate::machine::check_batch(self.data.batch_size, self.data.size)
+        {
+            out.push(format!(
+                "data.batch_size = {} with data.size = {}: {why}",
+                self.data.batch_size, self.data.size
+            ));
+        }
         let mut real = |key: String, value: f64, ok: bool, why: &str| {
             if !value.is_finite() || !ok {
                 out.push(format!("{key} = {value}: {why}"));
@@ -244,7 +257,7 @@ impl Experiment {
     }
 
     /// Each teacher with the key messages name it by (`teacher`, ``teachers[1] (`r50b`)``).
-    fn teacher_keys(&self) -> Vec<(String, &str, &TeacherSection)> {
+    pub(super) fn teacher_keys(&self) -> Vec<(String, &str, &TeacherSection)> {
         let first = self
             .teacher
             .iter()
@@ -305,10 +318,18 @@ impl Experiment {
     /// punctuation ("KD soft", "kd-soft") would share one and silently resume each other.
     fn check_run_folders(&self) -> Result<(), String> {
         let mut folders: BTreeMap<String, String> = BTreeMap::new();
-        for run in &self.runs {
+        for (i, run) in self.runs.iter().enumerate() {
             for &seed in &self.training.seeds {
                 let name = self.run_name(run, seed);
                 let folder = slug(&name);
+                if folder.len() > MAX_FOLDER_NAME {
+                    return Err(format!(
+                        "{}: the name is {} characters; its folder name ({} bytes) must stay within {MAX_FOLDER_NAME} bytes: shorten it",
+                        run.origin(i),
+                        run.name.chars().count(),
+                        folder.len()
+                    ));
+                }
                 if folder.is_empty() {
                     return Err(format!(
                         "run name `{}` has no letters or digits to name its folder",
@@ -332,11 +353,14 @@ impl Experiment {
 }
 
 /// The folder name of a run: lower-case letters and digits, other characters as single dashes.
+/// The longest checkpoint folder name: file systems take 255 bytes, and kd adds suffixes.
+const MAX_FOLDER_NAME: usize = 200;
+
 pub(super) fn slug(name: &str) -> String {
     name.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
+            if c.is_alphanumeric() {
+                c.to_lowercase().next().unwrap_or(c)
             } else {
                 '-'
             }

@@ -26,7 +26,13 @@ enum Task {
 
 fn main() {
     let Task::BenchBackends { opts, json } = Cli::parse().task;
-    let rows = run(&opts);
+    let rows = match run(&opts) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("xtask bench-backends: {e}");
+            std::process::exit(2);
+        }
+    };
     println!("{}", markdown(&rows, &opts));
     let text = serde_json::to_string_pretty(&rows).expect("rows serialise");
     if let Err(e) = std::fs::write(&json, text) {
