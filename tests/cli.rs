@@ -27,6 +27,11 @@ fn the_shipped_main_job_parses() {
         let search = Experiment::from_file(&path).unwrap();
         assert_eq!(search.training.seeds, [0, 1, 2], "{}", path.display());
     }
+    // scripts/gpu-check.sh's short run parses and its names resolve.
+    let gpu = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu-quick.toml");
+    let gpu = Experiment::from_file(&gpu).unwrap();
+    gpu.check_names(&Registry::builtin(), "gpu-quick.toml")
+        .unwrap();
 }
 
 #[test]

@@ -71,6 +71,8 @@ fn several_teachers_are_fine_tuned_cached_and_read_by_name() {
         .unwrap()
         .count();
     assert_eq!(cached, 4);
+    // Their fine-tuning checkpoints went with them: no empty folder is left behind.
+    assert!(!tiny.out_dir().join("teacher-checkpoints").exists());
     let md = std::fs::read_to_string(tiny.out_dir().join("report.md")).unwrap();
     assert!(
         md.contains("teacher a (resnet18)") && md.contains("teacher b (resnet18)"),

@@ -135,6 +135,7 @@ impl TeacherSection {
     pub fn model(&self) -> ModelSection {
         ModelSection {
             arch: self.arch.clone(),
+            weights: self.weights.clone(),
             settings: self.settings.clone(),
         }
     }

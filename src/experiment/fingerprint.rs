@@ -40,7 +40,7 @@ impl Fingerprint {
     }
 
     /// The fingerprint of one student run: its objective and augmentation, the seed, the
-    /// student, the training settings, the data settings and the teachers it reads (by their
+    /// student (and its starting weights by content), the training settings, the data settings and the teachers it reads (by their
     /// fingerprints, `teachers` by name; an experiment with one `[teacher]` records it under
     /// `teacher`, as before there could be several).
     pub fn run(
@@ -48,7 +48,7 @@ impl Fingerprint {
         run: &RunSection,
         seed: u64,
         teachers: &[(&str, &Fingerprint)],
-    ) -> Self {
+    ) -> Result<Self, KdError> {
         let teacher = match teachers {
             [(DEFAULT_TEACHER, fp)] if exp.teachers.is_empty() && exp.ensembles.is_empty() => {
                 ("teacher".to_string(), fp.digest())
@@ -74,7 +74,14 @@ impl Fingerprint {
         if let Some(mutual) = &run.mutual {
             fields.insert("mutual".to_string(), toml_text(mutual));
         }
-        Self(fields).with_devices(exp)
+        // Absent for students that start from random weights, likewise.
+        if !exp.student.weights.is_none() {
+            fields.insert(
+                "student weights".to_string(),
+                weights_digest(&exp.student.weights)?,
+            );
+        }
+        Ok(Self(fields).with_devices(exp))
     }
 
     /// Several devices normalise BatchNorm per shard: another training than one device's, so
@@ -219,7 +226,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The teacher's starting weights by content: the sha256 of a weights file, the pinned npm
+/// A model's starting weights by content: the sha256 of a weights file, the pinned npm
 /// package's checksum for the Keras ImageNet ResNet-50, `none` for random initialisation.
 fn weights_digest(weights: &Weights) -> Result<String, KdError> {
     match weights {

@@ -13,7 +13,7 @@ use super::config::{Experiment, RunSection};
 use super::data::load_images;
 use super::fingerprint::Fingerprint;
 use super::lock::RunLock;
-use super::model_section::Weights;
+use super::model_section::{ModelSection, Weights};
 use super::report::{Report, RunSummary, write_run_dir};
 use super::run_dir::{self, checkpoint_dir};
 use super::stats::mean_std;
@@ -66,17 +66,9 @@ fn check_runs(
     let ctx = ModelContext::untrained(2, device, cache_dir);
     let mut teachers = Teachers::new();
     for (key, name, section) in exp.teacher_keys() {
-        // A weights file of the user's is read now: one that is no state dict of this model
-        // stops the run before anything is written.
-        let ctx = match &section.weights {
-            Weights::File(_) => ModelContext {
-                weights: &section.weights,
-                ..ctx
-            },
-            _ => ctx,
-        };
+        let section = section.model();
         let model = registry
-            .build_section(&section.model(), name, &ctx)
+            .build_section(&section, name, &with_weights_file(ctx, &section))
             .map_err(|e| KdError::Config {
                 origin: format!("{key}.weights"),
                 message: e.to_string(),
@@ -102,7 +94,16 @@ fn check_runs(
             }
         }
         let options = DistillOptions::from(TeacherCache::OFF).with_training_items(items);
-        let student = registry.build_section(&exp.student, "student", &ctx)?;
+        let student = registry
+            .build_section(
+                &exp.student,
+                "student",
+                &with_weights_file(ctx, &exp.student),
+            )
+            .map_err(|e| KdError::Config {
+                origin: "student.weights".into(),
+                message: e.to_string(),
+            })?;
         student
             .distill(teachers.clone(), objective, &probe, options)
             .map_err(|e| KdError::Config {
@@ -111,6 +112,19 @@ fn check_runs(
             })?;
     }
     Ok(())
+}
+
+/// `ctx` with `model`'s weights when they come from a file of the user's: read while checking,
+/// so that a file that is no state dict of the model stops the run before anything is written
+/// (the other weights are kd's own, fetched when the teacher is fine-tuned).
+fn with_weights_file<'a>(ctx: ModelContext<'a>, model: &'a ModelSection) -> ModelContext<'a> {
+    match model.weights {
+        Weights::File(_) => ModelContext {
+            weights: &model.weights,
+            ..ctx
+        },
+        _ => ctx,
+    }
 }
 
 /// A memory (CRD's banks) of at most half the machine's memory, refused with the figure
@@ -168,12 +182,12 @@ fn run_checkpoint(
     run: &RunSection,
     seed: u64,
     teachers: &[TeacherPlan],
-) -> (String, PathBuf, Fingerprint) {
+) -> Result<(String, PathBuf, Fingerprint), KdError> {
     let name = exp.run_name(run, seed);
     let folder = checkpoint_dir(out_dir, &name);
     let teachers: Vec<(&str, &Fingerprint)> =
         teachers.iter().map(|t| (t.name, &t.fingerprint)).collect();
-    (name, folder, Fingerprint::run(exp, run, seed, &teachers))
+    Ok((name, folder, Fingerprint::run(exp, run, seed, &teachers)?))
 }
 
 /// Run the experiment: teacher, then every run for every seed; write the run directory.
@@ -205,7 +219,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         }
         for run in &exp.runs {
             for &seed in &exp.training.seeds {
-                let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans);
+                let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans)?;
                 fp.check(&ck, &name)?;
             }
         }
@@ -260,14 +274,17 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let probe = data.valid.probe(2);
     let mut histories = Vec::new();
     let mut summary = Vec::new();
-    let student_ctx = ModelContext::untrained(classes, &device, &cache);
+    let student_ctx = ModelContext {
+        weights: &exp.student.weights,
+        ..ModelContext::untrained(classes, &device, &cache)
+    };
     for (i, run) in exp.runs.iter().enumerate() {
         let students = run.mutual.as_ref().map_or(1, |m| m.students);
         let mut accs = vec![Vec::new(); students];
         let mut secs = Vec::new();
         let mut names = Vec::new();
         for &seed in &exp.training.seeds {
-            let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans);
+            let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans)?;
             fp.check_or_write(&ck, &name)?;
             device.seed(seed);
             let outputs_cache = match run.teacher_cache {

@@ -122,8 +122,16 @@ pub(super) fn teacher(
         &mut *reporter.lock(),
     )?;
     match keep_in_cache(model.as_ref(), &history, &weights, &history_path) {
-        // The cache holds it now: the run directory needs no copy.
-        Ok(()) => std::fs::remove_dir_all(checkpoints).map_err(io_err(checkpoints))?,
+        // The cache holds it now: the run directory needs no copy, nor the folder of several
+        // teachers' checkpoints once it is empty.
+        Ok(()) => {
+            std::fs::remove_dir_all(checkpoints).map_err(io_err(checkpoints))?;
+            if let Some(parent) = checkpoints.parent()
+                && parent.file_name() == Some("teacher-checkpoints".as_ref())
+            {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
         Err(e) => reporter.warning(&format!(
             "the fine-tuned teacher could not be kept in the cache ({e}); this run goes on \
              with it, and its last checkpoint stays in {}",

@@ -108,16 +108,21 @@ impl Experiment {
         }
         self.check_run_folders().map_err(bad)?;
         self.check_devices().map_err(bad)?;
-        for (key, _, teacher) in self.teacher_keys() {
-            if let Weights::File(p) = &teacher.weights
+        let models = self
+            .teacher_keys()
+            .into_iter()
+            .map(|(key, _, teacher)| (key, teacher.model()))
+            .chain([("student".to_string(), self.student.clone())]);
+        for (key, model) in models {
+            if let Weights::File(p) = &model.weights
                 && !p.is_file()
             {
                 return Err(bad(format!("{key}.weights: no such file {}", p.display())));
             }
-            if teacher.weights == Weights::ImagenetKeras && teacher.arch != "resnet50" {
+            if model.weights == Weights::ImagenetKeras && model.arch != "resnet50" {
                 return Err(bad(format!(
                     "{key}.weights = \"imagenet-keras\" is a ResNet-50, but {key}.arch is {}",
-                    teacher.arch
+                    model.arch
                 )));
             }
         }
@@ -141,7 +146,7 @@ impl Experiment {
             .into_iter()
             .map(|(key, _, t)| (key, t.model(), teacher_keys))
             .collect();
-        own_keys.push(("student".into(), self.student.clone(), "arch"));
+        own_keys.push(("student".into(), self.student.clone(), "arch, weights"));
         for (section, model, keys) in own_keys {
             registry
                 .check_model(&model.arch, &model.settings)

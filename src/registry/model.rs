@@ -26,7 +26,7 @@ pub struct ModelContext<'a> {
     pub classes: usize,
     /// Where the parameters live.
     pub device: &'a Device,
-    /// The teacher's `weights` ([`Weights::None`] for students and for checks).
+    /// The model's starting weights (its section's `weights`; [`Weights::None`] for checks).
     pub weights: &'a Weights,
     /// The cache directory (downloaded weights live there).
     pub cache_dir: &'a Path,

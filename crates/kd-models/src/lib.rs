@@ -59,10 +59,15 @@ pub enum ModelError {
         reason: String,
     },
     /// A checkpoint whose keys or shapes do not fit the model.
-    #[error("{}", mismatch_message(checkpoint, missing, unexpected, misshaped))]
+    #[error(
+        "{}",
+        mismatch_message(checkpoint, looks_like, missing, unexpected, misshaped)
+    )]
     WeightsMismatch {
         /// The checkpoint.
         checkpoint: String,
+        /// The bundled architecture the checkpoint's keys and shapes fit, when one does.
+        looks_like: Option<String>,
         /// Keys the model needs that the checkpoint lacks.
         missing: Vec<String>,
         /// Checkpoint keys the model has no place for.
@@ -91,21 +96,47 @@ pub enum ModelError {
     File(#[from] kd_core::ModuleFileError),
 }
 
+/// At most this many keys of each kind are listed in a mismatch message.
+const LISTED_KEYS: usize = 8;
+
 fn mismatch_message(
     source: &str,
+    looks_like: &Option<String>,
     missing: &[String],
     unexpected: &[String],
     misshaped: &[(String, Vec<usize>, Vec<usize>)],
 ) -> String {
-    let mut msg = format!("weights in {source} do not fit the model:");
+    let mut msg = format!("weights in {source} do not fit the model");
+    if let Some(arch) = looks_like {
+        msg += &format!(" (the file looks like a {arch} state dict)");
+    }
+    msg += ":";
+    let list = |keys: &[String]| {
+        let mut text = keys
+            .iter()
+            .take(LISTED_KEYS)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if keys.len() > LISTED_KEYS {
+            text += &format!(" … and {} more", keys.len() - LISTED_KEYS);
+        }
+        text
+    };
     if !missing.is_empty() {
-        msg += &format!("\n  missing keys: {}", missing.join(", "));
+        msg += &format!("\n  missing keys: {}", list(missing));
     }
     if !unexpected.is_empty() {
-        msg += &format!("\n  unexpected keys: {}", unexpected.join(", "));
+        msg += &format!("\n  unexpected keys: {}", list(unexpected));
     }
-    for (key, want, have) in misshaped {
+    for (key, want, have) in misshaped.iter().take(LISTED_KEYS) {
         msg += &format!("\n  `{key}`: model expects shape {want:?}, checkpoint has {have:?}");
+    }
+    if misshaped.len() > LISTED_KEYS {
+        msg += &format!(
+            "\n  … and {} more keys of other shapes",
+            misshaped.len() - LISTED_KEYS
+        );
     }
     msg
 }

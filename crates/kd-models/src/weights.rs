@@ -204,6 +204,9 @@ pub fn apply_torchvision<M: TorchvisionLayout>(
     if !missing.is_empty() || !unexpected.is_empty() || !misshaped.is_empty() {
         return Err(ModelError::WeightsMismatch {
             checkpoint: source.to_string(),
+            // Named only when it is not the model's own architecture.
+            looks_like: looks_like(given.keys())
+                .filter(|a| looks_like(expected.keys()) != Some(a.clone())),
             missing,
             unexpected,
             misshaped,
@@ -288,4 +291,36 @@ pub fn write_safetensors(
     let tmp = path.with_extension(format!("{}-{nanos}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| save_err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| save_err(e.to_string()))
+}
+
+/// The bundled architecture whose torchvision keys these are, told by the number of blocks
+/// in each ResNet stage and whether they are bottlenecks, or by MobileNetV2's `features.18`.
+fn looks_like<'a>(keys: impl Iterator<Item = &'a String>) -> Option<String> {
+    let mut blocks = [0usize; 4];
+    let (mut bottleneck, mut mobilenet) = (false, false);
+    for key in keys {
+        mobilenet |= key.starts_with("features.18.");
+        bottleneck |= key.contains(".conv3.");
+        let Some(rest) = key.strip_prefix("layer") else {
+            continue;
+        };
+        let mut parts = rest.split('.');
+        let stage = parts.next().and_then(|s| s.parse::<usize>().ok());
+        let block = parts.next().and_then(|b| b.parse::<usize>().ok());
+        if let (Some(stage @ 1..=4), Some(block)) = (stage, block) {
+            blocks[stage - 1] = blocks[stage - 1].max(block + 1);
+        }
+    }
+    if mobilenet {
+        return Some("mobilenet_v2".into());
+    }
+    let arch = match (blocks, bottleneck) {
+        ([2, 2, 2, 2], false) => "resnet18",
+        ([3, 4, 6, 3], false) => "resnet34",
+        ([3, 4, 6, 3], true) => "resnet50",
+        ([3, 4, 23, 3], true) => "resnet101",
+        ([3, 8, 36, 3], true) => "resnet152",
+        _ => return None,
+    };
+    Some(arch.into())
 }

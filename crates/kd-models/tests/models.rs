@@ -275,6 +275,34 @@ fn state_dict_with_missing_unexpected_and_misshaped_keys_is_one_clear_error() {
 }
 
 #[test]
+fn a_state_dict_of_another_architecture_is_named_and_the_message_stays_short() {
+    let device = device();
+    for (file, arch) in [
+        (Arch::ResNet34, "resnet34"),
+        (Arch::ResNet50, "resnet50"),
+        (Arch::ResNet101, "resnet101"),
+    ] {
+        let other = ResNetConfig::new(file).with_classes(Some(2)).init(&device);
+        let mut model = ResNetConfig::new(Arch::ResNet18)
+            .with_classes(Some(2))
+            .init(&device);
+        let err = apply_torchvision(
+            &mut model,
+            formula_weights(&other),
+            Classifier::Strict,
+            "other.pth",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("looks like a {arch} state dict")),
+            "{msg}"
+        );
+        assert!(msg.len() < 1500, "{} characters: {msg}", msg.len());
+    }
+}
+
+#[test]
 fn classifier_is_replaced_only_when_asked() {
     let source = ResNetConfig::new(Arch::ResNet18)
         .with_classes(Some(10))
