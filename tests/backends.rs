@@ -18,7 +18,9 @@ use kd::data::{ImageBatch, TokenBatch, TokenBatcher, TokenItem};
 use kd::models::{
     Arch, FeatureModel, Head, Network, NetworkConfig, Outputs, TextClassifier, TextClassifierConfig,
 };
-use kd::train::{DistillModel, FrozenTeacher, MutualModel, TeacherCache, Teachers, fastai_adam};
+use kd::train::{
+    DistillModel, DistillOptions, FrozenTeacher, MutualModel, TeacherCache, Teachers, fastai_adam,
+};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -217,8 +219,12 @@ fn kd_step(
             .with("b", FrozenTeacher::new(&b))
             .with_ensemble(Ensemble::mean("both", &["a", "b"], 4.0));
     }
-    let mut model =
-        DistillModel::with_teachers(s, set, objective, &probe, TeacherCache::OFF).unwrap();
+    // A CRD memory has the reference's rows.
+    let mut options = DistillOptions::from(TeacherCache::OFF);
+    if let Some(reference) = memory {
+        options = options.with_training_items(reference.spec().items);
+    }
+    let mut model = DistillModel::with_teachers(s, set, objective, &probe, options).unwrap();
     if setup.split {
         model = model
             .on_devices(vec![device.clone(), device.clone()])
