@@ -58,6 +58,8 @@ lr = 2e-3
 weight_decay = 0.01
 seeds = [0, 1]
 devices = ["flex"]
+optimizer = { kind = "sgd", momentum = 0.9, nesterov = true }
+schedule = { kind = "step", milestones = [1], gamma = 0.1 }
 
 [[runs]]
 name = "everything"
@@ -212,4 +214,21 @@ name = "alone"
     let own = format!("output = \"elsewhere\"\n{minimal}");
     let exp = Experiment::from_toml(&own, "my-study.toml").unwrap();
     assert_eq!(exp.output, std::path::Path::new("elsewhere"));
+}
+
+#[test]
+fn optimizer_and_schedule_settings_are_checked() {
+    let base = "[student]\narch = \"resnet18\"\n\n[[runs]]\nname = \"a\"\n\n[training]\n";
+    let ok = format!("{base}optimizer = {{ kind = \"sgd\" }}\nschedule = {{ kind = \"cosine\" }}\n");
+    let exp = Experiment::from_toml(&ok, "ok.toml").unwrap();
+    assert_eq!(exp.training.fit().optimizer, kd::train::OptimizerConfig::sgd());
+    for (bad, culprit) in [
+        ("optimizer = { kind = \"sgd\", momentum = 1.5 }", "training.optimizer"),
+        ("schedule = { kind = \"step\", milestones = [2, 1] }", "training.schedule"),
+        ("schedule = { kind = \"step\", milestones = [1], gamma = 0 }", "training.schedule"),
+        ("optimizer = { kind = \"lbfgs\" }", "lbfgs"),
+    ] {
+        let e = Experiment::from_toml(&format!("{base}{bad}\n"), "bad.toml").unwrap_err();
+        assert!(e.exit_code() == 2 && e.to_string().contains(culprit), "{e}");
+    }
 }

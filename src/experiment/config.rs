@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use kd_core::{DEFAULT_TEACHER, Ensemble, Mix, Objective, Schedule, Term};
 use kd_data::{DataConfig, LabelFn, ResizeMethod};
-use kd_train::FitConfig;
+use kd_train::{FitConfig, LrSchedule, OptimizerConfig};
 use serde::{Deserialize, Serialize};
 
 use super::model_section::{ModelSection, Weights};
@@ -307,6 +307,16 @@ pub struct TrainingSection {
     /// ([`kd_train::DistillModel::on_devices`]). Empty: the one `backend` device.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// `{ kind = "adamw" }` (fastai's Adam, the default) or `{ kind = "sgd", momentum = 0.9,
+    /// nesterov = false }`. Left out of the written file when default, so that earlier runs
+    /// keep their fingerprints.
+    #[serde(default, skip_serializing_if = "OptimizerConfig::is_default")]
+    pub optimizer: OptimizerConfig,
+    /// `{ kind = "one_cycle" }` (the default), `{ kind = "cosine" }`, `{ kind = "constant" }` or
+    /// `{ kind = "step", milestones = [30, 60], gamma = 0.1 }`; `lr` is its peak. Left out of
+    /// the written file when default.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_default")]
+    pub schedule: LrSchedule,
 }
 
 fn d_student_epochs() -> usize {
@@ -317,12 +327,14 @@ fn d_wd() -> f64 {
 }
 
 impl TrainingSection {
-    /// One-cycle settings.
+    /// The students' optimizer and schedule settings.
     pub fn fit(&self) -> FitConfig {
         FitConfig {
             epochs: self.epochs,
             lr: self.lr,
             weight_decay: self.weight_decay,
+            optimizer: self.optimizer,
+            schedule: self.schedule.clone(),
         }
     }
 }

@@ -196,6 +196,12 @@ impl Experiment {
                 self.data.batch_size, self.data.size
             ));
         }
+        if let Err(why) = self.training.optimizer.check() {
+            out.push(format!("training.optimizer: {why}"));
+        }
+        if let Err(why) = self.training.schedule.check() {
+            out.push(format!("training.schedule: {why}"));
+        }
         let mut real = |key: String, value: f64, ok: bool, why: &str| {
             if !value.is_finite() || !ok {
                 out.push(format!("{key} = {value}: {why}"));

@@ -145,6 +145,22 @@ pub fn paired_logits(
     })
 }
 
+/// The tap `tap` of `out`, one side (`student` or `teacher`) of a pair `loss` reads, or an
+/// error naming the loss, the side and what the outputs hold.
+pub(crate) fn tap_of<'a>(
+    out: &'a Outputs,
+    loss: &'static str,
+    side: &'static str,
+    tap: &str,
+) -> Result<&'a Tap, LossError> {
+    out.taps.get(tap).ok_or_else(|| LossError::MissingTap {
+        loss,
+        side,
+        tap: tap.to_string(),
+        available: out.taps.keys().cloned().collect(),
+    })
+}
+
 /// Fetch a pair's two taps and check what every feature loss needs: a rank the loss accepts
 /// ([`KdLoss::tap_ranks`]), the same rank and batch on both sides, the same positions for two
 /// sequences, and the same width where the loss
@@ -159,19 +175,8 @@ pub fn pair_features(
         loss.tap_ranks(),
         loss.name(),
     );
-    let get = |out: &Outputs, side: &'static str, tap: &str| {
-        out.taps
-            .get(tap)
-            .cloned()
-            .ok_or_else(|| LossError::MissingTap {
-                loss,
-                side,
-                tap: tap.to_string(),
-                available: out.taps.keys().cloned().collect(),
-            })
-    };
-    let s = get(input.student, "student", &pair.student)?;
-    let t = get(input.teacher, "teacher", &pair.teacher)?;
+    let s = tap_of(input.student, loss, "student", &pair.student)?.clone();
+    let t = tap_of(input.teacher, loss, "teacher", &pair.teacher)?.clone();
     let (sd, td) = (s.dims(), t.dims());
     let what = format!("{} ↔ {}", pair.student, pair.teacher);
     let shape = |hint: &'static str| LossError::Shape {

@@ -13,13 +13,14 @@ use kd_core::DistillBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::adam::{Beta1, fastai_adam};
+use crate::adam::Beta1;
 use crate::checkpoint::Checkpoints;
 use crate::distill::{DistillModel, TappableModule};
 use crate::divergence::{culprit, gradients_finite};
 use crate::history::{EpochRecord, History};
 use crate::mutual_loss::mutual_step;
-use crate::one_cycle::OneCycle;
+use crate::lr_schedule::LrSchedule;
+use crate::optimizer::OptimizerConfig;
 use crate::report::Reporter;
 
 /// Optimiser and schedule settings (fastai's defaults).
@@ -28,10 +29,18 @@ use crate::report::Reporter;
 pub struct FitConfig {
     /// Epochs.
     pub epochs: usize,
-    /// Peak learning rate of the one-cycle schedule.
+    /// Peak learning rate of the schedule.
     pub lr: f64,
-    /// Decoupled weight decay (not applied to BatchNorm and biases).
+    /// Weight decay: decoupled and not on BatchNorm and biases for Adam, L2 on every parameter
+    /// for SGD (as each optimizer's reference applies it).
     pub weight_decay: f64,
+    /// The optimizer (default fastai's Adam). Left out of written settings when default.
+    #[serde(skip_serializing_if = "OptimizerConfig::is_default")]
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule (default fastai's one cycle). Left out of written settings
+    /// when default.
+    #[serde(skip_serializing_if = "LrSchedule::is_default")]
+    pub schedule: LrSchedule,
 }
 
 impl Default for FitConfig {
@@ -40,6 +49,8 @@ impl Default for FitConfig {
             epochs: 10,
             lr: 1e-3,
             weight_decay: 0.01,
+            optimizer: OptimizerConfig::default(),
+            schedule: LrSchedule::default(),
         }
     }
 }
@@ -103,7 +114,7 @@ impl<S: TappableModule<B::Input>, B: DistillBatch> Member<S, B> {
         checkpoints: Option<&Path>,
         config: &FitConfig,
     ) -> Self {
-        let (optim, beta_1) = fastai_adam(config.weight_decay);
+        let (optim, beta_1) = config.optimizer.init(config.weight_decay);
         Self {
             model,
             optim,
@@ -154,7 +165,6 @@ where
     for m in &members {
         reporter.start(m.name(), config.epochs, distilled(&m.model, mutual));
     }
-    let mut schedule: Option<OneCycle> = None;
     for epoch in start..config.epochs {
         let clock = Instant::now();
         let mut sums = vec![(0.0, 0.0, 0.0); members.len()];
@@ -167,14 +177,12 @@ where
                 // Batches per epoch: the loader's items over the first batch's size.
                 steps_per_epoch = train.num_items().div_ceil(batch.len().max(1));
             }
-            let schedule = schedule
-                .get_or_insert_with(|| OneCycle::new(config.lr, config.epochs * steps_per_epoch));
+            let total = (config.epochs * steps_per_epoch).max(1);
             let step = epoch * steps_per_epoch + i;
-            lr = schedule.lr(step);
+            lr = config.schedule.lr(config.lr, step, total, steps_per_epoch);
             for m in &members {
-                m.beta_1.set(schedule.momentum(step));
-                m.model
-                    .set_progress(step as f64 / schedule.total_steps as f64);
+                m.beta_1.set(config.schedule.beta_1(step, total));
+                m.model.set_progress(step as f64 / total as f64);
             }
             let outs = match mutual {
                 None => vec![members[0].model.train_step(batch.clone())?],

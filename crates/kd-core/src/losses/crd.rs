@@ -2,7 +2,8 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::contrast::MemorySpec;
-use crate::{KdInput, KdLoss, LayerPair, LossError, Outputs};
+use crate::loss::tap_of;
+use crate::{KdInput, KdLoss, LayerPair, LossError};
 
 /// Contrastive representation distillation (Tian et al., 2020) between one pair of taps
 /// (typically the pooled features before the classifiers; any tap is flattened per item):
@@ -90,19 +91,12 @@ fn crd(loss: &'static str, input: &KdInput, pair: &LayerPair) -> Result<Tensor<1
         loss,
         message: "it keeps a memory of the training items, which only a trainer (kd-train's DistillModel) gives it".into(),
     })?;
-    let tap = |out: &Outputs, side: &'static str, name: &str| {
-        out.taps
-            .get(name)
-            .map(|t| t.clone().flatten())
-            .ok_or_else(|| LossError::MissingTap {
-                loss,
-                side,
-                tap: name.to_string(),
-                available: out.taps.keys().cloned().collect(),
-            })
-    };
-    let f_s = tap(input.student, "student", &pair.student)?;
-    let f_t = tap(input.teacher, "teacher", &pair.teacher)?;
+    let f_s = tap_of(input.student, loss, "student", &pair.student)?
+        .clone()
+        .flatten();
+    let f_t = tap_of(input.teacher, loss, "teacher", &pair.teacher)?
+        .clone()
+        .flatten();
     let batch = f_s.dims()[0];
     let spec = memory.memory.spec();
     if let Some(items) = memory.items {

@@ -1,0 +1,130 @@
+//! The optimizers and learning-rate schedules a fit may use, against their references: SGD as
+//! PyTorch's `torch.optim.SGD` documents its update, the schedules as PyTorch's
+//! `CosineAnnealingLR` and `MultiStepLR` compute them, each formula written out here.
+
+mod common;
+
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use common::{fit, net, soft_target_pairs, tiny_data};
+use kd_models::Arch;
+use kd_train::report::Silent;
+use kd_train::{DistillModel, FitConfig, LrSchedule, OptimizerConfig};
+
+/// PyTorch's SGD for one parameter: `d = g + wd·p`; `v = d` at the first step, else
+/// `v = μ·v + d`; the step is `v`, or `d + μ·v` with Nesterov; `p ← p − lr·step`.
+struct TorchSgd {
+    p: f64,
+    v: Option<f64>,
+}
+
+impl TorchSgd {
+    fn step(&mut self, g: f64, lr: f64, momentum: f64, wd: f64, nesterov: bool) {
+        let d = g + wd * self.p;
+        let v = match self.v {
+            None => d,
+            Some(v) => momentum * v + d,
+        };
+        self.v = Some(v);
+        let step = if nesterov { d + momentum * v } else { v };
+        self.p -= lr * step;
+    }
+}
+
+#[test]
+fn sgd_updates_as_pytorch_documents_with_and_without_nesterov() {
+    for nesterov in [false, true] {
+        let device = Device::flex().autodiff();
+        let linear: Linear = LinearConfig::new(3, 2).init(&device);
+        let values = |t: Tensor<1>| t.to_data().iter::<f32>().collect::<Vec<_>>();
+        let weight = |l: &Linear| values(l.weight.val().flatten(0, 1));
+        let mut reference: Vec<TorchSgd> = weight(&linear)
+            .into_iter()
+            .map(|p| TorchSgd {
+                p: p as f64,
+                v: None,
+            })
+            .collect();
+        let (momentum, wd, lr, batch) = (0.9, 0.01, 0.1, 4.0);
+        let (mut optim, _) = OptimizerConfig::Sgd { momentum, nesterov }.init(wd);
+        let mut linear = linear;
+        for scale in [1.0, -2.0, 0.5, 3.0] {
+            let x = Tensor::<2>::ones([batch as usize, 3], &device).mul_scalar(scale);
+            let grads = linear.forward(x).sum().backward();
+            let grads = GradientsParams::from_grads(grads, &linear);
+            linear = optim.step(lr, linear, grads);
+            // d(sum(xW + b))/dW = Σ_batch x = batch · scale.
+            for r in &mut reference {
+                r.step(batch * scale, lr, momentum, wd, nesterov);
+            }
+        }
+        for (got, want) in weight(&linear).into_iter().zip(&reference) {
+            assert!(
+                (got as f64 - want.p).abs() < 1e-5,
+                "nesterov {nesterov}: Burn {got} vs PyTorch {}",
+                want.p
+            );
+        }
+    }
+}
+
+/// The learning rate each epoch of a fit ends with, under `schedule`.
+fn final_lrs(schedule: LrSchedule, epochs: usize) -> (Vec<f64>, usize) {
+    let (_dir, data) = tiny_data(16);
+    let config = FitConfig {
+        epochs,
+        lr: 0.01,
+        schedule,
+        ..FitConfig::default()
+    };
+    let model = DistillModel::alone(net(Arch::ResNet18, 3));
+    let (_, history) = fit(model, &data, &config, "lrs", None, &mut Silent).unwrap();
+    let per_epoch = data.train.num_batches();
+    (history.epochs.iter().map(|e| e.lr).collect(), per_epoch)
+}
+
+#[test]
+fn schedules_follow_pytorchs_formulas() {
+    let epochs = 3;
+    // Cosine annealing to 0 over every step, stepped per batch: the last step of epoch e is
+    // s = (e + 1)·n − 1 of T = epochs·n.
+    let (lrs, n) = final_lrs(LrSchedule::Cosine, epochs);
+    let total = (epochs * n) as f64;
+    for (e, lr) in lrs.iter().enumerate() {
+        let s = ((e + 1) * n - 1) as f64;
+        let want = 0.01 * (1.0 + (std::f64::consts::PI * s / total).cos()) / 2.0;
+        assert!((lr - want).abs() < 1e-12, "cosine epoch {e}: {lr} vs {want}");
+    }
+    // MultiStepLR(milestones = [1, 2], gamma = 0.5): 0.01, 0.005, 0.0025.
+    let step = LrSchedule::Step {
+        milestones: vec![1, 2],
+        gamma: 0.5,
+    };
+    let (lrs, _) = final_lrs(step, epochs);
+    for (lr, want) in lrs.iter().zip([0.01, 0.005, 0.0025]) {
+        assert!((lr - want).abs() < 1e-15, "step: {lrs:?}");
+    }
+    let (lrs, _) = final_lrs(LrSchedule::Constant, epochs);
+    assert!(lrs.iter().all(|&lr| lr == 0.01), "constant: {lrs:?}");
+}
+
+#[test]
+fn a_distillation_fit_trains_with_sgd_and_a_cosine_schedule() {
+    let (_dir, data) = tiny_data(16);
+    let teacher = net(Arch::ResNet18, 4);
+    let model = common::distill(net(Arch::ResNet18, 5), Some(&teacher), soft_target_pairs(), true)
+        .unwrap();
+    let config = FitConfig {
+        epochs: 2,
+        lr: 0.05,
+        optimizer: OptimizerConfig::sgd(),
+        schedule: LrSchedule::Cosine,
+        ..FitConfig::default()
+    };
+    let (_, history) = fit(model, &data, &config, "sgd", None, &mut Silent).unwrap();
+    assert_eq!(history.epochs.len(), 2);
+    for e in &history.epochs {
+        assert!(e.train_loss.is_finite() && e.train_kd.is_some_and(f64::is_finite));
+    }
+}
