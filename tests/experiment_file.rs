@@ -219,13 +219,26 @@ name = "alone"
 #[test]
 fn optimizer_and_schedule_settings_are_checked() {
     let base = "[student]\narch = \"resnet18\"\n\n[[runs]]\nname = \"a\"\n\n[training]\n";
-    let ok = format!("{base}optimizer = {{ kind = \"sgd\" }}\nschedule = {{ kind = \"cosine\" }}\n");
+    let ok =
+        format!("{base}optimizer = {{ kind = \"sgd\" }}\nschedule = {{ kind = \"cosine\" }}\n");
     let exp = Experiment::from_toml(&ok, "ok.toml").unwrap();
-    assert_eq!(exp.training.fit().optimizer, kd::train::OptimizerConfig::sgd());
+    assert_eq!(
+        exp.training.fit().optimizer,
+        kd::train::OptimizerConfig::sgd()
+    );
     for (bad, culprit) in [
-        ("optimizer = { kind = \"sgd\", momentum = 1.5 }", "training.optimizer"),
-        ("schedule = { kind = \"step\", milestones = [2, 1] }", "training.schedule"),
-        ("schedule = { kind = \"step\", milestones = [1], gamma = 0 }", "training.schedule"),
+        (
+            "optimizer = { kind = \"sgd\", momentum = 1.5 }",
+            "training.optimizer",
+        ),
+        (
+            "schedule = { kind = \"step\", milestones = [2, 1] }",
+            "training.schedule",
+        ),
+        (
+            "schedule = { kind = \"step\", milestones = [1], gamma = 0 }",
+            "training.schedule",
+        ),
         ("optimizer = { kind = \"lbfgs\" }", "lbfgs"),
     ] {
         let e = Experiment::from_toml(&format!("{base}{bad}\n"), "bad.toml").unwrap_err();

@@ -13,13 +13,13 @@ use kd_core::DistillBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::adam::Beta1;
+use crate::adam::{Beta1, fastai_adam};
 use crate::checkpoint::Checkpoints;
 use crate::distill::{DistillModel, TappableModule};
 use crate::divergence::{culprit, gradients_finite};
 use crate::history::{EpochRecord, History};
-use crate::mutual_loss::mutual_step;
 use crate::lr_schedule::LrSchedule;
+use crate::mutual_loss::mutual_step;
 use crate::optimizer::OptimizerConfig;
 use crate::report::Reporter;
 

@@ -59,6 +59,7 @@ fn config(epochs: usize) -> FitConfig {
         epochs,
         lr: 2e-3,
         weight_decay: 0.01,
+        ..FitConfig::default()
     }
 }
 

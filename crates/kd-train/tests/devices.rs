@@ -147,6 +147,7 @@ fn fit_one_cycle_on_two_devices_matches_one_device_and_resumes() {
         epochs: 2,
         lr: 1e-3,
         weight_decay: 0.01,
+        ..FitConfig::default()
     };
     let (student, teacher) = cnn_pair(5);
     let one = cnn_model(student.clone(), &teacher);

@@ -19,6 +19,7 @@ fn config(epochs: usize, lr: f64) -> FitConfig {
         epochs,
         lr,
         weight_decay: 0.01,
+        ..FitConfig::default()
     }
 }
 

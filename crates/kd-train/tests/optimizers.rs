@@ -94,7 +94,10 @@ fn schedules_follow_pytorchs_formulas() {
     for (e, lr) in lrs.iter().enumerate() {
         let s = ((e + 1) * n - 1) as f64;
         let want = 0.01 * (1.0 + (std::f64::consts::PI * s / total).cos()) / 2.0;
-        assert!((lr - want).abs() < 1e-12, "cosine epoch {e}: {lr} vs {want}");
+        assert!(
+            (lr - want).abs() < 1e-12,
+            "cosine epoch {e}: {lr} vs {want}"
+        );
     }
     // MultiStepLR(milestones = [1, 2], gamma = 0.5): 0.01, 0.005, 0.0025.
     let step = LrSchedule::Step {
@@ -113,8 +116,13 @@ fn schedules_follow_pytorchs_formulas() {
 fn a_distillation_fit_trains_with_sgd_and_a_cosine_schedule() {
     let (_dir, data) = tiny_data(16);
     let teacher = net(Arch::ResNet18, 4);
-    let model = common::distill(net(Arch::ResNet18, 5), Some(&teacher), soft_target_pairs(), true)
-        .unwrap();
+    let model = common::distill(
+        net(Arch::ResNet18, 5),
+        Some(&teacher),
+        soft_target_pairs(),
+        true,
+    )
+    .unwrap();
     let config = FitConfig {
         epochs: 2,
         lr: 0.05,

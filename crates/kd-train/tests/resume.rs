@@ -24,6 +24,7 @@ fn a_killed_run_resumes_to_the_same_result() {
         epochs: 3,
         lr: 2e-3,
         weight_decay: 0.01,
+        ..FitConfig::default()
     };
     let teacher = net(Arch::ResNet18, 5);
     let student = net(Arch::ResNet18, 6);

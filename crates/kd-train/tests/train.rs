@@ -43,6 +43,7 @@ fn teacher_stays_bit_identical_and_the_student_learns() {
         epochs: 1,
         lr: 1e-3,
         weight_decay: 0.01,
+        ..FitConfig::default()
     };
     let (model, history) = fit(model, &data, &config, "kd", None, &mut Silent).unwrap();
     assert_eq!(history.epochs.len(), 1);
@@ -155,6 +156,7 @@ fn cached_vs_plain(flip: bool, epochs: usize) -> (usize, usize) {
         epochs,
         lr: 1e-3,
         weight_decay: 0.01,
+        ..FitConfig::default()
     };
     let teacher = net(Arch::ResNet34, 7);
     let student = net(Arch::ResNet18, 8);
