@@ -67,7 +67,7 @@ pub enum ModelError {
         /// The checkpoint.
         checkpoint: String,
         /// The bundled architecture the checkpoint's keys and shapes fit, when one does.
-        looks_like: Option<String>,
+        looks_like: Option<&'static str>,
         /// Keys the model needs that the checkpoint lacks.
         missing: Vec<String>,
         /// Checkpoint keys the model has no place for.
@@ -101,7 +101,7 @@ const LISTED_KEYS: usize = 8;
 
 fn mismatch_message(
     source: &str,
-    looks_like: &Option<String>,
+    looks_like: &Option<&'static str>,
     missing: &[String],
     unexpected: &[String],
     misshaped: &[(String, Vec<usize>, Vec<usize>)],

@@ -206,7 +206,7 @@ pub fn apply_torchvision<M: TorchvisionLayout>(
             checkpoint: source.to_string(),
             // Named only when it is not the model's own architecture.
             looks_like: looks_like(given.keys())
-                .filter(|a| looks_like(expected.keys()) != Some(a.clone())),
+                .filter(|a| looks_like(expected.keys()) != Some(*a)),
             missing,
             unexpected,
             misshaped,
@@ -295,7 +295,7 @@ pub fn write_safetensors(
 
 /// The bundled architecture whose torchvision keys these are, told by the number of blocks
 /// in each ResNet stage and whether they are bottlenecks, or by MobileNetV2's `features.18`.
-fn looks_like<'a>(keys: impl Iterator<Item = &'a String>) -> Option<String> {
+fn looks_like<'a>(keys: impl Iterator<Item = &'a String>) -> Option<&'static str> {
     let mut blocks = [0usize; 4];
     let (mut bottleneck, mut mobilenet) = (false, false);
     for key in keys {
@@ -312,7 +312,7 @@ fn looks_like<'a>(keys: impl Iterator<Item = &'a String>) -> Option<String> {
         }
     }
     if mobilenet {
-        return Some("mobilenet_v2".into());
+        return Some("mobilenet_v2");
     }
     let arch = match (blocks, bottleneck) {
         ([2, 2, 2, 2], false) => "resnet18",
@@ -322,5 +322,5 @@ fn looks_like<'a>(keys: impl Iterator<Item = &'a String>) -> Option<String> {
         ([3, 8, 36, 3], true) => "resnet152",
         _ => return None,
     };
-    Some(arch.into())
+    Some(arch)
 }

@@ -60,7 +60,7 @@ impl OptimizerConfig {
                         .with_dampening(0.0)
                         .with_nesterov(nesterov)
                 });
-                let decay = (weight_decay > 0.0).then(|| WeightDecayConfig {
+                let decay = (weight_decay > 0.0).then_some(WeightDecayConfig {
                     penalty: weight_decay as f32,
                 });
                 let sgd = SgdConfig::new()
