@@ -94,10 +94,12 @@ run() {
   unxz_to "$BUNDLE/cache.tar.xz" "$bin/cache.tar"
   tar -C "$bin" -xf "$bin/cache.tar" && rm "$bin/cache.tar"
   chmod +x "$bin/kd" "$bin/backends"
-  export KD_CACHE_DIR="$PWD/$bin/cache"
+  export KD_CACHE_DIR="$bin/cache"
   step facts-nvidia-smi 20 nvidia-smi
   step facts-vulkaninfo 20 vulkaninfo --summary
   step facts-cpu 10 sh -c 'nproc; grep -m1 "model name" /proc/cpuinfo; free -g'
+  # The carried data is found without a registry.
+  step facts-data 20 "$bin/kd" fetch data
   # Parity of wgpu with flex: logits, taps, every loss, KD, DML, CRD and sequence steps.
   step parity 120 "$bin/backends" --test-threads 2
   # Step times at the main job's size, then at Pets' 224 px (wgpu only: flex is the CPU
