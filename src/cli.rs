@@ -74,9 +74,6 @@ enum Command {
         #[arg(long, default_value_t = 64, value_parser = kd::args::image_side)]
         size: usize,
     },
-    /// Benchmark the distillation workloads on each compiled backend (as `cargo xtask bench-backends`).
-    #[command(after_help = "Example:\n  kd bench --backends flex --iters 3")]
-    Bench(kd::bench::BenchOptions),
     /// Score the students of a finished run directory on a folder of images (default: the
     /// experiment's validation split).
     #[command(
@@ -360,14 +357,6 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
             let report = kd::experiment::redraw_run_dir(&run_dir)?;
             say!("{}", summary_table(&report))?;
             say!("report.md and curves.png redrawn in {}", run_dir.display())?;
-            Ok(())
-        }
-        Some(Command::Bench(opts)) => {
-            let rows = kd::bench::run(&opts).map_err(|message| KdError::Config {
-                origin: "kd bench".into(),
-                message,
-            })?;
-            say!("{}", kd::bench::markdown(&rows, &opts))?;
             Ok(())
         }
     }

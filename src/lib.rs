@@ -27,15 +27,13 @@ pub struct LibraryGuideDoctests;
 pub mod args;
 pub mod backend;
 #[cfg(feature = "cli")]
-pub mod bench;
-#[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "experiments")]
 pub mod console;
 #[cfg(feature = "experiments")]
 pub mod experiment;
 #[cfg(feature = "experiments")]
-mod machine;
+pub mod machine;
 #[cfg(feature = "experiments")]
 mod plot;
 pub mod pretrained;

@@ -2,7 +2,7 @@
 
 /// Total memory in bytes (`MemTotal` of `/proc/meminfo` on Linux); `None` where it cannot be
 /// read.
-pub(crate) fn memory_bytes() -> Option<u64> {
+pub fn memory_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -15,7 +15,7 @@ const ACTIVATION_FACTOR: u128 = 8;
 
 /// A batch of `batch` RGB images of `size`×`size` floats whose training cannot fit in this
 /// machine's memory, refused with its figures: `Err` names what it needs and what there is.
-pub(crate) fn check_batch(batch: usize, size: usize) -> Result<(), String> {
+pub fn check_batch(batch: usize, size: usize) -> Result<(), String> {
     let Some(available) = memory_bytes() else {
         return Ok(());
     };

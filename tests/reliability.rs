@@ -315,9 +315,6 @@ fn numeric_arguments_out_of_range_are_usage_errors() {
             "--size",
             "0",
         ],
-        &["bench", "--iters", "0"],
-        &["bench", "--batch", "0"],
-        &["bench", "--images", "0"],
         // A TOML integer holds at most 2⁶³ − 1: the resolved config.toml could not be written.
         &["run", "no-such.toml", "--seeds", "18446744073709551615"],
     ] {

@@ -1,4 +1,4 @@
-"""The `kd bench` model workloads in PyTorch, for a same-machine comparison with the tch backend.
+"""The `cargo xtask bench-backends` model workloads in PyTorch, for a same-machine comparison with the tch backend.
 
 Same shapes and definitions as src/bench.rs: batch 64 at 64 px (flags), random inputs drawn
 fresh each iteration, `--warmup` untimed then the median of `--iters` timed iterations, results

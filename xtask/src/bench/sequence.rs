@@ -6,11 +6,11 @@ use burn::module::Module;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 
 use super::{Row, time, timed_steps};
-use crate::core::losses::{Attention, SoftTarget};
-use crate::core::{LayerPair, Objective, Term};
-use crate::data::TokenBatch;
-use crate::models::{FeatureModel, TextClassifier, TextClassifierConfig};
-use crate::train::{DistillModel, FrozenTeacher, TeacherCache};
+use kd::core::losses::{Attention, SoftTarget};
+use kd::core::{LayerPair, Objective, Term};
+use kd::data::TokenBatch;
+use kd::models::{FeatureModel, TextClassifier, TextClassifierConfig};
+use kd::train::{DistillModel, FrozenTeacher, TeacherCache};
 
 /// Tokens per sequence.
 const LEN: usize = 128;

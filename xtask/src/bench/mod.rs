@@ -1,4 +1,4 @@
-//! `kd bench` / `cargo xtask bench-backends`: median images/s (tokens/s for the sequence
+//! `cargo xtask bench-backends`: median images/s (tokens/s for the sequence
 //! workloads) of the distillation workloads on every compiled backend (fresh inputs each iteration, after warm-up, results read back so the
 //! device has finished), plus the data pipeline.
 
@@ -12,38 +12,38 @@ use serde::Serialize;
 
 use burn::train::{TrainOutput, TrainStep};
 
-use crate::core::{Ensemble, LayerPair, LossConfig, Mix, Objective, Term};
-use crate::data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn, Split};
-use crate::models::{Arch, FeatureModel, Head, Network, NetworkArch, NetworkConfig};
-use crate::train::{
+use kd::core::{Ensemble, LayerPair, LossConfig, Mix, Objective, Term};
+use kd::data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn, Split};
+use kd::models::{Arch, FeatureModel, Head, Network, NetworkArch, NetworkConfig};
+use kd::train::{
     DistillModel, DistillOptions, FrozenTeacher, KdOutput, MutualModel, TeacherCache, Teachers,
     fastai_adam,
 };
 
-/// What to measure (also the command-line flags of `kd bench` and `cargo xtask bench-backends`).
+/// What to measure: the command-line flags of `cargo xtask bench-backends`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
     /// Backends, comma-separated (default: every compiled one).
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
     /// Batch size (1 to 4096).
-    #[arg(long, default_value_t = 64, value_parser = crate::args::batch_size)]
+    #[arg(long, default_value_t = 64, value_parser = kd::args::batch_size)]
     pub batch: usize,
     /// Image side (1 to 1024).
-    #[arg(long, default_value_t = 64, value_parser = crate::args::image_side)]
+    #[arg(long, default_value_t = 64, value_parser = kd::args::image_side)]
     pub size: usize,
     /// Timed iterations, median reported (1 to 10000).
-    #[arg(long, default_value_t = 5, value_parser = |s: &str| crate::args::bounded(s, 1, 10_000))]
+    #[arg(long, default_value_t = 5, value_parser = |s: &str| kd::args::bounded(s, 1, 10_000))]
     pub iters: usize,
     /// Untimed warm-up iterations (0 to 10000).
-    #[arg(long, default_value_t = 2, value_parser = |s: &str| crate::args::bounded(s, 0, 10_000))]
+    #[arg(long, default_value_t = 2, value_parser = |s: &str| kd::args::bounded(s, 0, 10_000))]
     pub warmup: usize,
     /// Also time the SoftTarget KD step with each batch split over these devices of one
     /// backend (e.g. cuda:0,cuda:1), against the first of them alone.
     #[arg(long, value_delimiter = ',')]
     pub devices: Vec<String>,
     /// Images in the data-pipeline benchmark, JPEGs of 500×375 (1 to 100000).
-    #[arg(long, default_value_t = 256, value_parser = |s: &str| crate::args::bounded(s, 1, 100_000))]
+    #[arg(long, default_value_t = 256, value_parser = |s: &str| kd::args::bounded(s, 1, 100_000))]
     pub images: usize,
 }
 
@@ -174,7 +174,7 @@ pub fn bench_backend(
     warmup: usize,
     iters: usize,
 ) -> Result<Vec<Row>, String> {
-    let device = crate::backend::device(name)
+    let device = kd::backend::device(name)
         .map_err(|e| e.to_string())?
         .autodiff();
     let inner = device.clone().inner();
@@ -248,7 +248,7 @@ pub fn bench_backend(
     // CRD between the pooled features, a memory of the embedded data's 1,600 training items
     // (`step`) and examples/methods.toml's 512 negatives.
     let label = "KD step CRD (r34 → r18, K = 512)";
-    let crd = LossConfig::Crd(crate::core::losses::Crd {
+    let crd = LossConfig::Crd(kd::core::losses::Crd {
         pair: LayerPair::new("avgpool", "1.0.ap"),
         dim: 128,
         negatives: 512,
@@ -363,8 +363,8 @@ pub fn bench_devices(
 ) -> Result<Vec<Row>, String> {
     let devices = names
         .iter()
-        .map(|n| Ok(crate::backend::device(n)?.autodiff()))
-        .collect::<Result<Vec<_>, crate::backend::BackendError>>()
+        .map(|n| Ok(kd::backend::device(n)?.autodiff()))
+        .collect::<Result<Vec<_>, kd::backend::BackendError>>()
         .map_err(|e| e.to_string())?;
     let main = devices.first().ok_or("no device")?.clone();
     let label = names.join(" + ");
@@ -469,10 +469,10 @@ pub fn bench_data(n: usize, size: usize, b: usize) -> Result<Vec<Row>, String> {
 
 /// Run every benchmark of `opts`; a batch this machine cannot train is refused with its size.
 pub fn run(opts: &BenchOptions) -> Result<Vec<Row>, String> {
-    crate::machine::check_batch(opts.batch, opts.size)
+    kd::machine::check_batch(opts.batch, opts.size)
         .map_err(|why| format!("--batch {} --size {}: {why}", opts.batch, opts.size))?;
     let backends = if opts.backends.is_empty() {
-        crate::backend::compiled_backends()
+        kd::backend::compiled_backends()
             .into_iter()
             .filter(|n| !n.contains(":N"))
             .map(String::from)
