@@ -64,7 +64,7 @@ mod tests {
         // 4096 images at 1024 × 1024: 51.5 GB of input alone.
         let Task::BenchBackends { opts, .. } =
             parse(&["--batch", "4096", "--size", "1024"]).unwrap().task;
-        let err = run(&opts).err().expect("refused");
+        let err = run(&opts).expect_err("refused");
         assert!(err.contains("51.5 GB"), "{err}");
     }
 }
