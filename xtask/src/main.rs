@@ -1,5 +1,5 @@
 //! Project tasks. `cargo xtask bench-backends`: the distillation workloads timed on every
-//! compiled backend (see [`bench`]). Backends beyond flex are features of `kd`:
+//! compiled backend (see [`mod@bench`]). Backends beyond flex are features of `kd`:
 //! `cargo run -p xtask --features kd/tch -- bench-backends --backends tch,flex`.
 
 mod bench;
