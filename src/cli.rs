@@ -191,9 +191,12 @@ fn write_stdout(text: &str) -> Result<(), KdError> {
 }
 
 fn run(registry: &Registry, args: RunArgs) -> Result<(), KdError> {
-    let mut exp = match &args.experiment {
-        Some(path) => Experiment::from_file(path)?,
-        None => Experiment::from_toml(kd::experiment::DEFAULT_EXPERIMENT, "examples/pets_kd.toml")?,
+    let (mut exp, origin) = match &args.experiment {
+        Some(path) => (Experiment::from_file(path)?, path.display().to_string()),
+        None => (
+            Experiment::from_toml(kd::experiment::DEFAULT_EXPERIMENT, "examples/pets_kd.toml")?,
+            "examples/pets_kd.toml".to_string(),
+        ),
     };
     if let Some(data) = args.data {
         exp.data.source = data;
@@ -215,6 +218,8 @@ fn run(registry: &Registry, args: RunArgs) -> Result<(), KdError> {
             exp.output = exp.output.with_extension("quick");
         }
     }
+    // The file was checked as written; the options may have made it otherwise.
+    exp.validate(&format!("{origin} with the command-line options"))?;
     let opts = RunOptions {
         force: args.force,
         retrain_teacher: args.retrain_teacher,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TinyRun, tiny_experiment};
+use common::{TinyRun, kd_bin, tiny_experiment};
 use kd::KdError;
 use kd::experiment::{Experiment, evaluate_run_dir, run};
 
@@ -105,4 +105,24 @@ fn eval_of_a_folder_that_is_not_a_run_directory_says_so() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("not a kd run directory"), "{e}");
+}
+
+#[test]
+fn settings_made_bad_by_command_line_options_name_the_file_and_the_options() {
+    let tiny = TinyRun::new();
+    let file = tiny.out.path().join("study.toml");
+    std::fs::write(&file, tiny_experiment(tiny.images.path(), &tiny.out_dir())).unwrap();
+    // The file is fine; `--seeds 0,0` repeats a seed.
+    let out = kd_bin()
+        .args(["run", file.to_str().unwrap(), "--seeds", "0,0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("study.toml")
+            && stderr.contains("command-line")
+            && stderr.contains("twice"),
+        "{stderr}"
+    );
 }
