@@ -1,8 +1,9 @@
 //! Backend parity: every other compiled backend agrees with flex on ResNet logits and taps,
 //! every loss and its gradient, and a full KD optimizer step (one teacher; two teachers and
 //! their ensemble; the batch split over the device listed twice; CRD with soft targets), a
-//! deep-mutual-learning step of two students and a KD step between transformer text
-//! classifiers on padded token batches — within 1e-4 of the
+//! deep-mutual-learning step of two students, every logit loss (the token-level divergences
+//! among them) on per-position logits under a mask of padded positions, and a KD step between
+//! transformer text classifiers on padded token batches — within 1e-4 of the
 //! reference magnitude. Built only with a second backend, e.g.
 //! `cargo test -p kd --features ndarray,tch,wgpu --test backends` (see `.ci/run`).
 #![cfg(any(feature = "ndarray", feature = "tch", feature = "wgpu"))]
@@ -152,6 +153,64 @@ fn every_loss_and_its_gradient_agree() {
             assert!(e < TOLERANCE, "{name} {}: {got} vs {want}", loss.name());
             let e = rel(&got_g, &want_g);
             assert!(e < TOLERANCE, "{name} {} gradient: {e}", loss.name());
+        }
+    }
+}
+
+/// A logit loss's value and gradient w.r.t. the student's per-position logits `[3, 6, 11]`
+/// under a mask hiding sequence tails (the objective selects the valid positions).
+fn per_position_loss_and_grad(
+    loss: &LossConfig,
+    s: &Tensor<3>,
+    t: &Tensor<3>,
+    y: &Tensor<2, Int>,
+    device: &Device,
+) -> (f32, Vec<f32>) {
+    let device = device.clone().autodiff();
+    let s = copy(s, &device).require_grad();
+    let keep = [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0]];
+    let mask = Tensor::<2, Int>::from_data(keep, &device).equal_elem(1);
+    let y = Tensor::<2, Int>::from_data(y.to_data(), &device);
+    let supervision = kd::core::Supervision::labels(y).with_mask(mask);
+    let teachers = [("teacher".to_string(), Outputs::new(copy(t, &device)))].into();
+    let parts = Objective::lerp(loss.clone(), 1.0)
+        .compute_with(&Outputs::new(s.clone()), &teachers, &supervision, 0.0)
+        .unwrap();
+    let value = parts.terms[0].1.clone();
+    let grads = value.backward();
+    (value.into_scalar::<f32>(), values(s.grad(&grads).unwrap()))
+}
+
+#[test]
+fn every_logit_loss_per_position_under_a_mask_agrees() {
+    let flex = Device::flex();
+    let logits = |d: &Device| Tensor::<3>::random([3, 6, 11], Distribution::Normal(0.0, 3.0), d);
+    let (s, t, y) = seeded(6, |d| {
+        let y = Tensor::<2>::random([3, 6], Distribution::Uniform(0.0, 11.0), d).int();
+        (logits(d), logits(d), y)
+    });
+    let logit_losses: Vec<LossConfig> = loss_cases()
+        .into_iter()
+        .filter(|l| l.pairs().is_empty())
+        .collect();
+    assert!(logit_losses.len() >= 11, "{logit_losses:?}");
+    for loss in logit_losses {
+        let (want, want_g) = per_position_loss_and_grad(&loss, &s, &t, &y, &flex);
+        assert!(want.is_finite(), "{}: {want}", loss.name());
+        for (name, device) in others() {
+            let (got, got_g) = per_position_loss_and_grad(&loss, &s, &t, &y, &device);
+            let e = (got - want).abs() / want.abs().max(1e-6);
+            assert!(
+                e < TOLERANCE,
+                "{name} {} per position: {got} vs {want}",
+                loss.name()
+            );
+            let e = rel(&got_g, &want_g);
+            assert!(
+                e < TOLERANCE,
+                "{name} {} per-position gradient: {e}",
+                loss.name()
+            );
         }
     }
 }

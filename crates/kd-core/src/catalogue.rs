@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::contrast::MemorySpec;
 use crate::losses::{
-    ActivationBoundaries, Attention, Crd, DecoupledKd, Dist, FitNet, LogitsMse, Mutual, Nst, Pkt,
-    Rkd, Similarity, SoftTarget,
+    ActivationBoundaries, Attention, Crd, DecoupledKd, Dist, FitNet, ForwardKl, Jsd, LogitsMse,
+    Mutual, Nst, Pkt, ReverseKl, Rkd, Similarity, SkewKl, SkewReverseKl, SoftTarget,
+    TotalVariation,
 };
 use crate::{KdInput, KdLoss, LayerPair, LossError};
 
@@ -60,6 +61,12 @@ catalogue!(
     Pkt(Pkt),
     Nst(Nst),
     Crd(Crd),
+    ForwardKl(ForwardKl),
+    ReverseKl(ReverseKl),
+    Jsd(Jsd),
+    SkewKl(SkewKl),
+    SkewReverseKl(SkewReverseKl),
+    TotalVariation(TotalVariation),
 );
 
 impl LossConfig {
@@ -96,6 +103,12 @@ impl LossConfig {
             Pkt::new(pairs()).into(),
             Nst::new(pairs()).into(),
             Self::crd(pairs().into_iter().next().unwrap_or(LayerPair::new("", ""))),
+            ForwardKl::default().into(),
+            ReverseKl::default().into(),
+            Jsd::default().into(),
+            SkewKl::default().into(),
+            SkewReverseKl::default().into(),
+            TotalVariation::default().into(),
         ]
     }
 }
@@ -118,6 +131,9 @@ impl KdLoss for LossConfig {
     }
     fn temperature(&self) -> Option<f64> {
         self.loss().temperature()
+    }
+    fn check_settings(&self) -> Result<(), LossError> {
+        self.loss().check_settings()
     }
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
         self.loss().compute(input)

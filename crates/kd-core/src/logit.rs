@@ -1,5 +1,5 @@
-//! Losses on logits. Each function takes `[batch, classes]` student and teacher logits and
-//! returns a scalar tensor `[1]`.
+//! Losses on logits. Each function takes `[rows, classes]` student and teacher logits (one row
+//! per item, or per valid position) and returns a scalar tensor `[1]`.
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor};
@@ -107,4 +107,102 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         .sum()
         .neg()
         .div_scalar(batch as f64)
+}
+
+// Token-level divergences (GKD, MiniLLM, DistiLLM): each is the mean over rows (items, or
+// valid positions) of a divergence between the softened distributions `p_s = softmax(s/T)`
+// and `p_t = softmax(t/T)`, without the `T²` factor of Hinton's loss (as TRL's GKD trainer).
+
+/// `KL(x ‖ y)` of each row from log-probabilities, `[rows, 1]`.
+fn kl_rows(log_x: Tensor<2>, log_y: Tensor<2>) -> Tensor<2> {
+    (log_x.clone().exp() * (log_x - log_y)).sum_dim(1)
+}
+
+/// `log(a·x + b·y)` elementwise from `log x` and `log y`, for weights `a, b > 0`, computed as a
+/// log-sum-exp so that tiny probabilities do not underflow.
+fn log_mixture(log_x: Tensor<2>, a: f64, log_y: Tensor<2>, b: f64) -> Tensor<2> {
+    let x = log_x.add_scalar(a.ln());
+    let y = log_y.add_scalar(b.ln());
+    let top = x.clone().max_pair(y.clone());
+    top.clone() + ((x - top.clone()).exp() + (y - top).exp()).log()
+}
+
+/// Both sides' log-probabilities at temperature `temperature`: `(log p_s, log p_t)`.
+fn log_probs(student: Tensor<2>, teacher: Tensor<2>, temperature: f64) -> (Tensor<2>, Tensor<2>) {
+    (
+        log_softmax(student.div_scalar(temperature), 1),
+        log_softmax(teacher.div_scalar(temperature), 1),
+    )
+}
+
+/// Forward KL, `mean KL(p_t ‖ p_s)`: mass-covering (GKD with β = 0).
+pub fn forward_kl(student: Tensor<2>, teacher: Tensor<2>, temperature: f64) -> Tensor<1> {
+    let (log_s, log_t) = log_probs(student, teacher, temperature);
+    kl_rows(log_t, log_s).mean()
+}
+
+/// Reverse KL, `mean KL(p_s ‖ p_t)`: mode-seeking (MiniLLM; GKD with β = 1).
+pub fn reverse_kl(student: Tensor<2>, teacher: Tensor<2>, temperature: f64) -> Tensor<1> {
+    let (log_s, log_t) = log_probs(student, teacher, temperature);
+    kl_rows(log_s, log_t).mean()
+}
+
+/// Generalised Jensen–Shannon divergence (Agarwal et al., 2024, GKD eq. 1, as TRL's
+/// `generalized_jsd_loss`): with `m = β·p_t + (1 − β)·p_s`,
+/// `mean [β·KL(p_t ‖ m) + (1 − β)·KL(p_s ‖ m)]`; β = 0 is exactly the forward KL, β = 1 the
+/// reverse KL (and β → 0, β → 1 approach them once divided by β or 1 − β).
+pub fn generalized_jsd(
+    student: Tensor<2>,
+    teacher: Tensor<2>,
+    beta: f64,
+    temperature: f64,
+) -> Tensor<1> {
+    let (log_s, log_t) = log_probs(student, teacher, temperature);
+    if beta <= 0.0 {
+        return kl_rows(log_t, log_s).mean();
+    }
+    if beta >= 1.0 {
+        return kl_rows(log_s, log_t).mean();
+    }
+    let log_m = log_mixture(log_t.clone(), beta, log_s.clone(), 1.0 - beta);
+    let to_teacher = kl_rows(log_t, log_m.clone()).mul_scalar(beta);
+    let to_student = kl_rows(log_s, log_m).mul_scalar(1.0 - beta);
+    (to_teacher + to_student).mean()
+}
+
+/// Skew KL (Ko et al., 2024, DistiLLM): `mean KL(p_t ‖ α·p_t + (1 − α)·p_s)`; α = 0 is the
+/// forward KL.
+pub fn skew_kl(student: Tensor<2>, teacher: Tensor<2>, alpha: f64, temperature: f64) -> Tensor<1> {
+    let (log_s, log_t) = log_probs(student, teacher, temperature);
+    if alpha <= 0.0 {
+        return kl_rows(log_t, log_s).mean();
+    }
+    let log_m = log_mixture(log_t.clone(), alpha, log_s, 1.0 - alpha);
+    kl_rows(log_t, log_m).mean()
+}
+
+/// Skew reverse KL (DistiLLM): `mean KL(p_s ‖ (1 − α)·p_t + α·p_s)`; α = 0 is the reverse
+/// KL.
+pub fn skew_reverse_kl(
+    student: Tensor<2>,
+    teacher: Tensor<2>,
+    alpha: f64,
+    temperature: f64,
+) -> Tensor<1> {
+    let (log_s, log_t) = log_probs(student, teacher, temperature);
+    if alpha <= 0.0 {
+        return kl_rows(log_s, log_t).mean();
+    }
+    let log_m = log_mixture(log_t, 1.0 - alpha, log_s.clone(), alpha);
+    kl_rows(log_s, log_m).mean()
+}
+
+/// Total variation distance, `mean ½·Σ_c |p_s − p_t|` (Wen et al., 2023).
+pub fn total_variation(student: Tensor<2>, teacher: Tensor<2>, temperature: f64) -> Tensor<1> {
+    let (log_s, log_t) = log_probs(student, teacher, temperature);
+    (log_s.exp() - log_t.exp())
+        .abs()
+        .sum_dim(1)
+        .mul_scalar(0.5)
+        .mean()
 }

@@ -94,6 +94,11 @@ pub trait KdLoss: Debug + Send + Sync {
     fn temperature(&self) -> Option<f64> {
         None
     }
+    /// Checks the loss's own settings (a mixture's share within its range, …), before any
+    /// training ([`Objective::check_values`](crate::Objective::check_values)).
+    fn check_settings(&self) -> Result<(), LossError> {
+        Ok(())
+    }
     /// The loss value, `[1]`. Shapes, taps and targets are checked; failures name the loss.
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError>;
 }

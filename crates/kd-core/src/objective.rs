@@ -185,8 +185,9 @@ impl Objective {
                 .any(|t| moving(&t.schedule) || moving(&t.temperature))
     }
 
-    /// Every weight and temperature the objective will use, at the start and the end of
-    /// training (schedules move monotonically between them), as the `f32` tensors will hold it:
+    /// Each loss's own settings ([`KdLoss::check_settings`]), and every weight and temperature
+    /// the objective will use, at the start and the end of training (schedules move
+    /// monotonically between them), as the `f32` tensors will hold it:
     /// weights finite and ≥ 0 (a lerp weight within `[0, 1]`), temperatures positive, normal and
     /// with a finite reciprocal. Found here, a bad setting stops a run before any work instead
     /// of turning the loss into NaN at step 0.
@@ -224,6 +225,7 @@ impl Objective {
             }
             for term in &self.terms {
                 let loss = term.loss.name();
+                term.loss.check_settings()?;
                 let w = term.weight * term.schedule.at(p);
                 if !((w as f32).is_finite() && w >= 0.0) {
                     return Err(LossError::Setting {

@@ -1,10 +1,11 @@
-//! Logit losses and the cross-entropy on per-position logits `[batch, positions, classes]`
-//! under a mask of valid positions equal a PyTorch reference computed position by position
-//! (value within 1e-5 relative, gradient w.r.t. the student's logits within 1e-4 relative to
-//! its largest entry; hidden positions get no gradient).
+//! Logit losses, the token-level divergences and the cross-entropy on per-position logits
+//! `[batch, positions, classes]` under a mask of valid positions equal a PyTorch reference
+//! computed position by position (value within 1e-5 relative, gradient w.r.t. the student's
+//! logits within 1e-4 relative to its largest entry; hidden positions get no gradient).
 //!
-//! Reference: `tests/fixtures/masked_logits.{safetensors,json}`, written by
-//! `python crates/kd-core/tests/fixtures/make_masked_logits.py` (torch 2.9.0, float64).
+//! References (torch 2.9.0, float64), each written by the script beside it:
+//! `tests/fixtures/masked_logits.{safetensors,json}` by `make_masked_logits.py`, and
+//! `tests/fixtures/divergences.{safetensors,json}` by `make_divergences.py`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,11 +28,11 @@ struct Case {
     config: Config,
 }
 
-fn fixtures() -> (Vec<Case>, BTreeMap<String, PackTensor>) {
+fn fixtures(name: &str) -> (Vec<Case>, BTreeMap<String, PackTensor>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let json = std::fs::read_to_string(dir.join("masked_logits.json")).unwrap();
+    let json = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
     let cases = serde_json::from_str(&json).expect("cases parse");
-    let tensors = SafetensorsStore::from_file(dir.join("masked_logits.safetensors"))
+    let tensors = SafetensorsStore::from_file(dir.join(format!("{name}.safetensors")))
         .get_all_tensors()
         .unwrap()
         .clone();
@@ -44,9 +45,20 @@ fn tensor<const D: usize>(t: &PackTensor, device: &Device) -> Tensor<D> {
 
 #[test]
 fn per_position_logit_losses_under_a_mask_match_pytorch() {
+    check_against("masked_logits", 7);
+}
+
+#[test]
+fn token_level_divergences_under_a_mask_match_pytorch() {
+    check_against("divergences", 16);
+}
+
+/// Every case of fixture `name` (which holds `cases` of them) against this crate's loss.
+fn check_against(name: &str, cases: usize) {
     let device = Device::flex().autodiff();
-    let (cases, fx) = fixtures();
-    assert_eq!(cases.len(), 7);
+    let (fixture_cases, fx) = fixtures(name);
+    assert_eq!(fixture_cases.len(), cases);
+    let cases = fixture_cases;
     let mask: Tensor<2, Bool> = tensor::<2>(&fx["mask"], &device).greater_elem(0.5);
     let hidden: Vec<bool> = mask
         .clone()
@@ -115,4 +127,30 @@ fn per_position_logit_losses_under_a_mask_match_pytorch() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// GKD's limits, checked another way than the fixture: the generalised JSD divided by β tends
+/// to the forward KL as β → 0, and divided by 1 − β to the reverse KL as β → 1.
+#[test]
+fn the_generalised_jsd_tends_to_the_two_kls_at_its_ends() {
+    use burn::tensor::Distribution;
+    use kd_core::logit;
+    let device = Device::flex();
+    let s = Tensor::<2>::random([5, 9], Distribution::Normal(0.0, 2.0), &device);
+    let t = Tensor::<2>::random([5, 9], Distribution::Normal(0.0, 2.0), &device);
+    let value = |x: Tensor<1>| -> f64 { f64::from(x.into_scalar::<f32>()) };
+    let forward = value(logit::forward_kl(s.clone(), t.clone(), 1.0));
+    let reverse = value(logit::reverse_kl(s.clone(), t.clone(), 1.0));
+    assert!((forward - reverse).abs() > 0.05, "{forward} vs {reverse}");
+    let eps = 1e-4;
+    let near_0 = value(logit::generalized_jsd(s.clone(), t.clone(), eps, 1.0)) / eps;
+    let near_1 = value(logit::generalized_jsd(s.clone(), t.clone(), 1.0 - eps, 1.0)) / eps;
+    assert!(
+        (near_0 - forward).abs() < 0.01 * forward,
+        "{near_0} vs forward {forward}"
+    );
+    assert!(
+        (near_1 - reverse).abs() < 0.01 * reverse,
+        "{near_1} vs reverse {reverse}"
+    );
 }

@@ -369,3 +369,37 @@ fn weights_and_temperatures_are_checked_for_every_value_training_will_see() {
     };
     fine.check_values().unwrap();
 }
+
+#[test]
+fn divergence_shares_outside_their_range_are_refused_before_training() {
+    use kd_core::losses::{Jsd, SkewKl, SkewReverseKl};
+    let problem = |loss: LossConfig| match Objective::lerp(loss, 0.5).check_values() {
+        Err(e @ LossError::Setting { .. }) => e.to_string(),
+        other => panic!("expected a setting error, got {other:?}"),
+    };
+    for beta in [-0.1, 1.5, f64::NAN] {
+        let e = problem(Jsd::new(beta).into());
+        assert!(e.contains("JSD") && e.contains("beta"), "{beta}: {e}");
+    }
+    for alpha in [-0.5, 1.0] {
+        let e = problem(
+            SkewKl {
+                alpha,
+                temperature: 1.0,
+            }
+            .into(),
+        );
+        assert!(e.contains("SkewKL") && e.contains("alpha"), "{alpha}: {e}");
+        let e = problem(
+            SkewReverseKl {
+                alpha,
+                temperature: 1.0,
+            }
+            .into(),
+        );
+        assert!(e.contains("SkewReverseKL"), "{alpha}: {e}");
+    }
+    for fine in [Jsd::new(0.0), Jsd::new(1.0), Jsd::default()] {
+        Objective::lerp(fine, 0.5).check_values().unwrap();
+    }
+}

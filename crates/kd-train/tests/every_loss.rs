@@ -47,7 +47,7 @@ fn every_builtin_loss_trains_with_finite_weights() {
             })
             .collect();
     let kinds: std::collections::BTreeSet<_> = losses.iter().map(|l| l.name()).collect();
-    assert_eq!(kinds.len(), 13, "every built-in loss: {kinds:?}");
+    assert_eq!(kinds.len(), 19, "every built-in loss: {kinds:?}");
     let teacher = net(Arch::ResNet18, 1);
     let mut failures = Vec::new();
     for loss in losses {
