@@ -3,7 +3,8 @@
 //! ResNet 18/34/50/101/152 and MobileNetV2 for knowledge distillation: torchvision layout and initialisation,
 //! **named feature taps** (ask for any module paths and get them with the logits from one
 //! forward pass), a layer listing like fastai's `get_model_layers`, fastai's `vision_learner`
-//! model (pretrained body + fastai head, fastai path names), and weight import.
+//! model (pretrained body + fastai head, fastai path names), and weight import; for sequences,
+//! a transformer text classifier and a causal transformer language model with seeded sampling.
 //!
 //! ```
 //! use burn::tensor::{Device, Tensor};
@@ -18,7 +19,9 @@
 //! assert!(model.tap_plan(&["layer5"]).is_err()); // lists the nearest valid names
 //! ```
 
+mod generate;
 pub mod keras;
+mod language_model;
 mod learner;
 mod mobilenet;
 mod resnet;
@@ -27,10 +30,12 @@ pub mod weights;
 
 use std::path::PathBuf;
 
+pub use generate::{GenerateError, Sampling};
 pub use kd_core::{
     FeatureModel, IMAGENET_MEAN, IMAGENET_STD, LayerInfo, Outputs, TapPlan, TapRecorder,
     nearest_names,
 };
+pub use language_model::{LanguageModel, LanguageModelConfig, LmBlock};
 pub use learner::{FastaiHead, VisionLearner};
 pub use mobilenet::{ConvBnAct, InvertedResidual, MobileNetV2, MobileNetV2Config};
 pub use resnet::{Arch, Block, Downsample, ResNet, ResNetConfig, StridePlacement};
