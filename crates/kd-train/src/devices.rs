@@ -81,8 +81,10 @@ where
     /// The gradients of one optimizer step on `batch`, spread over the model's
     /// [`devices`](Self::devices) and gathered on the main device (on one device, Burn's
     /// [`TrainStep::step`](burn::train::TrainStep::step)). The step's outputs are the whole
-    /// batch's: its mean loss, CE and KD, and its logits and targets on the main device.
+    /// batch's: its mean loss, CE and KD, and its logits and targets on the main device. A
+    /// [rollout](Self::with_rollout) replaces the batch before it is split.
     pub fn train_step(&self, batch: B) -> Result<TrainOutput<KdOutput>, TrainError> {
+        let batch = self.rolled_out(batch);
         let Some(workers) = &self.workers else {
             return self.weighted_step(batch, 1.0);
         };

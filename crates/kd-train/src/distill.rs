@@ -21,6 +21,7 @@ use crate::TrainError;
 use crate::options::DistillOptions;
 use crate::parallel::Workers;
 use crate::progress::Progress;
+use crate::rollout::{ErasedRollout, Rollout};
 use crate::teacher::{FrozenTeacher, as_strs};
 use crate::teachers::{TeacherSet, Teachers};
 
@@ -72,6 +73,9 @@ pub struct DistillModel<S, B: DistillBatch> {
     pub(crate) workers: Option<Arc<Workers>>,
     #[module(skip)]
     batch: PhantomData<fn() -> B>,
+    /// Generated training data in place of the loader's ([`with_rollout`](Self::with_rollout)).
+    #[module(skip)]
+    rollout: Option<Arc<ErasedRollout<B>>>,
 }
 
 /// One step's outputs, for metrics.
@@ -109,6 +113,7 @@ where
             }),
             workers: None,
             batch: PhantomData,
+            rollout: None,
         }
     }
 
@@ -205,6 +210,7 @@ where
             }),
             workers: None,
             batch: PhantomData,
+            rollout: None,
         };
         model.check(probe)?;
         Ok(model)
@@ -354,6 +360,27 @@ where
         self.student.device()
     }
 
+    /// Train on what `rollout` generates in place of the loader's batches where it says so
+    /// (GKD's on-policy distillation, sequence-level KD); see [`Rollout`].
+    pub fn with_rollout(mut self, rollout: impl Rollout<S, B> + 'static) -> Self
+    where
+        S: 'static,
+    {
+        self.rollout = Some(Arc::new(ErasedRollout::new(rollout)));
+        self
+    }
+
+    /// The batch a training step trains on: what the [rollout](Self::with_rollout) makes of
+    /// `batch`, or `batch` itself.
+    pub(crate) fn rolled_out(&self, batch: B) -> B {
+        match &self.rollout {
+            Some(rollout) => rollout
+                .apply(&self.student, &batch, self.setup.progress.get())
+                .unwrap_or(batch),
+            None => batch,
+        }
+    }
+
     /// Backward through `weight` × the objective on `batch` (the shard's share of its batch).
     pub(crate) fn weighted_step(
         &self,
@@ -435,7 +462,7 @@ where
             }
         }
         // Shapes and names were checked by `new`; Burn's step cannot return an error.
-        self.weighted_step(batch, 1.0 / devices as f32)
+        self.weighted_step(self.rolled_out(batch), 1.0 / devices as f32)
             .unwrap_or_else(|e| panic!("distillation step failed: {e}"))
     }
 }

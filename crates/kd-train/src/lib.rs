@@ -35,6 +35,7 @@ mod options;
 mod parallel;
 mod progress;
 pub mod report;
+mod rollout;
 mod teacher;
 mod teachers;
 
@@ -52,6 +53,7 @@ pub use one_cycle::OneCycle;
 pub use optimizer::OptimizerConfig;
 pub use options::DistillOptions;
 pub use progress::Progress;
+pub use rollout::Rollout;
 pub use teacher::{FrozenTeacher, TeacherCache};
 pub use teachers::Teachers;
 
