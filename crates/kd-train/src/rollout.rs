@@ -21,11 +21,14 @@ pub trait Rollout<S, B: DistillBatch>: Debug + Send + Sync {
     fn rollout(&self, student: &S, batch: &B, progress: f64) -> Option<B>;
 }
 
+/// The type-erased call of a [`Rollout`]: the student as `Any`, the batch, the progress.
+type RolloutFn<B> = dyn Fn(&dyn Any, &B, f64) -> Option<B> + Send + Sync;
+
 /// A [`Rollout`] with the student's type erased, so that a model can hold it beside the
 /// student (Burn's `Module` derive allows no skipped field of the student's type).
 pub(crate) struct ErasedRollout<B> {
     name: String,
-    run: Box<dyn Fn(&dyn Any, &B, f64) -> Option<B> + Send + Sync>,
+    run: Box<RolloutFn<B>>,
 }
 
 impl<B: DistillBatch> ErasedRollout<B> {
