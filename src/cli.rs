@@ -13,6 +13,7 @@ use crate::KdError;
 use crate::console::Console;
 use crate::core::match_feature_layers;
 use crate::experiment::{Experiment, ModelSection, RunOptions, summary_table};
+use crate::language::LmExperiment;
 use crate::models::Head;
 use crate::registry::{AnyModel, ModelContext, Registry};
 use crate::train::report::SharedReporter;
@@ -35,9 +36,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run an experiment file (default: the main job, examples/pets_kd.toml).
+    /// Run an experiment file (default: the main job, examples/pets_kd.toml); a file with a
+    /// `[corpus]` section is a language-model experiment.
     #[command(
-        after_help = "Examples:\n  kd run examples/pets_kd.toml\n  kd run my.toml --backend wgpu --seeds 0,1,2 --force\n  kd run my.toml --devices cuda:0,cuda:1"
+        after_help = "Examples:\n  kd run examples/pets_kd.toml\n  kd run my.toml --backend wgpu --seeds 0,1,2 --force\n  kd run my.toml --devices cuda:0,cuda:1\n  kd run examples/char_lm.toml --quick"
     )]
     Run(RunArgs),
     /// List every layer path of a model with its output shape (like fastai's get_model_layers).
@@ -191,6 +193,11 @@ fn write_stdout(text: &str) -> Result<(), KdError> {
 }
 
 fn run(registry: &Registry, args: RunArgs) -> Result<(), KdError> {
+    if let Some(path) = &args.experiment
+        && std::fs::read_to_string(path).is_ok_and(|text| LmExperiment::describes(&text))
+    {
+        return run_language(args);
+    }
     let (mut exp, origin) = match &args.experiment {
         Some(path) => (Experiment::from_file(path)?, path.display().to_string()),
         None => (
@@ -231,6 +238,54 @@ fn run(registry: &Registry, args: RunArgs) -> Result<(), KdError> {
     let report = kd::experiment::run(&exp, &opts)?;
     let dir = opts.output.unwrap_or(exp.output);
     say!("\n{}", summary_table(&report))?;
+    say!(
+        "total {:.0} s; report, metrics.json and curves.png in {}",
+        report.seconds,
+        dir.display()
+    )?;
+    Ok(())
+}
+
+/// `kd run FILE` for a language-model experiment (a file with a `[corpus]` section).
+fn run_language(args: RunArgs) -> Result<(), KdError> {
+    let path = args.experiment.clone().unwrap_or_default();
+    let origin = path.display().to_string();
+    let mut exp = LmExperiment::from_file(&path)?;
+    if args.devices.is_some() {
+        return Err(KdError::Config {
+            origin: "--devices".into(),
+            message: format!(
+                "{origin} is a language-model experiment, trained on one device: choose it with --backend"
+            ),
+        });
+    }
+    if let Some(data) = args.data {
+        exp.corpus.source = data;
+    }
+    if let Some(backend) = args.backend {
+        exp.training.backend = Some(backend);
+    }
+    if let Some(seeds) = args.seeds {
+        exp.training.seeds = seeds;
+    }
+    if args.quick {
+        exp = exp.quick();
+        if args.output.is_none() {
+            exp.output = exp.output.map(|o| o.with_extension("quick"));
+        }
+    }
+    exp.validate(&format!("{origin} with the command-line options"))?;
+    let opts = RunOptions {
+        force: args.force,
+        retrain_teacher: args.retrain_teacher,
+        cache_dir: args.cache_dir,
+        output: args.output,
+        reporter: SharedReporter::new(Console::default()),
+        ..RunOptions::default()
+    };
+    let report = kd::language::run_language_experiment(&exp, &opts)?;
+    let dir = opts.output.or(exp.output).unwrap_or_default();
+    say!("\n{}", kd::language::lm_summary_table(&report))?;
     say!(
         "total {:.0} s; report, metrics.json and curves.png in {}",
         report.seconds,

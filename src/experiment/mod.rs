@@ -29,4 +29,5 @@ pub use model_section::{ModelSection, Weights};
 pub use report::{Report, RunSummary, redraw_run_dir, summary_table, write_run_dir};
 pub use run::{RunOptions, run};
 pub(crate) use stats::mean_std;
+pub(crate) use validate::slug;
 pub use validate::{MAX_BATCH_SIZE, MAX_IMAGE_SIZE};

@@ -367,7 +367,7 @@ impl Experiment {
 /// The longest checkpoint folder name: file systems take 255 bytes, and kd adds suffixes.
 const MAX_FOLDER_NAME: usize = 200;
 
-pub(super) fn slug(name: &str) -> String {
+pub(crate) fn slug(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_alphanumeric() {
