@@ -233,6 +233,18 @@ fn a_language_model_experiment_compares_every_run_per_seed_and_resumes() {
     );
     assert_same(&again.summary, &report.summary);
 
+    // Another teacher instance added to the study: the others' checkpoints still resume.
+    std::fs::remove_file(out.join("report.md")).unwrap();
+    let mut more = exp.clone();
+    more.teacher.seeds.push(2);
+    let resumed = Resumed::default();
+    run_language_experiment(&more, &options(&out, SharedReporter::new(resumed.clone()))).unwrap();
+    assert_eq!(
+        resumed.0.lock().unwrap().len(),
+        12,
+        "the first 2 teachers and 10 students"
+    );
+
     // Other settings for the same checkpoints are refused, naming what differs.
     std::fs::remove_file(out.join("report.md")).unwrap();
     let mut changed = exp.clone();

@@ -27,7 +27,13 @@ fn teacher_fingerprint(exp: &LmExperiment, seed: u64) -> Fingerprint {
     let t = &exp.teacher;
     Fingerprint(BTreeMap::from([
         ("corpus".into(), json(&exp.corpus)),
-        ("teacher".into(), json(t)),
+        // The instance's own settings: the list of seeds is not one (adding a seed to a
+        // study keeps the other teachers).
+        ("teacher".into(), json(&t.model)),
+        (
+            "teacher training".into(),
+            format!("epochs {}, lr {}", t.epochs, t.lr),
+        ),
         ("batch size".into(), exp.training.batch_size.to_string()),
         ("seed".into(), seed.to_string()),
     ]))
