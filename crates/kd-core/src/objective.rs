@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::{Outputs, Supervision, valid_rows};
+use crate::{Outputs, Supervision, Targets, valid_rows};
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -391,6 +391,25 @@ impl Objective {
                 hint: "one target per item ([batch] for [batch, classes] logits) or per position ([batch, positions] for [batch, positions, classes])",
             });
         }
+        if let Some((second, share)) = targets.mixed_in() {
+            if second.dims() != targets.dims()[..] {
+                return Err(LossError::Shape {
+                    loss: "CrossEntropy",
+                    what: "mixed-in targets".into(),
+                    student: targets.dims(),
+                    teacher: second.dims().to_vec(),
+                    hint: "both label sets of a mixed batch have one label per item",
+                });
+            }
+            if !(0.0..=1.0).contains(&share) {
+                return Err(LossError::Setting {
+                    loss: "CrossEntropy",
+                    what: "the first labels' share of mixed targets".into(),
+                    value: share,
+                    message: "is outside [0, 1]",
+                });
+            }
+        }
         let targets = targets.clone().rows();
         let targets = match &rows {
             Some(rows) => targets.select(0, rows.clone()),
@@ -411,13 +430,21 @@ impl Objective {
         memories: Option<(&Contrasts, Option<&[u64]>)>,
     ) -> Result<LossParts, LossError> {
         let (rows, targets) = Self::target_rows(student, supervision)?;
+        let mixed_in = supervision.targets.as_ref().and_then(Targets::mixed_in);
         let ce = targets.as_ref().map(|targets| {
             let logits = student.logits.clone().rows();
             let logits = match &rows {
                 Some(rows) => logits.select(0, rows.clone()),
                 None => logits,
             };
-            cross_entropy(logits, targets.clone())
+            match &mixed_in {
+                // Mixed labels: rows are items (per-item logits), nothing to select.
+                Some((second, share)) => {
+                    cross_entropy(logits.clone(), targets.clone()).mul_scalar(*share)
+                        + cross_entropy(logits, second.clone()).mul_scalar(1.0 - share)
+                }
+                None => cross_entropy(logits, targets.clone()),
+            }
         });
         if self.terms.is_empty() {
             let ce_only = ce.clone().ok_or(LossError::MissingTargets {

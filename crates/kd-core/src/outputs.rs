@@ -315,6 +315,8 @@ impl Outputs {
 }
 
 /// Class targets: one per item, or one per position.
+// One value per batch: the size of the mixed variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Targets {
     /// `[batch]` class indices.
@@ -322,6 +324,19 @@ pub enum Targets {
     /// `[batch, positions]` class indices (next tokens, tags); positions the mask hides may
     /// hold anything.
     Positions(Tensor<2, Int>),
+    /// Per-item labels of a batch whose inputs mix two items each (mixup, cutmix):
+    /// `first_share` of each input comes from the item labelled `first`, the rest from the one
+    /// labelled `second`. The cross-entropy is `share·CE(first) + (1 − share)·CE(second)`;
+    /// whatever else reads labels (accuracy, label-aware losses) reads `first`, so a mixing
+    /// batcher puts the larger share first.
+    Mixed {
+        /// `[batch]` labels of the items with the share `first_share`.
+        first: Tensor<1, Int>,
+        /// `[batch]` labels of the items mixed in.
+        second: Tensor<1, Int>,
+        /// The share of `first` in each input, in `[0, 1]`.
+        first_share: f64,
+    },
 }
 
 impl From<Tensor<1, Int>> for Targets {
@@ -339,32 +354,65 @@ impl Targets {
     /// The shape.
     pub fn dims(&self) -> Vec<usize> {
         match self {
-            Targets::Items(t) => t.dims().to_vec(),
+            Targets::Items(t) | Targets::Mixed { first: t, .. } => t.dims().to_vec(),
             Targets::Positions(t) => t.dims().to_vec(),
         }
     }
 
-    /// One target per row, in the layout of [`Logits::rows`].
+    /// One target per row, in the layout of [`Logits::rows`] (for mixed labels, `first`).
     pub fn rows(self) -> Tensor<1, Int> {
         match self {
-            Targets::Items(t) => t,
+            Targets::Items(t) | Targets::Mixed { first: t, .. } => t,
             Targets::Positions(t) => t.flatten(0, 1),
+        }
+    }
+
+    /// For mixed labels, the labels mixed in and the share of the first; `None` otherwise.
+    pub fn mixed_in(&self) -> Option<(Tensor<1, Int>, f64)> {
+        match self {
+            Targets::Mixed {
+                second,
+                first_share,
+                ..
+            } => Some((second.clone(), *first_share)),
+            _ => None,
         }
     }
 
     /// The same targets on the tape-free device.
     pub fn without_autodiff(self) -> Self {
-        match self {
-            Targets::Items(t) => Targets::Items(t.without_autodiff()),
-            Targets::Positions(t) => Targets::Positions(t.without_autodiff()),
-        }
+        self.map(Tensor::without_autodiff, Tensor::without_autodiff)
+    }
+
+    /// The same targets on `device`.
+    pub fn to_device(self, device: &Device) -> Self {
+        self.map(|t| t.to_device(device), |t| t.to_device(device))
     }
 
     /// The items `rows`.
     pub fn slice_items(self, rows: Range<usize>) -> Self {
+        self.map(|t| t.slice(rows.clone()), |t| t.slice(rows.clone()))
+    }
+
+    /// The same kind of targets with `items` applied to every per-item tensor and `positions`
+    /// to a per-position one.
+    fn map(
+        self,
+        items: impl Fn(Tensor<1, Int>) -> Tensor<1, Int>,
+        positions: impl Fn(Tensor<2, Int>) -> Tensor<2, Int>,
+    ) -> Self {
         match self {
-            Targets::Items(t) => Targets::Items(t.slice(rows)),
-            Targets::Positions(t) => Targets::Positions(t.slice(rows)),
+            Targets::Items(t) => Targets::Items(items(t)),
+            Targets::Positions(t) => Targets::Positions(positions(t)),
+            Targets::Mixed {
+                first,
+                second,
+                first_share,
+            } => Targets::Mixed {
+                first: items(first),
+                second: items(second),
+                first_share,
+            },
         }
     }
 }
