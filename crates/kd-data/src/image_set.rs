@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
+use crate::augment::Augmentation;
 use crate::files::{LabelFn, Vocab, get_image_files};
 use crate::transform::{ResizeMethod, decode_rgb, precrop};
 
@@ -45,6 +46,8 @@ pub struct DataConfig {
     pub normalize: bool,
     /// What to do with unreadable files.
     pub on_bad_image: BadImagePolicy,
+    /// Random-resized crops, mixup and cutmix of training batches (default: none).
+    pub augment: Augmentation,
 }
 
 impl Default for DataConfig {
@@ -58,6 +61,7 @@ impl Default for DataConfig {
             flip: false,
             normalize: true,
             on_bad_image: BadImagePolicy::Skip,
+            augment: Augmentation::default(),
         }
     }
 }

