@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use kd::core::{LayerPair, LossConfig};
-use kd::experiment::Experiment;
+use kd::experiment::{Experiment, Fingerprint};
 
 const REFERENCE: &str = include_str!("../docs/experiment-files.md");
 
@@ -69,6 +69,7 @@ flip = false
 teacher_cache = false
 highlight = true
 mutual = { students = 2, weight = 1.0 }
+augment = { crop = { scale = [0.35, 1.0], ratio = [0.75, 1.25] }, mixup = 0.2, cutmix = 1.0, mix_prob = 0.8, switch_prob = 0.5 }
 "#;
 
 /// Keys that exclude one of [`EVERY_KEY`]'s (`backend` or `devices`).
@@ -162,6 +163,11 @@ fn every_key_of_the_schema_is_in_the_reference() {
         for key in run["mutual"].as_table().unwrap().keys() {
             check(format!("runs.mutual.{key}"), &["`mutual`"], key);
         }
+        let augment = run["augment"].as_table().unwrap();
+        let crop = augment["crop"].as_table().unwrap();
+        for key in augment.keys().chain(crop.keys()) {
+            check(format!("runs.augment.{key}"), &["`augment`"], key);
+        }
     }
     // Every built-in loss, a row of its own naming each of its parameters.
     let losses = &sections["Losses"];
@@ -244,4 +250,69 @@ fn optimizer_and_schedule_settings_are_checked() {
         let e = Experiment::from_toml(&format!("{base}{bad}\n"), "bad.toml").unwrap_err();
         assert!(e.exit_code() == 2 && e.to_string().contains(culprit), "{e}");
     }
+}
+
+#[test]
+fn a_runs_augmentation_is_checked_and_shipped_in_the_function_matching_preset() {
+    let base = "[student]\narch = \"resnet18\"\n\n[[runs]]\nname = \"a\"\n";
+    for (bad, culprit) in [
+        (
+            "augment = { mixup = -0.5 }",
+            "runs[0] (`a`).augment.mixup = -0.5",
+        ),
+        (
+            "augment = { crop = { scale = [0.9, 0.1] } }",
+            "runs[0] (`a`).augment.crop.scale",
+        ),
+        (
+            "augment = { cutmix = 1.0, mix_prob = 2 }",
+            "augment.mix_prob = 2",
+        ),
+        ("augment = { mixups = 1.0 }", "mixups"),
+    ] {
+        let e = Experiment::from_toml(&format!("{base}{bad}\n"), "bad.toml").unwrap_err();
+        assert!(e.exit_code() == 2 && e.to_string().contains(culprit), "{e}");
+    }
+    let preset = Experiment::from_toml(
+        include_str!("../examples/function_matching.toml"),
+        "function_matching.toml",
+    )
+    .unwrap();
+    let augments: Vec<_> = preset.runs.iter().map(|r| r.augment).collect();
+    assert!(
+        augments
+            .iter()
+            .all(|a| a.is_some_and(|a| a.crop.is_some() && a.mixup > 0.0))
+    );
+    assert_eq!(
+        augments[0], augments[1],
+        "alone and distilled see the same augmentation"
+    );
+    // Another augmentation is another training: resuming under it is refused. Without one,
+    // the fingerprint has no such field (runs made before keep theirs).
+    let run = |extra: &str| {
+        let exp = Experiment::from_toml(
+            &format!(
+                "{base}{extra}
+"
+            ),
+            "a.toml",
+        )
+        .unwrap();
+        format!(
+            "{:?}",
+            Fingerprint::run(&exp, &exp.runs[0], 0, &[]).unwrap()
+        )
+    };
+    let (mixup, cutmix) = (
+        run("augment = { mixup = 0.2 }"),
+        run("augment = { cutmix = 0.2 }"),
+    );
+    assert_ne!(mixup, cutmix);
+    assert!(!run("").contains("augment") && mixup.contains("augment"));
+    assert_eq!(
+        run(""),
+        run("augment = {}"),
+        "no augmentation is the default's"
+    );
 }

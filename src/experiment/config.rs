@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use kd_core::{DEFAULT_TEACHER, Ensemble, Mix, Objective, Schedule, Term};
-use kd_data::{DataConfig, LabelFn, ResizeMethod};
+use kd_data::{Augmentation, DataConfig, LabelFn, ResizeMethod};
 use kd_train::{FitConfig, LrSchedule, OptimizerConfig};
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +73,7 @@ impl DataSection {
             flip: self.flip,
             normalize: true,
             on_bad_image: self.on_bad_image,
+            augment: Augmentation::default(),
         }
     }
 }
@@ -204,6 +205,10 @@ pub struct RunSection {
     /// Random horizontal flips of this run's training images (default: `data.flip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flip: Option<bool>,
+    /// Random-resized crops, mixup and cutmix of this run's training batches (default: none;
+    /// teachers are fine-tuned without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<Augmentation>,
     /// Cache the teacher's outputs for items whose pixels never change.
     #[serde(default = "yes")]
     pub teacher_cache: bool,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use kd_core::DEFAULT_TEACHER;
+use kd_data::Augmentation;
 
 use super::config::{Experiment, RunSection, TeacherSection};
 use super::model_section::Weights;
@@ -70,6 +71,10 @@ impl Fingerprint {
             ("data".to_string(), toml_text(&exp.data)),
             teacher,
         ]);
+        // Absent without augmentation, likewise.
+        if let Some(augment) = run.augment.filter(Augmentation::is_on) {
+            fields.insert("augment".to_string(), toml_text(&augment));
+        }
         // Absent without mutual learning: earlier runs keep their fingerprints.
         if let Some(mutual) = &run.mutual {
             fields.insert("mutual".to_string(), toml_text(mutual));

@@ -303,7 +303,10 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
                 );
             }
             // A loader of its own per run and seed: its epochs count from 0.
-            let train = data.train.with_flip(run.flip.unwrap_or(exp.data.flip));
+            let train = data
+                .train
+                .with_flip(run.flip.unwrap_or(exp.data.flip))
+                .with_augmentation(run.augment.unwrap_or_default());
             let fit = exp.training.fit();
             let reporter = &mut *opts.reporter.lock();
             let first = models.remove(0);

@@ -230,6 +230,7 @@ impl Experiment {
             wd >= 0.0,
             "must be 0 or more",
         );
+        let mut augment_problems = Vec::new();
         for (i, run) in self.runs.iter().enumerate() {
             let at = |key: &str| format!("{}.{key}", run.origin(i));
             match run.mix {
@@ -255,6 +256,9 @@ impl Experiment {
                     "must be 0 or more",
                 );
             }
+            if let Some(Err(why)) = run.augment.as_ref().map(kd_data::Augmentation::validate) {
+                augment_problems.push(format!("{}.{why}", run.origin(i)));
+            }
             for (j, term) in run.losses.iter().enumerate() {
                 real(
                     at(&format!("losses[{j}].weight")),
@@ -264,6 +268,7 @@ impl Experiment {
                 );
             }
         }
+        out.extend(augment_problems);
         out
     }
 
