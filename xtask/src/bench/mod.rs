@@ -95,9 +95,7 @@ fn net(arch: Arch, head: Head, device: &Device) -> Network {
 
 fn train_step(
     model: DistillModel<Network, ImageBatch>,
-    device: &Device,
-    b: usize,
-    size: usize,
+    batch: impl Fn() -> ImageBatch,
     warmup: usize,
     iters: usize,
     label: &str,
@@ -106,21 +104,15 @@ fn train_step(
         m.train_step(item).expect("a step on generated data")
     };
     let weight = |m: &DistillModel<Network, ImageBatch>| first_weight(&m.student);
-    timed_steps(
-        model,
-        || image_batch(device, b, size),
-        step,
-        weight,
-        warmup,
-        iters,
-        label,
-    )
+    timed_steps(model, batch, step, weight, warmup, iters, label)
 }
 
-/// `b` random `size`×`size` images with random labels, uncached.
-fn image_batch(device: &Device, b: usize, size: usize) -> ImageBatch {
+/// `b` random `size`×`size` images with random labels, uncached; `mixed`: labelled as a
+/// mixup batch (70 % of each image its own item's, the rest the reversed batch's).
+fn image_batch(device: &Device, b: usize, size: usize, mixed: bool) -> ImageBatch {
     let (images, targets) = batch(device, b, size);
     ImageBatch {
+        mixed_in: mixed.then(|| (targets.clone().flip([0]), 0.7)),
         images,
         targets,
         items: (0..b).collect(),
@@ -189,14 +181,22 @@ pub fn bench_backend(
         });
     };
     // Build a `student` with `objective` (and `teachers`), time its training step.
-    let step = |student: NetworkArch, teachers: Teachers, objective: Objective, label: &str| {
+    let step_on = |student: NetworkArch,
+                   teachers: Teachers,
+                   objective: Objective,
+                   mixed: bool,
+                   label: &str| {
         let student = NetworkConfig::new(student, Head::Linear).init(2, &device);
         let probe = ImageBatch::zeros(2, size, &device);
         // CRD's memory: a row per training item of the embedded data.
         let options = DistillOptions::from(TeacherCache::OFF).with_training_items(1600);
         let model = DistillModel::with_teachers(student, teachers, objective, &probe, options)
             .map_err(|e| e.to_string())?;
-        Ok::<f64, String>(train_step(model, &device, b, size, warmup, iters, label))
+        let batch = || image_batch(&device, b, size, mixed);
+        Ok::<f64, String>(train_step(model, batch, warmup, iters, label))
+    };
+    let step = |student: NetworkArch, teachers: Teachers, objective: Objective, label: &str| {
+        step_on(student, teachers, objective, false, label)
     };
     let one = |t: &Network| Teachers::one(FrozenTeacher::new(t));
     let label = "student train step (resnet18)";
@@ -228,6 +228,11 @@ pub fn bench_backend(
     let soft_target = Objective::lerp(LossConfig::soft_target(), 0.5);
     let st_ms = step(resnet18, one(&teacher), soft_target.clone(), label)?;
     push(label, st_ms);
+    // Function matching: KL at T = 1 only, on mixup batches (the teacher on every batch).
+    let label = "KD step function matching, mixup batch (r34 → r18)";
+    let matching = Objective::lerp(kd::core::losses::SoftTarget { temperature: 1.0 }, 1.0);
+    let fm_ms = step_on(resnet18, one(&teacher), matching, true, label)?;
+    push(label, fm_ms);
     // Two teachers, one after the other on every batch: SoftTarget towards their ensemble.
     let r50 = net(Arch::ResNet50, Head::Fastai, &device);
     let label = "KD step SoftTarget, ensemble of r34 + r50 → r18";
@@ -287,7 +292,7 @@ pub fn bench_backend(
         |m: &MutualModel<DistillModel<Network, ImageBatch>>| first_weight(&m.students[0].student);
     let dml_ms = timed_steps(
         students,
-        || image_batch(&device, b, size),
+        || image_batch(&device, b, size, false),
         mutual,
         weight,
         warmup,
@@ -316,6 +321,12 @@ pub fn bench_backend(
         backend: name.into(),
         workload: "ratio SoftTarget / (student + teacher)".into(),
         median_ms: st_ms / (student_ms + teacher_ms),
+        images_per_s: f64::NAN,
+    });
+    rows.push(Row {
+        backend: name.into(),
+        workload: "ratio function matching / (student + teacher)".into(),
+        median_ms: fm_ms / (student_ms + teacher_ms),
         images_per_s: f64::NAN,
     });
     rows.push(Row {
@@ -383,7 +394,8 @@ pub fn bench_devices(
         )
         .and_then(|m| m.on_devices(on))
         .map_err(|e| e.to_string())?;
-        Ok::<f64, String>(train_step(model, &main, b, size, warmup, iters, label))
+        let batch = || image_batch(&main, b, size, false);
+        Ok::<f64, String>(train_step(model, batch, warmup, iters, label))
     };
     let one_label = format!("KD step SoftTarget (r34 → r18) on {}", names[0]);
     let one = step(vec![main.clone()], &one_label)?;
