@@ -248,6 +248,7 @@ fn eight_images(x: &Tensor<4>, device: &Device) -> ImageBatch {
             TensorData::new(vec![0i64, 1, 1, 0, 1, 0, 0, 1], [8]),
             device,
         ),
+        mixed_in: None,
         items: (0..8).collect(),
         keys: vec![None; 8],
         positions: (0..8).collect(),
