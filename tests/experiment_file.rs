@@ -291,14 +291,7 @@ fn a_runs_augmentation_is_checked_and_shipped_in_the_function_matching_preset() 
     // Another augmentation is another training: resuming under it is refused. Without one,
     // the fingerprint has no such field (runs made before keep theirs).
     let run = |extra: &str| {
-        let exp = Experiment::from_toml(
-            &format!(
-                "{base}{extra}
-"
-            ),
-            "a.toml",
-        )
-        .unwrap();
+        let exp = Experiment::from_toml(&format!("{base}{extra}\n"), "a.toml").unwrap();
         format!(
             "{:?}",
             Fingerprint::run(&exp, &exp.runs[0], 0, &[]).unwrap()

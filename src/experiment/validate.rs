@@ -202,6 +202,11 @@ impl Experiment {
         if let Err(why) = self.training.schedule.check() {
             out.push(format!("training.schedule: {why}"));
         }
+        for (i, run) in self.runs.iter().enumerate() {
+            if let Some(Err(why)) = run.augment.as_ref().map(kd_data::Augmentation::validate) {
+                out.push(format!("{}.{why}", run.origin(i)));
+            }
+        }
         let mut real = |key: String, value: f64, ok: bool, why: &str| {
             if !value.is_finite() || !ok {
                 out.push(format!("{key} = {value}: {why}"));
@@ -230,7 +235,6 @@ impl Experiment {
             wd >= 0.0,
             "must be 0 or more",
         );
-        let mut augment_problems = Vec::new();
         for (i, run) in self.runs.iter().enumerate() {
             let at = |key: &str| format!("{}.{key}", run.origin(i));
             match run.mix {
@@ -256,9 +260,6 @@ impl Experiment {
                     "must be 0 or more",
                 );
             }
-            if let Some(Err(why)) = run.augment.as_ref().map(kd_data::Augmentation::validate) {
-                augment_problems.push(format!("{}.{why}", run.origin(i)));
-            }
             for (j, term) in run.losses.iter().enumerate() {
                 real(
                     at(&format!("losses[{j}].weight")),
@@ -268,7 +269,6 @@ impl Experiment {
                 );
             }
         }
-        out.extend(augment_problems);
         out
     }
 

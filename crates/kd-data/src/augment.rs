@@ -10,7 +10,7 @@ use image::RgbImage;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::transform::{IMAGENET_MEAN, IMAGENET_STD};
+use crate::transform::channel_value;
 
 /// What a training loader does to its images beyond fastai's crop and the flip (a run's
 /// `augment` table in experiment files). The default does nothing.
@@ -236,12 +236,7 @@ pub fn write_resized_chw(
             for c in 0..3 {
                 let top = f32::from(p00[c]) * (1.0 - fx) + f32::from(p01[c]) * fx;
                 let bottom = f32::from(p10[c]) * (1.0 - fx) + f32::from(p11[c]) * fx;
-                let v = (top * (1.0 - fy) + bottom * fy) / 255.0;
-                out[c * plane + o] = if normalize {
-                    (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
-                } else {
-                    v
-                };
+                out[c * plane + o] = channel_value(top * (1.0 - fy) + bottom * fy, c, normalize);
             }
         }
     }

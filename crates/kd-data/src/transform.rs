@@ -184,14 +184,20 @@ pub fn write_chw(
             let p = img.get_pixel(origin.0 + sx, origin.1 + y);
             let o = (y * size + x) as usize;
             for c in 0..3 {
-                let v = p[c] as f32 / 255.0;
-                out[c * plane + o] = if normalize {
-                    (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
-                } else {
-                    v
-                };
+                out[c * plane + o] = channel_value(f32::from(p[c]), c, normalize);
             }
         }
+    }
+}
+
+/// Channel `c`'s value `v` (0–255) as the model sees it: `v/255`, then `(x − mean)/std` with
+/// ImageNet's statistics if `normalize`.
+pub(crate) fn channel_value(v: f32, c: usize, normalize: bool) -> f32 {
+    let x = v / 255.0;
+    if normalize {
+        (x - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+    } else {
+        x
     }
 }
 
