@@ -27,6 +27,14 @@ fn the_shipped_main_job_parses() {
         let search = Experiment::from_file(&path).unwrap();
         assert_eq!(search.training.seeds, [0, 1, 2], "{}", path.display());
     }
+    // So do the studies in docs/results.md, and their names resolve.
+    for entry in std::fs::read_dir(examples.join("studies")).unwrap() {
+        let path = entry.unwrap().path();
+        let study = Experiment::from_file(&path).unwrap();
+        study
+            .check_names(&Registry::builtin(), &path.display().to_string())
+            .unwrap();
+    }
     // scripts/gpu-check.sh's short run parses and its names resolve.
     let gpu = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu-quick.toml");
     let gpu = Experiment::from_file(&gpu).unwrap();
