@@ -13,6 +13,10 @@ pub fn memory_bytes() -> Option<u64> {
 /// activations per layer for the backward pass): a lower bound, for refusing hopeless sizes.
 const ACTIVATION_FACTOR: u128 = 8;
 
+/// The largest image side an experiment or a `kd` command accepts (a ResNet's activations grow
+/// with its square; 1024 px already needs gigabytes per batch).
+pub const MAX_IMAGE_SIZE: usize = 1024;
+
 /// A batch of `batch` RGB images of `size`×`size` floats whose training cannot fit in this
 /// machine's memory, refused with its figures: `Err` names what it needs and what there is.
 pub fn check_batch(batch: usize, size: usize) -> Result<(), String> {

@@ -11,11 +11,9 @@ use kd_core::DEFAULT_TEACHER;
 use super::config::{Experiment, RunSection, TeacherSection, label_fn};
 use super::model_section::{ModelSection, Weights};
 use crate::KdError;
-use crate::registry::Registry;
+use crate::registry::{INPUT_SIZE_KEY, Registry, split_input_size};
 
-/// The largest image side an experiment or a `kd` command accepts (a ResNet's activations grow
-/// with its square; 1024 px already needs gigabytes per batch).
-pub const MAX_IMAGE_SIZE: usize = 1024;
+pub use crate::machine::MAX_IMAGE_SIZE;
 /// The largest batch an experiment accepts.
 pub const MAX_BATCH_SIZE: usize = 4096;
 /// The most students deep mutual learning trains together.
@@ -140,14 +138,11 @@ impl Experiment {
             message,
         };
         // Keys a section does not know land among the model's settings: say what else it takes.
-        let teacher_keys = "arch, weights, epochs, lr, seed, reuse";
-        let mut own_keys: Vec<(String, ModelSection, &str)> = self
-            .teacher_keys()
-            .into_iter()
-            .map(|(key, _, t)| (key, t.model(), teacher_keys))
-            .collect();
-        own_keys.push(("student".into(), self.student.clone(), "arch, weights"));
-        for (section, model, keys) in own_keys {
+        for (section, model) in self.model_sections() {
+            let keys = match section.as_str() {
+                "student" => "arch, weights, input_size",
+                _ => "arch, weights, input_size, epochs, lr, seed, reuse",
+            };
             registry
                 .check_model(&model.arch, &model.settings)
                 .map_err(|e| {
@@ -188,13 +183,22 @@ impl Experiment {
                 out.push(format!("{key} = {value}: must be between 1 and {max}"));
             }
         }
-        if out.is_empty()
-            && let Err(why) = crate::machine::check_batch(self.data.batch_size, self.data.size)
-        {
-            out.push(format!(
-                "data.batch_size = {} with data.size = {}: {why}",
-                self.data.batch_size, self.data.size
-            ));
+        if out.is_empty() {
+            // What a model sees: the data's size, or its section's input_size.
+            let mut sides = vec![("data.size".to_string(), self.data.size)];
+            for (section, model) in self.model_sections() {
+                if let Ok((Some(side), _)) = split_input_size(&model.settings) {
+                    sides.push((format!("{section}.{INPUT_SIZE_KEY}"), side));
+                }
+            }
+            for (key, side) in sides {
+                if let Err(why) = crate::machine::check_batch(self.data.batch_size, side) {
+                    out.push(format!(
+                        "data.batch_size = {} with {key} = {side}: {why}",
+                        self.data.batch_size
+                    ));
+                }
+            }
         }
         if let Err(why) = self.training.optimizer.check() {
             out.push(format!("training.optimizer: {why}"));
@@ -270,6 +274,17 @@ impl Experiment {
             }
         }
         out
+    }
+
+    /// Every model section, teachers first, with the key messages name it by.
+    fn model_sections(&self) -> Vec<(String, ModelSection)> {
+        let teachers = self
+            .teacher_keys()
+            .into_iter()
+            .map(|(key, _, t)| (key, t.model()));
+        teachers
+            .chain([("student".to_string(), self.student.clone())])
+            .collect()
     }
 
     /// Each teacher with the key messages name it by (`teacher`, ``teachers[1] (`r50b`)``).

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use burn::tensor::Device;
-use kd_core::KdLoss;
+use kd_core::{KdLoss, Resized};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -35,6 +35,7 @@ pub use model::{ModelContext, RegisteredModule};
 
 use crate::KdError;
 use crate::experiment::{ModelSection, Weights};
+use crate::machine::MAX_IMAGE_SIZE;
 
 /// Settings of a model that takes none: its section may hold `arch` and nothing else.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -71,6 +72,29 @@ impl std::fmt::Debug for Registry {
 }
 
 /// `settings` (a section's keys other than `arch`) as the constructor's settings type.
+/// The key every registered model's section takes beside its own settings: the side its
+/// inputs are resized to before it sees them ([`Resized`]), so that a teacher sees the
+/// student's small view at the resolution it was made for.
+pub const INPUT_SIZE_KEY: &str = "input_size";
+
+/// A section's `input_size` (checked: 1 to [`MAX_IMAGE_SIZE`]) and its other settings.
+pub(crate) fn split_input_size(
+    table: &toml::Table,
+) -> Result<(Option<usize>, toml::Table), String> {
+    let mut own = table.clone();
+    let Some(value) = own.remove(INPUT_SIZE_KEY) else {
+        return Ok((None, own));
+    };
+    let side = value
+        .as_integer()
+        .and_then(|side| usize::try_from(side).ok())
+        .filter(|side| (1..=MAX_IMAGE_SIZE).contains(side))
+        .ok_or_else(|| {
+            format!("{INPUT_SIZE_KEY} = {value}: an image side between 1 and {MAX_IMAGE_SIZE}")
+        })?;
+    Ok((Some(side), own))
+}
+
 fn settings<C: DeserializeOwned>(table: &toml::Table) -> Result<C, String> {
     toml::Value::Table(table.clone())
         .try_into()
@@ -92,8 +116,8 @@ impl Registry {
     }
 
     /// Register a model constructor under `name`. `build` gets the model's settings — every
-    /// key of its experiment-file section other than `arch` (and the teacher's own keys),
-    /// deserialised as `C` (use [`NoSettings`] for none) — the number of classes and the
+    /// key of its experiment-file section other than `arch`, [`INPUT_SIZE_KEY`] (which wraps
+    /// the model in [`Resized`]) and the teacher's own keys, deserialised as `C` (use [`NoSettings`] for none) — the number of classes and the
     /// device. Such a model starts from its constructor's weights: a teacher section naming
     /// pretrained `weights` for it is refused.
     pub fn register_model<C, M>(
@@ -129,10 +153,17 @@ impl Registry {
         M: RegisteredModule,
     {
         let entry = ModelEntry {
-            check: Arc::new(|table: &toml::Table| settings::<C>(table).map(drop)),
+            check: Arc::new(|table: &toml::Table| {
+                let (_, own) = split_input_size(table)?;
+                settings::<C>(&own).map(drop)
+            }),
             build: Arc::new(move |table: &toml::Table, ctx: &ModelContext| {
-                let model = build(&settings::<C>(table)?, ctx)?;
-                Ok(Box::new(Typed(model)) as Box<dyn AnyModel>)
+                let (input_size, own) = split_input_size(table)?;
+                let model = build(&settings::<C>(&own)?, ctx)?;
+                Ok(match input_size {
+                    None => Box::new(Typed(model)) as Box<dyn AnyModel>,
+                    Some(side) => Box::new(Typed(Resized::new(model, side))),
+                })
             }),
         };
         self.models.insert(name.to_string(), entry);
@@ -224,5 +255,49 @@ fn lookup<'a, T>(map: &'a BTreeMap<String, T>, name: &str, what: &str) -> Result
             "unknown {what} `{name}`; registered: {}",
             map.keys().cloned().collect::<Vec<_>>().join(", ")
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn input_size_wraps_any_model_and_is_bounded() {
+        let registry = Registry::builtin();
+        let device = Device::flex();
+        let cache = std::env::temp_dir();
+        let ctx = ModelContext::untrained(2, &device, &cache);
+        let layer1 = |settings: &str| {
+            let model = registry
+                .build_model("resnet18", &table(settings), &ctx)
+                .unwrap();
+            let layers = model.features().layers(kd_core::image_example(32, &device));
+            let layer1 = layers.into_iter().find(|l| l.path == "layer1").unwrap();
+            layer1.shape
+        };
+        // A ResNet's layer1 is a quarter of its input's side: 8 at 32×32, 16 at 64×64.
+        assert_eq!(layer1(""), [1, 64, 8, 8]);
+        assert_eq!(layer1("input_size = 64"), [1, 64, 16, 16]);
+        assert_eq!(
+            layer1("input_size = 64\nhead = \"linear\""),
+            [1, 64, 16, 16]
+        );
+        for bad in [
+            "input_size = 0",
+            "input_size = 1025",
+            "input_size = \"big\"",
+        ] {
+            let err = registry.check_model("resnet18", &table(bad)).unwrap_err();
+            assert!(err.contains("input_size") && err.contains("1024"), "{err}");
+        }
+        let err = registry
+            .check_model("resnet18", &table("input_size = 64\nhaed = \"linear\""))
+            .unwrap_err();
+        assert!(err.contains("haed"), "{err}");
     }
 }
