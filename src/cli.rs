@@ -148,6 +148,20 @@ struct RunArgs {
     cache_dir: Option<PathBuf>,
 }
 
+impl RunArgs {
+    /// What the options say about the run directory, the cache and the console.
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            force: self.force,
+            retrain_teacher: self.retrain_teacher,
+            cache_dir: self.cache_dir.clone(),
+            output: self.output.clone(),
+            reporter: SharedReporter::new(Console::default()),
+            ..RunOptions::default()
+        }
+    }
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum HeadArg {
     Linear,
@@ -198,6 +212,10 @@ fn run(registry: &Registry, args: RunArgs) -> Result<(), KdError> {
     {
         return run_language(args);
     }
+    let opts = RunOptions {
+        registry: registry.clone(),
+        ..args.options()
+    };
     let (mut exp, origin) = match &args.experiment {
         Some(path) => (Experiment::from_file(path)?, path.display().to_string()),
         None => (
@@ -227,14 +245,6 @@ fn run(registry: &Registry, args: RunArgs) -> Result<(), KdError> {
     }
     // The file was checked as written; the options may have made it otherwise.
     exp.validate(&format!("{origin} with the command-line options"))?;
-    let opts = RunOptions {
-        force: args.force,
-        retrain_teacher: args.retrain_teacher,
-        cache_dir: args.cache_dir,
-        output: args.output,
-        reporter: SharedReporter::new(Console::default()),
-        registry: registry.clone(),
-    };
     let report = kd::experiment::run(&exp, &opts)?;
     let dir = opts.output.unwrap_or(exp.output);
     say!("\n{}", summary_table(&report))?;
@@ -251,6 +261,7 @@ fn run_language(args: RunArgs) -> Result<(), KdError> {
     let path = args.experiment.clone().unwrap_or_default();
     let origin = path.display().to_string();
     let mut exp = LmExperiment::from_file(&path)?;
+    let opts = args.options();
     if args.devices.is_some() {
         return Err(KdError::Config {
             origin: "--devices".into(),
@@ -271,20 +282,12 @@ fn run_language(args: RunArgs) -> Result<(), KdError> {
     if args.quick {
         exp = exp.quick();
         if args.output.is_none() {
-            exp.output = exp.output.map(|o| o.with_extension("quick"));
+            exp.output = exp.output.with_extension("quick");
         }
     }
     exp.validate(&format!("{origin} with the command-line options"))?;
-    let opts = RunOptions {
-        force: args.force,
-        retrain_teacher: args.retrain_teacher,
-        cache_dir: args.cache_dir,
-        output: args.output,
-        reporter: SharedReporter::new(Console::default()),
-        ..RunOptions::default()
-    };
     let report = kd::language::run_language_experiment(&exp, &opts)?;
-    let dir = opts.output.or(exp.output).unwrap_or_default();
+    let dir = opts.output.unwrap_or(exp.output);
     say!("\n{}", kd::language::lm_summary_table(&report))?;
     say!(
         "total {:.0} s; report, metrics.json and curves.png in {}",

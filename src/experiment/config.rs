@@ -406,11 +406,7 @@ impl Experiment {
             message: e.to_string(),
         })?;
         if exp.output.as_os_str().is_empty() {
-            let stem = Path::new(origin)
-                .file_stem()
-                .filter(|s| !s.is_empty())
-                .unwrap_or("experiment".as_ref());
-            exp.output = Path::new("runs").join(stem);
+            exp.output = default_output(origin);
         }
         exp.validate(origin)?;
         Ok(exp)
@@ -418,11 +414,7 @@ impl Experiment {
 
     /// Read and parse a file.
     pub fn from_file(path: &Path) -> Result<Self, KdError> {
-        let text = std::fs::read_to_string(path).map_err(|e| KdError::Config {
-            origin: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Self::from_toml(&text, &path.display().to_string())
+        Self::from_toml(&read_experiment_file(path)?, &path.display().to_string())
     }
 
     /// Shrink everything for a smoke test that finishes in about a minute.
@@ -534,4 +526,22 @@ impl Experiment {
             run.name.clone()
         }
     }
+}
+
+/// The run directory of an experiment file that names none: `runs/<the file's stem>`.
+pub(crate) fn default_output(origin: &str) -> PathBuf {
+    let stem = Path::new(origin)
+        .file_stem()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("experiment".as_ref());
+    Path::new("runs").join(stem)
+}
+
+/// The text of the experiment file at `path`; an unreadable one is a configuration error
+/// naming it.
+pub(crate) fn read_experiment_file(path: &Path) -> Result<String, KdError> {
+    std::fs::read_to_string(path).map_err(|e| KdError::Config {
+        origin: path.display().to_string(),
+        message: e.to_string(),
+    })
 }

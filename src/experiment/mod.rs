@@ -22,6 +22,7 @@ pub use config::{
     DEFAULT_EXPERIMENT, DataSection, Experiment, LossSection, NamedTeacherSection, RunSection,
     TeacherSection, TermSection, TrainingSection,
 };
+pub(crate) use config::{default_output, read_experiment_file};
 pub use data::load_images;
 pub use eval::{EvalRow, RunDirScores, eval_table, evaluate_run_dir};
 pub use fingerprint::Fingerprint;

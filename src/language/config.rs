@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::OnPolicy;
 use crate::KdError;
+use crate::experiment::{default_output, read_experiment_file};
 
 /// A language-model experiment (`kd run FILE` when the file has a `[corpus]` section): train
 /// teachers on the corpus, then a student alone and with each run's divergence, for every
@@ -17,9 +18,9 @@ use crate::KdError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LmExperiment {
-    /// Run directory (default `runs/<file name>`).
+    /// Run directory (default `runs/<the file's name without extension>`).
     #[serde(default)]
-    pub output: Option<PathBuf>,
+    pub output: PathBuf,
     /// The text.
     pub corpus: CorpusSection,
     /// The teacher model and its training.
@@ -299,13 +300,8 @@ impl LmExperiment {
             origin: origin.into(),
             message: e.to_string(),
         })?;
-        if exp.output.is_none() {
-            let stem = Path::new(origin)
-                .file_stem()
-                .map_or("language-model".into(), |s| {
-                    s.to_string_lossy().into_owned()
-                });
-            exp.output = Some(PathBuf::from("runs").join(stem));
+        if exp.output.as_os_str().is_empty() {
+            exp.output = default_output(origin);
         }
         exp.validate(origin)?;
         Ok(exp)
@@ -313,11 +309,7 @@ impl LmExperiment {
 
     /// Read, parse and check the file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, KdError> {
-        let text = std::fs::read_to_string(path).map_err(|e| KdError::Config {
-            origin: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Self::from_toml(&text, &path.display().to_string())
+        Self::from_toml(&read_experiment_file(path)?, &path.display().to_string())
     }
 
     /// A smoke version of about two minutes: the first 200 kB of text, windows of at most 64 tokens,

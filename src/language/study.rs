@@ -138,11 +138,7 @@ pub fn run_language_experiment(exp: &LmExperiment, opts: &RunOptions) -> Result<
             message: "a language-model experiment keeps its teachers in its run directory; --force trains them (and everything else) afresh".into(),
         });
     }
-    let out = opts
-        .output
-        .clone()
-        .or_else(|| exp.output.clone())
-        .unwrap_or_else(|| PathBuf::from("runs/language-model"));
+    let out = opts.output.clone().unwrap_or_else(|| exp.output.clone());
     let backend = exp
         .training
         .backend
