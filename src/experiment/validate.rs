@@ -138,11 +138,7 @@ impl Experiment {
             message,
         };
         // Keys a section does not know land among the model's settings: say what else it takes.
-        for (section, model) in self.model_sections() {
-            let keys = match section.as_str() {
-                "student" => "arch, weights, input_size",
-                _ => "arch, weights, input_size, epochs, lr, seed, reuse",
-            };
+        for (section, model, keys) in self.model_sections() {
             registry
                 .check_model(&model.arch, &model.settings)
                 .map_err(|e| {
@@ -186,7 +182,7 @@ impl Experiment {
         if out.is_empty() {
             // What a model sees: the data's size, or its section's input_size.
             let mut sides = vec![("data.size".to_string(), self.data.size)];
-            for (section, model) in self.model_sections() {
+            for (section, model, _) in self.model_sections() {
                 if let Ok((Some(side), _)) = split_input_size(&model.settings) {
                     sides.push((format!("{section}.{INPUT_SIZE_KEY}"), side));
                 }
@@ -276,15 +272,20 @@ impl Experiment {
         out
     }
 
-    /// Every model section, teachers first, with the key messages name it by.
-    fn model_sections(&self) -> Vec<(String, ModelSection)> {
+    /// Every model section, teachers first, with the key messages name it by and the keys the
+    /// section itself takes (every other key is a model setting).
+    fn model_sections(&self) -> Vec<(String, ModelSection, &'static str)> {
+        let teacher_keys = "arch, weights, input_size, epochs, lr, seed, reuse";
         let teachers = self
             .teacher_keys()
             .into_iter()
-            .map(|(key, _, t)| (key, t.model()));
-        teachers
-            .chain([("student".to_string(), self.student.clone())])
-            .collect()
+            .map(|(key, _, t)| (key, t.model(), teacher_keys));
+        let student = (
+            "student".to_string(),
+            self.student.clone(),
+            "arch, weights, input_size",
+        );
+        teachers.chain([student]).collect()
     }
 
     /// Each teacher with the key messages name it by (`teacher`, ``teachers[1] (`r50b`)``).

@@ -71,7 +71,6 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// `settings` (a section's keys other than `arch`) as the constructor's settings type.
 /// The key every registered model's section takes beside its own settings: the side its
 /// inputs are resized to before it sees them ([`Resized`]), so that a teacher sees the
 /// student's small view at the resolution it was made for.
@@ -95,6 +94,7 @@ pub(crate) fn split_input_size(
     Ok((Some(side), own))
 }
 
+/// `settings` (a section's keys other than `arch`) as the constructor's settings type.
 fn settings<C: DeserializeOwned>(table: &toml::Table) -> Result<C, String> {
     toml::Value::Table(table.clone())
         .try_into()
@@ -117,8 +117,8 @@ impl Registry {
 
     /// Register a model constructor under `name`. `build` gets the model's settings — every
     /// key of its experiment-file section other than `arch`, [`INPUT_SIZE_KEY`] (which wraps
-    /// the model in [`Resized`]) and the teacher's own keys, deserialised as `C` (use [`NoSettings`] for none) — the number of classes and the
-    /// device. Such a model starts from its constructor's weights: a teacher section naming
+    /// the model in [`Resized`]) and the teacher's own keys, deserialised as `C` (use
+    /// [`NoSettings`] for none) — the number of classes and the device. Such a model starts from its constructor's weights: a teacher section naming
     /// pretrained `weights` for it is refused.
     pub fn register_model<C, M>(
         &mut self,
