@@ -74,6 +74,8 @@ impl DataSection {
             normalize: true,
             on_bad_image: self.on_bad_image,
             augment: Augmentation::default(),
+            // Half the machine: the rest is for the models, their activations and the batches.
+            memory_limit: crate::machine::memory_bytes().map(|bytes| bytes / 2),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! kd's own models and losses, registered through the public [`Registry`] methods.
 
 use kd_core::LossConfig;
-use kd_models::weights::{Classifier, load_torchvision};
+use kd_models::weights::{Classifier, load_learner, load_torchvision};
 use kd_models::{
     Arch, Head, MobileNetV2Config, Network, NetworkArch, NetworkConfig, StridePlacement,
     VisionLearner,
@@ -92,10 +92,10 @@ fn network(arch: NetworkArch, s: &NetworkSettings, ctx: &ModelContext) -> Result
     };
     Ok(match config.head {
         Head::Fastai => {
-            let mut body = resnet.with_classes(None).init(device);
-            load_torchvision(&mut body, &path, Classifier::ReplaceIfDifferent)
+            let mut learner = VisionLearner::from_config(&resnet, classes, device);
+            load_learner(&mut learner, &path, Classifier::ReplaceIfDifferent)
                 .map_err(import_err)?;
-            Network::Learner(VisionLearner::new(body, classes))
+            Network::Learner(learner)
         }
         Head::Linear => {
             let mut model = resnet.with_classes(Some(classes)).init(device);

@@ -300,4 +300,58 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("haed"), "{err}");
     }
+
+    /// A teacher or student section `arch = "resnet18"`, `head = "fastai"`, `weights = { file
+    /// = … }` naming a checkpoint fastai's `learn.save` wrote (kd-models' fixture, made by
+    /// `crates/kd-models/tests/fixtures/make_resnet_pth.py`) gets body and head from it: the
+    /// model gives fastai's logits. With other classes, the last Linear is new.
+    #[test]
+    fn a_fastai_learners_checkpoint_loads_body_and_head() {
+        use std::io::Read;
+        use std::path::Path;
+
+        use burn::store::{ModuleStore, SafetensorsStore, bridge};
+
+        let fixtures =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/kd-models/tests/fixtures");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("learner.pth");
+        let mut bytes = Vec::new();
+        let gz = std::fs::File::open(fixtures.join("resnet18_fastai.pth.gz")).unwrap();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut bytes)
+            .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let reference =
+            SafetensorsStore::from_file(fixtures.join("resnet18_pth_logits.safetensors"))
+                .get_all_tensors()
+                .unwrap()
+                .clone();
+        let device = Device::flex();
+        let tensor = |name: &str| bridge::to_data(&reference[name]).unwrap();
+        let input = burn::tensor::Tensor::<4>::from_data(tensor("input"), &device);
+        let expected: Vec<f32> = tensor("fastai").try_to_vec().unwrap();
+
+        let registry = Registry::builtin();
+        let weights = Weights::File(path);
+        let logits = |classes: usize| {
+            let ctx = ModelContext {
+                weights: &weights,
+                ..ModelContext::untrained(classes, &device, dir.path())
+            };
+            let model = registry
+                .build_model("resnet18", &table("head = \"fastai\""), &ctx)
+                .unwrap();
+            let logits = model.features().forward_logits(input.clone()).rows();
+            logits.into_data().try_to_vec::<f32>().unwrap()
+        };
+        let ours = logits(3);
+        let gap = ours
+            .iter()
+            .zip(&expected)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(gap < 1e-3, "{ours:?} vs fastai's {expected:?}");
+        // Two classes: the checkpoint's 3-class Linear is left out, everything else loads.
+        assert_eq!(logits(2).len(), 4);
+    }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::DataError;
 use crate::augment::Augmentation;
 use crate::files::{LabelFn, Vocab, get_image_files};
-use crate::transform::{ResizeMethod, decode_rgb, precrop};
+use crate::transform::{ResizeMethod, decodable_size, decode_rgb, kept_size, precrop};
 
 /// What to do with a file that cannot be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -48,6 +48,11 @@ pub struct DataConfig {
     pub on_bad_image: BadImagePolicy,
     /// Random-resized crops, mixup and cutmix of training batches (default: none).
     pub augment: Augmentation,
+    /// The most bytes the decoded images may hold (default: no limit). Checked from the
+    /// files' headers before any image is decoded: a set past it is refused with
+    /// [`DataError::TooLarge`]. Not part of the pipeline's identity (not serialised).
+    #[serde(skip)]
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for DataConfig {
@@ -62,6 +67,7 @@ impl Default for DataConfig {
             normalize: true,
             on_bad_image: BadImagePolicy::Skip,
             augment: Augmentation::default(),
+            memory_limit: None,
         }
     }
 }
@@ -150,6 +156,9 @@ impl ImageSet {
                 label: label.clone(),
                 known: vocab.0.clone(),
             });
+        }
+        if let Some(limit) = config.memory_limit {
+            check_memory(&files, config, limit)?;
         }
         let done = AtomicUsize::new(0);
         let total = files.len();
@@ -296,4 +305,38 @@ impl ImageSet {
             _ => true,
         }
     }
+}
+
+/// Refuse, before decoding, images whose decoded pixels would hold more than `limit` bytes:
+/// each file's header gives its size, and with it what [`precrop`] keeps. A file that will not
+/// decode (unreadable, or past a limit of [`decode_rgb`]'s) counts nothing here: decoding
+/// reports it.
+fn check_memory(files: &[PathBuf], config: &DataConfig, limit: u64) -> Result<(), DataError> {
+    let kept: Vec<u64> = files
+        .par_iter()
+        .map(|path| {
+            decodable_size(path).map_or(0, |(w, h)| {
+                let (kw, kh) = kept_size(w, h, config.size, config.resize);
+                kw.saturating_mul(kh).saturating_mul(3)
+            })
+        })
+        .collect();
+    let bytes = kept.iter().fold(0u64, |sum, b| sum.saturating_add(*b));
+    if bytes <= limit {
+        return Ok(());
+    }
+    let (largest, largest_bytes) = kept
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, b)| **b)
+        .map_or((PathBuf::new(), 0), |(i, b)| (files[i].clone(), *b));
+    Err(DataError::TooLarge {
+        images: files.len(),
+        size: config.size,
+        crop: config.resize == ResizeMethod::Crop,
+        bytes,
+        limit,
+        largest,
+        largest_bytes,
+    })
 }

@@ -54,7 +54,7 @@ pub use text::{Document, MAX_CORPUS_BYTES, TextCorpus, TextWindows, Vocabulary};
 pub use tokens::{TokenBatch, TokenBatcher, TokenItem};
 pub use transform::{
     IMAGENET_MEAN, IMAGENET_STD, MAX_ASPECT_RATIO, MAX_DECODE_BYTES, MAX_IMAGE_SIDE, PadMode,
-    ResizeMethod, crop_origin, decode_rgb, precrop, write_chw,
+    ResizeMethod, crop_origin, decode_rgb, kept_size, precrop, write_chw,
 };
 
 /// Everything that can go wrong while preparing data.
@@ -122,6 +122,32 @@ pub enum DataError {
     /// An impossible configuration.
     #[error("data config: {0}")]
     BadConfig(String),
+    /// The decoded images would need more memory than [`DataConfig::memory_limit`]; found
+    /// from the files' headers, before any is decoded.
+    #[error(
+        "the {images} images would hold {:.2} GB once decoded for size {size}, more than the {:.2} GB allowed; the largest, {}, alone {:.1} MB: lower data.size{}",
+        *bytes as f64 / 1e9,
+        *limit as f64 / 1e9,
+        largest.display(),
+        *largest_bytes as f64 / 1e6,
+        if *crop { ", or resize = \"squish\" or \"pad\" (\"crop\" keeps the whole image, its shorter side at size, which makes elongated images large)" } else { "" }
+    )]
+    TooLarge {
+        /// How many images.
+        images: usize,
+        /// The model-input size.
+        size: usize,
+        /// Whether the resize method is [`ResizeMethod::Crop`], which keeps whole images.
+        crop: bool,
+        /// Bytes the decoded images would hold.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+        /// The image that would hold the most.
+        largest: PathBuf,
+        /// Its bytes.
+        largest_bytes: u64,
+    },
     /// A file-system error.
     #[error("{}: {reason}", path.display())]
     Io {

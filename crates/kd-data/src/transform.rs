@@ -52,6 +52,19 @@ pub const MAX_ASPECT_RATIO: u32 = 64;
 /// than [`MAX_IMAGE_SIDE`], needing more than [`MAX_DECODE_BYTES`], or more elongated than
 /// [`MAX_ASPECT_RATIO`] is an error that says which limit it broke, found from the header.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
+    let decoder = bounded_decoder(path)?;
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    Ok(img.to_rgb8())
+}
+
+/// The width and height of an image [`decode_rgb`] would decode, read from its header alone.
+pub(crate) fn decodable_size(path: &Path) -> Result<(u32, u32), String> {
+    bounded_decoder(path).map(|decoder| image::ImageDecoder::dimensions(&decoder))
+}
+
+/// A decoder for the file at `path` whose header is within every limit: the sides, the
+/// elongation and the bytes decoding needs.
+fn bounded_decoder(path: &Path) -> Result<impl image::ImageDecoder, String> {
     let mut reader = ImageReader::open(path)
         .map_err(|e| e.to_string())?
         .with_guessed_format()
@@ -85,8 +98,23 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
             MAX_DECODE_BYTES >> 20
         ));
     }
-    let img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
-    Ok(img.to_rgb8())
+    Ok(decoder)
+}
+
+/// The width and height [`precrop`] keeps of a `w`×`h` image (known from its header, before
+/// decoding): for `Crop` the image scaled to a shorter side of `size`, for `Squish` and `Pad`
+/// `size`×`size`.
+pub fn kept_size(w: u32, h: u32, size: usize, method: ResizeMethod) -> (u64, u64) {
+    let size = size as u64;
+    match method {
+        ResizeMethod::Crop => {
+            let (w, h) = (u64::from(w), u64::from(h));
+            let short = w.min(h).max(1);
+            let scaled = |side: u64| ((side * size + short / 2) / short).max(size);
+            (scaled(w), scaled(h))
+        }
+        ResizeMethod::Squish | ResizeMethod::Pad { .. } => (size, size),
+    }
 }
 
 /// What is kept in memory for an image: for `Crop` the image with its shorter side already at
@@ -96,10 +124,9 @@ pub fn precrop(img: &RgbImage, size: usize, method: ResizeMethod) -> RgbImage {
     let size = size as u32;
     match method {
         ResizeMethod::Crop => {
-            let short = w.min(h).max(1);
-            let nw = ((w as u64 * size as u64 + short as u64 / 2) / short as u64).max(size as u64);
-            let nh = ((h as u64 * size as u64 + short as u64 / 2) / short as u64).max(size as u64);
-            if (nw as u32, nh as u32) == (w, h) {
+            // Decoded images are at most MAX_ASPECT_RATIO:1, so the sides fit in u32.
+            let (nw, nh) = kept_size(w, h, size as usize, method);
+            if (nw, nh) == (u64::from(w), u64::from(h)) {
                 img.clone()
             } else {
                 imageops::resize(img, nw as u32, nh as u32, FilterType::Triangle)

@@ -131,6 +131,66 @@ fn a_header_claiming_more_pixels_than_the_limits_is_refused_before_decoding() {
     }
 }
 
+/// A 4×256 PNG of a few dozen bytes is allowed (64:1), but `Crop` keeps it whole with its
+/// shorter side at `size`: 1024 × 65536 RGB, 201 MB, at size 1024. Past `memory_limit` the set
+/// is refused from the headers, before any image is decoded, naming the largest file.
+#[test]
+fn elongated_images_past_the_memory_limit_are_refused_before_decoding() {
+    let dir = folder_with(4, 256);
+    let strip = dir.path().join("Cat_strip.png");
+    assert!(std::fs::metadata(&strip).unwrap().len() < 200);
+    // A header alone (no pixel data): decoding it would fail, so it is counted from its header.
+    std::fs::write(dir.path().join("dog_strip.png"), png_claiming(4, 256)).unwrap();
+    let config = |size, resize, limit| DataConfig {
+        size,
+        batch_size: 2,
+        resize,
+        memory_limit: limit,
+        ..DataConfig::default()
+    };
+    let err = ImageSet::from_folder(
+        dir.path(),
+        &LabelFn::PetsCatDog,
+        &config(1024, ResizeMethod::Crop, Some(300_000_000)),
+        &|_, _| {},
+    )
+    .unwrap_err();
+    let kd_data::DataError::TooLarge {
+        images,
+        bytes,
+        largest,
+        largest_bytes,
+        ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    // Two strips of 1024 × 65536 × 3 bytes and four 24×20 images of 1229 × 1024 × 3 (crop keeps
+    // the shorter side at 1024: 24 × 1024 / 20 = 1228.8 → 1229).
+    assert_eq!(*images, 6);
+    assert_eq!(*largest_bytes, 1024 * 65536 * 3);
+    assert_eq!(*bytes, 2 * 1024 * 65536 * 3 + 4 * 1229 * 1024 * 3);
+    let largest = largest.file_name().unwrap().to_string_lossy();
+    assert!(largest.ends_with("_strip.png"), "{largest}");
+    let message = err.to_string();
+    assert!(
+        message.contains("data.size") && message.contains("squish"),
+        "{message}"
+    );
+    // Squish keeps 1024 × 1024 per image: the same files fit.
+    let set = ImageSet::from_folder(
+        dir.path(),
+        &LabelFn::PetsCatDog,
+        &config(1024, ResizeMethod::Squish, Some(300_000_000)),
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!((set.len(), set.skipped.len()), (5, 1));
+    if let Some(peak) = peak_rss_mib() {
+        assert!(peak < 1024, "peak memory {peak} MiB");
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn symbolic_link_loops_are_walked_once() {

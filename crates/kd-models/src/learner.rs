@@ -149,7 +149,7 @@ impl VisionLearner {
 }
 
 /// `0.k.rest` → torchvision body path, e.g. `0.4.1.conv2` → `layer1.1.conv2`; `0` → `layer4`.
-fn fastai_to_torchvision(path: &str) -> Option<String> {
+pub(crate) fn fastai_to_torchvision(path: &str) -> Option<String> {
     let rest = path.strip_prefix('0')?;
     if rest.is_empty() {
         return Some("layer4".into());
@@ -165,7 +165,9 @@ fn fastai_to_torchvision(path: &str) -> Option<String> {
     })
 }
 
-fn torchvision_to_fastai(path: &str) -> Option<String> {
+/// `layer1.1.conv2` → `0.4.1.conv2`: a torchvision body path as fastai's `Sequential(body,
+/// head)` names it.
+pub(crate) fn torchvision_to_fastai(path: &str) -> Option<String> {
     let (child, tail) = path
         .split_once('.')
         .map_or((path, None), |(c, t)| (c, Some(t)));
@@ -174,6 +176,19 @@ fn torchvision_to_fastai(path: &str) -> Option<String> {
         Some(tail) => format!("0.{index}.{tail}"),
         None => format!("0.{index}"),
     })
+}
+
+/// fastai's key for a parameter path inside [`FastaiHead`]: `bn1.weight` → `1.2.weight`.
+pub(crate) fn head_to_fastai(path: &str) -> Option<String> {
+    let (module, tail) = path.split_once('.')?;
+    let index = match module {
+        "bn1" => "1.2",
+        "lin1" => "1.4",
+        "bn2" => "1.6",
+        "lin2" => "1.8",
+        _ => return None,
+    };
+    Some(format!("{index}.{tail}"))
 }
 
 impl FeatureModel for VisionLearner {

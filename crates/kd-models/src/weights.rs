@@ -12,6 +12,7 @@ use burn::store::{
 };
 
 use crate::ModelError;
+use crate::learner::{self, VisionLearner};
 use crate::mobilenet::{self, MobileNetV2};
 use crate::resnet::ResNet;
 
@@ -72,6 +73,58 @@ impl TorchvisionLayout for MobileNetV2 {
     }
 }
 
+impl TorchvisionLayout for VisionLearner {
+    /// fastai's keys, as `learn.save` writes them for `Sequential(body, head)`: the body's
+    /// torchvision names under `0.` by child index (`layer1.0.conv1.weight` is
+    /// `0.4.0.conv1.weight`), the head's under `1.` (`1.2` BatchNorm, `1.4` Linear, `1.6`
+    /// BatchNorm, `1.8` Linear). The indices keep their gaps: ReLU, max-pool, pooling and
+    /// Dropout hold no parameters.
+    fn torchvision_key(&self, ours: &str) -> String {
+        let fastai = match ours.split_once('.') {
+            Some(("body", path)) => {
+                learner::torchvision_to_fastai(&self.body.torchvision_key(path))
+            }
+            Some(("head", path)) => learner::head_to_fastai(path),
+            _ => None,
+        };
+        fastai.unwrap_or_else(|| ours.to_string())
+    }
+
+    fn classifier_keys(&self) -> [&'static str; 2] {
+        // fastai's last Linear has no bias (a BatchNorm precedes it).
+        ["1.8.weight", "1.8.bias"]
+    }
+}
+
+/// Whether a state dict is a whole fastai `vision_learner` model (`Sequential(body, head)`:
+/// keys `0.0.weight` for the stem's convolution and `1.…` for the head).
+fn is_fastai_learner(tensors: &BTreeMap<String, PackTensor>) -> bool {
+    tensors.contains_key("0.0.weight") && tensors.keys().any(|k| k.starts_with("1."))
+}
+
+/// Load a checkpoint into a fastai learner: either a whole fastai model (`learn.save(…)` or
+/// `torch.save(learn.model.state_dict())`; keys `0.…` and `1.…`), body and head, with
+/// `classifier` deciding about the last Linear (`1.8`); or a torchvision ResNet, whose `fc` is
+/// dropped as fastai cuts it, into the body (the head keeps its fresh weights).
+pub fn load_learner(
+    learner: &mut VisionLearner,
+    path: &Path,
+    classifier: Classifier,
+) -> Result<ImportReport, ModelError> {
+    let tensors = read_state_dict(path)?;
+    let source = path.display().to_string();
+    if is_fastai_learner(&tensors) {
+        apply_torchvision(learner, tensors, classifier, &source)
+    } else {
+        apply_torchvision(
+            &mut learner.body,
+            tensors,
+            Classifier::ReplaceIfDifferent,
+            &source,
+        )
+    }
+}
+
 /// Each torchvision key of `model` with our path and the shape.
 fn torchvision_names<M: TorchvisionLayout>(model: &M) -> BTreeMap<String, (String, Vec<usize>)> {
     model
@@ -118,13 +171,18 @@ pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, PackTensor>, Mode
             .get_all_tensors()
             .cloned()
             .map_err(|e| read_err(e.to_string()))?;
-        // Checkpoints often wrap the state dict.
+        // Checkpoints often wrap the state dict: `{"state_dict": …}`, or fastai's `learn.save`,
+        // `{"model": …, "opt": …}`, which reads as keys `model.…` and `opt.…`.
         for key in ["state_dict", "model"] {
-            if !found.is_empty() {
-                break;
+            let prefix = format!("{key}.");
+            if !found.is_empty() && !found.keys().any(|k| k.starts_with(&prefix)) {
+                continue;
             }
-            if let Ok(t) = store().with_top_level_key(key).get_all_tensors() {
+            if let Ok(t) = store().with_top_level_key(key).get_all_tensors()
+                && !t.is_empty()
+            {
                 found = t.clone();
+                break;
             }
         }
         found
@@ -293,12 +351,14 @@ pub fn write_safetensors(
     std::fs::rename(&tmp, path).map_err(|e| save_err(e.to_string()))
 }
 
-/// The bundled architecture whose torchvision keys these are, told by the number of blocks
+/// The bundled architecture whose torchvision (or fastai learner) keys these are, told by the number of blocks
 /// in each ResNet stage and whether they are bottlenecks, or by MobileNetV2's `features.18`.
 fn looks_like<'a>(keys: impl Iterator<Item = &'a String>) -> Option<&'static str> {
     let mut blocks = [0usize; 4];
     let (mut bottleneck, mut mobilenet) = (false, false);
     for key in keys {
+        // A fastai learner's body keys (`0.4.1.conv2.weight`) in torchvision's names.
+        let key = learner::fastai_to_torchvision(key).unwrap_or_else(|| key.clone());
         mobilenet |= key.starts_with("features.18.");
         bottleneck |= key.contains(".conv3.");
         let Some(rest) = key.strip_prefix("layer") else {
