@@ -12,7 +12,7 @@ use crate as kd;
 use crate::KdError;
 use crate::console::Console;
 use crate::core::match_feature_layers;
-use crate::experiment::{Experiment, ModelSection, RunOptions, summary_table};
+use crate::experiment::{Experiment, ModelSection, Redrawn, RunOptions, summary_table};
 use crate::language::LmExperiment;
 use crate::models::Head;
 use crate::registry::{AnyModel, ModelContext, Registry};
@@ -417,8 +417,10 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
             }
         }
         Some(Command::Report { run_dir }) => {
-            let report = kd::experiment::redraw_run_dir(&run_dir)?;
-            say!("{}", summary_table(&report))?;
+            match kd::experiment::redraw_run_dir(&run_dir)? {
+                Redrawn::Images(report) => say!("{}", summary_table(&report))?,
+                Redrawn::Language(report) => say!("{}", kd::language::lm_summary_table(&report))?,
+            }
             say!("report.md and curves.png redrawn in {}", run_dir.display())?;
             Ok(())
         }

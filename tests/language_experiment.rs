@@ -405,7 +405,40 @@ fn kd_run_runs_a_language_model_file_and_refuses_options_it_cannot_honour() {
         stdout.contains("bits per byte") && stdout.contains("on-policy"),
         "{stdout}"
     );
-    assert!(out.join("report.md").is_file());
+    let written = std::fs::read_to_string(out.join("report.md")).unwrap();
+
+    // `kd report` redraws a language-model run's report and curves from its metrics.json.
+    std::fs::remove_file(out.join("report.md")).unwrap();
+    std::fs::remove_file(out.join("curves.png")).unwrap();
+    let redrawn = kd_bin()
+        .args(["report", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&redrawn.stdout);
+    assert!(
+        redrawn.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&redrawn.stderr)
+    );
+    assert!(stdout.contains("on-policy"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("report.md")).unwrap(),
+        written
+    );
+    assert!(out.join("curves.png").is_file());
+
+    // `kd eval` scores image classifiers: on a language-model run it says so, and where the
+    // models' scores are.
+    let eval = kd_bin()
+        .args(["eval", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(eval.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&eval.stderr);
+    assert!(
+        stderr.contains("language-model") && stderr.contains("report.md"),
+        "{stderr}"
+    );
 }
 
 #[test]

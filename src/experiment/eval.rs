@@ -7,10 +7,11 @@ use kd_train::TeacherCache;
 use kd_train::report::SharedReporter;
 use serde::{Deserialize, Serialize};
 
-use super::config::{DataSection, Experiment};
+use super::config::{DataSection, Experiment, read_experiment_file};
 use super::data::load_images;
 use super::run_dir::checkpoint_dir;
 use crate::KdError;
+use crate::language::LmExperiment;
 use crate::registry::{ModelContext, Registry};
 
 /// One trained student scored by [`evaluate_run_dir`].
@@ -62,6 +63,12 @@ pub fn evaluate_run_dir(
             origin: run_dir.display().to_string(),
             message: "not a kd run directory: it holds no config.toml (kd run writes one there)"
                 .into(),
+        });
+    }
+    if read_experiment_file(&config).is_ok_and(|text| LmExperiment::describes(&text)) {
+        return Err(KdError::Config {
+            origin: run_dir.display().to_string(),
+            message: "a language-model run: kd eval scores image classifiers on images; this run's report.md gives every model's validation bits per byte (kd report redraws it)".into(),
         });
     }
     let exp = Experiment::from_file(&config)?;

@@ -27,7 +27,7 @@ pub use data::load_images;
 pub use eval::{EvalRow, RunDirScores, eval_table, evaluate_run_dir};
 pub use fingerprint::Fingerprint;
 pub use model_section::{ModelSection, Weights};
-pub use report::{Report, RunSummary, redraw_run_dir, summary_table, write_run_dir};
+pub use report::{Redrawn, Report, RunSummary, redraw_run_dir, summary_table, write_run_dir};
 pub use run::{RunOptions, run};
 pub(crate) use stats::mean_std;
 pub(crate) use validate::slug;

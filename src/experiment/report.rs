@@ -6,6 +6,7 @@ use kd_train::History;
 use kd_train::report::comparison_table;
 use serde::{Deserialize, Serialize};
 
+use crate::language::{LmExperiment, LmReport, write_lm_report};
 use crate::plot::Curve;
 use crate::{KdError, io_err};
 
@@ -140,12 +141,23 @@ pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
     Ok(())
 }
 
-/// Redraw `report.md` and `curves.png` of a finished run directory from its `metrics.json`
-/// (after upgrading kd, or for a directory whose figures were deleted).
+/// What [`redraw_run_dir`] redrew: the report of an image experiment or of a language-model
+/// experiment (a run directory whose `config.toml` has a `[corpus]` section).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redrawn {
+    /// An image experiment's report.
+    Images(Report),
+    /// A language-model experiment's report.
+    Language(LmReport),
+}
+
+/// Redraw `report.md` and `curves.png` of a finished run directory, image or language-model
+/// experiment, from its `metrics.json` (after upgrading kd, or for a directory whose figures
+/// were deleted).
 ///
 /// Only a directory kd created ([`MARKER`](super::run_dir::MARKER)) is written to: a
 /// `metrics.json` in a folder of the user's own is refused (exit 2) and nothing there touched.
-pub fn redraw_run_dir(dir: &Path) -> Result<Report, KdError> {
+pub fn redraw_run_dir(dir: &Path) -> Result<Redrawn, KdError> {
     if !dir.join(super::run_dir::MARKER).is_file() {
         return Err(KdError::Config {
             origin: format!("{}", dir.display()),
@@ -155,14 +167,23 @@ pub fn redraw_run_dir(dir: &Path) -> Result<Report, KdError> {
             ),
         });
     }
+    let language = std::fs::read_to_string(dir.join("config.toml"))
+        .is_ok_and(|config| LmExperiment::describes(&config));
     let path = dir.join("metrics.json");
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-    let report: Report = serde_json::from_str(&text).map_err(|e| KdError::Io {
+    let not_a_report = |e: serde_json::Error| KdError::Io {
         path: path.clone(),
         reason: format!("not a kd report: {e}"),
-    })?;
-    write_run_dir(dir, &report)?;
-    Ok(report)
+    };
+    if language {
+        let report: LmReport = serde_json::from_str(&text).map_err(not_a_report)?;
+        write_lm_report(dir, &report)?;
+        Ok(Redrawn::Language(report))
+    } else {
+        let report: Report = serde_json::from_str(&text).map_err(not_a_report)?;
+        write_run_dir(dir, &report)?;
+        Ok(Redrawn::Images(report))
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub use config::{
 };
 pub use on_policy::{OnPolicy, RolloutError};
 #[cfg(feature = "experiments")]
+pub(crate) use report::write_report as write_lm_report;
+#[cfg(feature = "experiments")]
 pub use report::{LmReport, LmRunResult, Sample, lm_summary_table};
 #[cfg(feature = "experiments")]
 pub use study::run_language_experiment;

@@ -183,7 +183,7 @@ pub fn lm_summary_table(report: &LmReport) -> String {
 }
 
 /// `metrics.json`, `report.md` and `curves.png` of a finished language-model experiment.
-pub(super) fn write_report(dir: &Path, report: &LmReport) -> Result<(), KdError> {
+pub(crate) fn write_report(dir: &Path, report: &LmReport) -> Result<(), KdError> {
     let json = serde_json::to_string_pretty(report).expect("report serialises");
     let path = dir.join("metrics.json");
     std::fs::write(&path, json).map_err(io_err(&path))?;
