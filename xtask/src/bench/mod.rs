@@ -2,6 +2,7 @@
 //! workloads) of the distillation workloads on every compiled backend (fresh inputs each iteration, after warm-up, results read back so the
 //! device has finished), plus the data pipeline.
 
+mod language;
 mod sequence;
 
 use std::time::Instant;
@@ -360,6 +361,7 @@ pub fn bench_backend(
         images_per_s: f64::NAN,
     });
     rows.extend(sequence::rows(name, &device, b, warmup, iters)?);
+    rows.extend(language::rows(name, &device, b, warmup, iters)?);
     Ok(rows)
 }
 

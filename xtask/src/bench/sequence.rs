@@ -13,7 +13,7 @@ use kd::models::{FeatureModel, TextClassifier, TextClassifierConfig};
 use kd::train::{DistillModel, FrozenTeacher, TeacherCache};
 
 /// Tokens per sequence.
-const LEN: usize = 128;
+pub(super) const LEN: usize = 128;
 /// Vocabulary (bytes).
 const VOCAB: usize = 256;
 
@@ -26,7 +26,7 @@ fn config(width: usize, layers: usize) -> TextClassifierConfig {
 }
 
 /// `b` random sequences of `LEN` tokens, the last quarter of every other one padding.
-fn tokens(device: &Device, b: usize) -> TokenBatch {
+pub(super) fn tokens(device: &Device, b: usize) -> TokenBatch {
     let ids = Tensor::<2>::random([b, LEN], Distribution::Uniform(1.0, VOCAB as f64), device).int();
     let position = Tensor::<1, Int>::arange(0..LEN as i64, device)
         .reshape([1, LEN])
