@@ -167,7 +167,7 @@ pub fn redraw_run_dir(dir: &Path) -> Result<Redrawn, KdError> {
             ),
         });
     }
-    let language = std::fs::read_to_string(dir.join("config.toml"))
+    let language = super::config::read_experiment_file(&dir.join("config.toml"))
         .is_ok_and(|config| LmExperiment::describes(&config));
     let path = dir.join("metrics.json");
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
