@@ -173,6 +173,32 @@ fn lambda_is_the_share_of_steps_that_are_on_policy() {
 }
 
 #[test]
+fn no_step_is_on_policy_before_the_warm_up_ends() {
+    let device = Device::flex();
+    let student = model(&device, 1);
+    let batch = batch(&device);
+    let rollout = OnPolicy::new(1.0, 2, 1)
+        .unwrap()
+        .with_seed(4)
+        .after_warm_up(0.5)
+        .unwrap();
+    let on_policy = |progress: f64| rollout.rollout(&student, &batch, progress).is_some();
+    for progress in [0.0, 0.1, 0.25, 0.49] {
+        assert!(!on_policy(progress), "on-policy at progress {progress}");
+    }
+    for progress in [0.5, 0.6, 0.99] {
+        assert!(on_policy(progress), "off-policy at progress {progress}");
+    }
+    for bad in [-0.1, 1.0, f64::NAN] {
+        let e = OnPolicy::new(1.0, 2, 1)
+            .unwrap()
+            .after_warm_up(bad)
+            .unwrap_err();
+        assert!(e.to_string().contains("warm_up"), "{e}");
+    }
+}
+
+#[test]
 fn settings_out_of_range_are_refused() {
     for e in [
         OnPolicy::new(1.5, 2, 2).unwrap_err(),

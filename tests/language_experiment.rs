@@ -313,6 +313,8 @@ fn language_model_settings_are_refused_before_any_work_naming_the_key() {
     );
     let e = refused(base.replace("lambda = 1.0", "lambda = 2.0"));
     assert!(e.contains("runs[2]") && e.contains("lambda"), "{e}");
+    let e = refused(base.replace("lambda = 1.0", "lambda = 1.0, warm_up = 1.0"));
+    assert!(e.contains("runs[2]") && e.contains("warm_up"), "{e}");
     let e = refused(base.replace("name = \"on-policy\"", "name = \"jsd\""));
     assert!(e.contains("`JSD` and `jsd`"), "{e}");
     let e = refused(base.replace("heads = 2", "heads = 3"));

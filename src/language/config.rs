@@ -216,6 +216,9 @@ impl LmRun {
 pub struct OnPolicySection {
     /// Probability that a step trains on generated text.
     pub lambda: f64,
+    /// Fraction of training before the first step on generated text.
+    #[serde(default, skip_serializing_if = "OnPolicySection::no_warm_up")]
+    pub warm_up: f64,
     /// Tokens of each window kept as prompt.
     #[serde(default = "OnPolicySection::default_prompt")]
     pub prompt: usize,
@@ -242,6 +245,10 @@ impl OnPolicySection {
     }
     fn default_temperature() -> f64 {
         1.0
+    }
+    /// Left out of what is written (and so of run fingerprints) when 0, as before the key.
+    fn no_warm_up(warm_up: &f64) -> bool {
+        *warm_up == 0.0
     }
 }
 
@@ -340,6 +347,7 @@ impl OnPolicySection {
                 temperature: self.temperature,
                 top_k: self.top_k,
             })
+            .and_then(|o| o.after_warm_up(self.warm_up))
             .map(|o| o.with_seed(seed))
     }
 }

@@ -29,6 +29,7 @@ pub enum RolloutError {
 #[derive(Debug, Clone)]
 pub struct OnPolicy {
     lambda: f64,
+    warm_up: f64,
     prompt_len: usize,
     new_tokens: usize,
     sampling: Sampling,
@@ -53,6 +54,7 @@ impl OnPolicy {
         }
         Ok(Self {
             lambda,
+            warm_up: 0.0,
             prompt_len,
             new_tokens,
             sampling: Sampling::default(),
@@ -70,6 +72,19 @@ impl OnPolicy {
             )));
         }
         Ok(Self { sampling, ..self })
+    }
+
+    /// Train on the batches as they come until the fraction `warm_up` (in `[0, 1)`) of
+    /// training is done, and only then with probability `lambda` on generated text: GKD starts
+    /// from a student already fine-tuned on the data, whose own samples are worth learning on;
+    /// an untrained student's samples are noise.
+    pub fn after_warm_up(self, warm_up: f64) -> Result<Self, RolloutError> {
+        if !(0.0..1.0).contains(&warm_up) {
+            return Err(RolloutError::Setting(format!(
+                "warm_up = {warm_up} must be at least 0 and below 1 (a fraction of training)"
+            )));
+        }
+        Ok(Self { warm_up, ..self })
     }
 
     /// Draw from `seed`.
@@ -103,6 +118,9 @@ impl Rollout<LanguageModel, TokenBatch> for OnPolicy {
         batch: &TokenBatch,
         progress: f64,
     ) -> Option<TokenBatch> {
+        if progress < self.warm_up {
+            return None;
+        }
         let stream = self.stream(batch, progress);
         let draw = (splitmix64(stream) >> 11) as f64 / (1u64 << 53) as f64;
         if draw >= self.lambda {
