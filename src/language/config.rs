@@ -319,10 +319,10 @@ impl LmExperiment {
         Self::from_toml(&read_experiment_file(path)?, &path.display().to_string())
     }
 
-    /// A smoke version of about two minutes: the first 200 kB of text, windows of at most 64 tokens,
-    /// one epoch, the first seed and teacher.
+    /// A smoke version of about a minute: the first 100 kB of text, windows of at most 64
+    /// tokens, one epoch, the first seed and teacher.
     pub fn quick(mut self) -> Self {
-        self.corpus.limit_bytes = Some(self.corpus.limit_bytes.unwrap_or(usize::MAX).min(200_000));
+        self.corpus.limit_bytes = Some(self.corpus.limit_bytes.unwrap_or(usize::MAX).min(100_000));
         self.corpus.window = self.corpus.window.min(64);
         self.teacher.epochs = 1;
         self.teacher.seeds.truncate(1);
