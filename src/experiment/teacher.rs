@@ -141,7 +141,10 @@ pub(super) fn teacher(
     Ok((model, history))
 }
 
-/// Write a fine-tuned teacher and its history into the cache (renamed into place when whole).
+/// Write a fine-tuned teacher and its history into the cache, each renamed into place when
+/// whole: the history first, so that a reader who finds the weights finds a whole history too.
+/// Two processes fine-tuning the same teacher at once (two experiment files run side by side)
+/// each stage their own files; the last rename wins, and both hold the same teacher.
 fn keep_in_cache(
     net: &dyn AnyModel,
     history: &History,
@@ -151,9 +154,103 @@ fn keep_in_cache(
     if let Some(dir) = weights.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
-    let tmp = weights.with_extension("bpk.tmp");
-    net.save(&tmp)?;
-    std::fs::rename(&tmp, weights).map_err(io_err(weights))?;
     let json = serde_json::to_string_pretty(history).expect("history serialises");
-    std::fs::write(history_path, json).map_err(io_err(history_path))
+    write_whole(history_path, |tmp| {
+        std::fs::write(tmp, &json).map_err(io_err(tmp))
+    })?;
+    write_whole(weights, |tmp| net.save(tmp))
+}
+
+/// Write `path` through a staging file of this process and thread only, renamed over `path`
+/// when `write` has finished: a reader never sees part of a file, and a writer never writes
+/// into, nor renames, another writer's staging file. A failed write leaves no staging file.
+fn write_whole(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), KdError>,
+) -> Result<(), KdError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".{}-{:?}-{nanos}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let tmp = path.with_file_name(name);
+    let written = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(io_err(path)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("kd-write-whole-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_writer_leaves_the_staging_file_of_another_alone() {
+        // Another process fine-tuning the same teacher is half-way through staging its copy
+        // under the name a single fixed staging name would use.
+        let dir = scratch("other");
+        let weights = dir.join("resnet50-abc.bpk");
+        let theirs = dir.join("resnet50-abc.bpk.tmp");
+        std::fs::write(&theirs, b"half of another writer's teacher").unwrap();
+
+        write_whole(&weights, |tmp| {
+            std::fs::write(tmp, b"this writer's teacher").map_err(io_err(tmp))
+        })
+        .unwrap();
+
+        assert_eq!(std::fs::read(&weights).unwrap(), b"this writer's teacher");
+        assert_eq!(
+            std::fs::read(&theirs).unwrap(),
+            b"half of another writer's teacher",
+            "another writer's staging file was written into or taken"
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            left.len(),
+            2,
+            "a staging file of this writer is left: {left:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_cache_entry_and_no_staging_file() {
+        let dir = scratch("failed");
+        let weights = dir.join("resnet50-abc.bpk");
+        std::fs::write(&weights, b"the teacher cached earlier").unwrap();
+
+        let failed = write_whole(&weights, |tmp| {
+            std::fs::write(tmp, b"half").map_err(io_err(tmp))?;
+            Err(KdError::Io {
+                path: tmp.to_path_buf(),
+                reason: "disk full".into(),
+            })
+        });
+
+        assert!(matches!(failed, Err(KdError::Io { .. })), "{failed:?}");
+        assert_eq!(
+            std::fs::read(&weights).unwrap(),
+            b"the teacher cached earlier"
+        );
+        let left = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(left, 1, "the failed write left a staging file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
