@@ -2,7 +2,8 @@
 # The function-matching study of docs/results.md: its two experiment files (ResNet-18 and
 # MobileNetV2 students) side by side, one libtorch thread each. On 2 cores that takes less
 # wall time than the two files one after the other with two threads: libtorch's second thread
-# buys these small 32x32 steps little (MobileNetV2: about 10 %), a second process a whole core.
+# buys these small 32x32 steps little (MobileNetV2: nothing; docs/results.md), a second process
+# a whole core.
 #
 #   scripts/function-matching-study.sh           # the study, with tch
 #   scripts/function-matching-study.sh --quick   # a smoke run of both files

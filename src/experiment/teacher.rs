@@ -168,15 +168,8 @@ fn write_whole(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), KdError>,
 ) -> Result<(), KdError> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(
-        ".{}-{:?}-{nanos}.tmp",
-        std::process::id(),
-        std::thread::current().id()
-    ));
+    name.push(format!(".{}.tmp", kd_data::npm::unique_suffix()));
     let tmp = path.with_file_name(name);
     let written = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(io_err(path)));
     if written.is_err() {

@@ -21,8 +21,9 @@ pub struct NpmPackage {
     pub sha256: &'static str,
 }
 
-/// A name part no other process or thread uses at the same time.
-pub(crate) fn unique_suffix() -> String {
+/// A name part no other process or thread uses at the same time (`<pid>-ThreadIdN-<ns>`), for
+/// staging files renamed into a shared cache when whole.
+pub fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
