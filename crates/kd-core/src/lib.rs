@@ -61,7 +61,9 @@ pub use input::ModelInput;
 pub(crate) use loss::sum_pairs;
 pub use loss::{KdInput, KdLoss, LayerPair, pair_features, paired_logits};
 pub use matching::match_feature_layers;
-pub use module_file::{ModuleFileError, load_module, load_module_except, save_module};
+pub use module_file::{
+    ModuleFileError, load_module, load_module_except, load_module_member, save_module,
+};
 pub use objective::{DEFAULT_TEACHER, LossParts, Mix, Objective, TeacherOutputs, Term};
 pub use outputs::{Logits, Outputs, Supervision, Tap, Targets, valid_rows};
 pub use resized::Resized;

@@ -50,6 +50,34 @@ pub fn load_module_except<M: ModuleSnapshot>(
     path: &Path,
     ignored: impl Fn(&str) -> bool,
 ) -> Result<(), ModuleFileError> {
+    load_from_file(module, path, None, ignored)
+}
+
+/// As [`load_module_except`], from the tensors of the file whose keys begin with `prefix`, the
+/// prefix taken off: one member of a list of modules saved whole (`students.1.` of a module
+/// holding its students in a `students` list, say). The other members' tensors (keys under the
+/// list, `students.`) are left unread.
+pub fn load_module_member<M: ModuleSnapshot>(
+    module: &mut M,
+    path: &Path,
+    prefix: &str,
+    ignored: impl Fn(&str) -> bool,
+) -> Result<(), ModuleFileError> {
+    let list = prefix
+        .trim_end_matches('.')
+        .rsplit_once('.')
+        .map_or(String::new(), |(list, _)| format!("{list}."));
+    load_from_file(module, path, Some(prefix), |key| {
+        (!list.is_empty() && key.starts_with(&list)) || ignored(key)
+    })
+}
+
+fn load_from_file<M: ModuleSnapshot>(
+    module: &mut M,
+    path: &Path,
+    prefix: Option<&str>,
+    ignored: impl Fn(&str) -> bool,
+) -> Result<(), ModuleFileError> {
     let read_err = |reason: String| ModuleFileError::Read {
         path: path.to_path_buf(),
         reason,
@@ -62,6 +90,10 @@ pub fn load_module_except<M: ModuleSnapshot>(
     // their modules live on.
     let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
     let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes)));
+    if let Some(prefix) = prefix {
+        let pattern = format!("^{}", prefix.replace('.', "\\."));
+        store = store.with_remap_pattern(pattern, "");
+    }
     let result = module
         .load_from(&mut store)
         .map_err(|e| read_err(e.to_string()))?;
