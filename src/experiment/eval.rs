@@ -115,7 +115,7 @@ pub fn evaluate_run_dir(
         for &seed in &exp.training.seeds {
             let run_name = exp.run_name(run, seed);
             let ck = checkpoint_dir(run_dir, &run_name);
-            for (name, checkpoints) in run.students(&run_name, &ck) {
+            for (name, member) in run.students(&run_name) {
                 let student = registry.build_section(&exp.student, "student", &ctx)?;
                 let mut model = student.distill(
                     kd_train::Teachers::new(),
@@ -123,7 +123,7 @@ pub fn evaluate_run_dir(
                     &bundle.valid.probe(2),
                     TeacherCache::OFF.into(),
                 )?;
-                let history = match model.load_trained(&checkpoints) {
+                let history = match model.load_trained(&ck, member) {
                     Ok(history) => history,
                     Err(e) => {
                         scores.unscored.push((name, e.to_string()));

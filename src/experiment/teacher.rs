@@ -113,14 +113,11 @@ pub(super) fn teacher(
         .on_devices(devices)?;
     let checkpoints = &plan.checkpoints;
     plan.fingerprint.check_or_write(checkpoints, plan.name)?;
-    let (model, history) = model.fit(
-        &data.train.with_flip(exp.data.flip),
-        &data.valid,
-        &section.fit(),
-        &label,
-        Some(checkpoints),
-        &mut *reporter.lock(),
-    )?;
+    let recipe = kd_train::Recipe::new(section.fit())
+        .name(&label)
+        .checkpoints(checkpoints)
+        .reporter(reporter.clone());
+    let (model, history) = model.fit(&recipe, &data.train.with_flip(exp.data.flip), &data.valid)?;
     match keep_in_cache(model.as_ref(), &history, &weights, &history_path) {
         // The cache holds it now: the run directory needs no copy, nor the folder of several
         // teachers' checkpoints once it is empty.

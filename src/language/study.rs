@@ -12,7 +12,7 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use kd_data::{TokenBatcher, Vocabulary};
 use kd_models::{LanguageModel, Sampling};
-use kd_train::{DistillModel, FitConfig, FrozenTeacher, TeacherCache, fit_one_cycle};
+use kd_train::{DistillModel, FitConfig, FrozenTeacher, Recipe, TeacherCache};
 
 use super::config::{LmExperiment, LmRun, VocabularyKind};
 use super::corpus::{load_text, loader};
@@ -184,8 +184,6 @@ pub fn run_language_experiment(exp: &LmExperiment, opts: &RunOptions) -> Result<
         &device,
     );
     let vocab = text.vocab.len();
-    let reporter = &mut *opts.reporter.lock();
-
     let mut teachers = Vec::new();
     let mut teacher_histories = Vec::new();
     for (&seed, fp) in exp.teacher.seeds.iter().zip(&teacher_prints) {
@@ -204,15 +202,11 @@ pub fn run_language_experiment(exp: &LmExperiment, opts: &RunOptions) -> Result<
             ..FitConfig::default()
         };
         let train = loader(&text.train, exp, Some(seed), &device);
-        let (model, history) = fit_one_cycle(
-            DistillModel::alone(model),
-            &train,
-            &valid,
-            &fit,
-            &name,
-            Some(&checkpoints),
-            reporter,
-        )?;
+        let (model, history) = Recipe::new(fit)
+            .name(&name)
+            .checkpoints(&checkpoints)
+            .reporter(opts.reporter.clone())
+            .fit(DistillModel::alone(model), train, valid.clone())?;
         teachers.push(model.into_student());
         teacher_histories.push(history);
     }
@@ -251,15 +245,11 @@ pub fn run_language_experiment(exp: &LmExperiment, opts: &RunOptions) -> Result<
             };
         }
         let train = loader(&text.train, exp, Some(job.seed), &device);
-        let (model, history) = fit_one_cycle(
-            model,
-            &train,
-            &valid,
-            &fit,
-            &job.name,
-            Some(&job.checkpoints),
-            reporter,
-        )?;
+        let (model, history) = Recipe::new(fit.clone())
+            .name(&job.name)
+            .checkpoints(&job.checkpoints)
+            .reporter(opts.reporter.clone())
+            .fit(model, train, valid.clone())?;
         if samples.iter().all(|s: &Sample| s.model != job.run.name) {
             samples.push(sample(
                 exp,

@@ -4,15 +4,15 @@
 
 use std::any::Any;
 use std::path::Path;
+use std::sync::Arc;
 
 use burn::tensor::Device;
 use kd_core::{FeatureModel, Objective};
 use kd_core::{load_module, save_module};
 use kd_data::{ImageBatch, ImageLoader};
-use kd_train::report::Reporter;
 use kd_train::{
-    DistillModel, DistillOptions, Evaluation, FitConfig, FrozenTeacher, History, TappableModule,
-    Teachers, evaluate, fit_mutual, fit_one_cycle, load_trained_student,
+    DistillModel, DistillOptions, Evaluation, FrozenTeacher, History, Recipe, TappableModule,
+    Teachers, evaluate, load_trained_student,
 };
 
 use crate::KdError;
@@ -72,35 +72,34 @@ pub(crate) type Trained = (Box<dyn AnyModel>, History);
 pub(crate) trait AnyDistill {
     /// Train on `devices` (see [`DistillModel::on_devices`]).
     fn on_devices(self: Box<Self>, devices: &[Device]) -> Result<Box<dyn AnyDistill>, KdError>;
-    /// fastai's one-cycle fit (see [`fit_one_cycle`]); gives back the trained model.
+    /// Train it with `recipe` (see [`Recipe::fit`]); gives back the trained model.
     fn fit(
         self: Box<Self>,
+        recipe: &Recipe,
         train: &ImageLoader,
         valid: &ImageLoader,
-        config: &FitConfig,
-        name: &str,
-        checkpoints: Option<&Path>,
-        reporter: &mut dyn Reporter,
     ) -> Result<Trained, KdError>;
     /// Deep mutual learning of this student with `peers`, models wrapped from the same
-    /// registered type (see [`fit_mutual`]): every student's trained model and history, this
-    /// one first. Checkpoints go to `checkpoints/student-N/`.
-    #[allow(clippy::too_many_arguments)]
+    /// registered type (see [`Recipe::fit_mutual`]): every student's trained model and
+    /// history, this one first.
     fn fit_mutual(
         self: Box<Self>,
+        recipe: &Recipe,
         peers: Vec<Box<dyn AnyDistill>>,
         names: &[String],
         weight: f64,
         train: &ImageLoader,
         valid: &ImageLoader,
-        config: &FitConfig,
-        checkpoints: Option<&Path>,
-        reporter: &mut dyn Reporter,
     ) -> Result<Vec<Trained>, KdError>;
     /// The model itself, to be taken back as its own type.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
-    /// Load the newest checkpoint written by a fit into `checkpoints`.
-    fn load_trained(&mut self, checkpoints: &Path) -> Result<History, KdError>;
+    /// Load the newest checkpoint written by a fit into `checkpoints` (`member`: the student
+    /// of a mutual run, from 0).
+    fn load_trained(
+        &mut self,
+        checkpoints: &Path,
+        member: Option<usize>,
+    ) -> Result<History, KdError>;
     /// Score on `loader`.
     fn evaluate(&self, loader: &ImageLoader) -> Result<Evaluation, KdError>;
 }
@@ -148,28 +147,23 @@ impl<M: RegisteredModule> AnyDistill for DistillModel<M, ImageBatch> {
 
     fn fit(
         self: Box<Self>,
+        recipe: &Recipe,
         train: &ImageLoader,
         valid: &ImageLoader,
-        config: &FitConfig,
-        name: &str,
-        checkpoints: Option<&Path>,
-        reporter: &mut dyn Reporter,
     ) -> Result<Trained, KdError> {
         let (model, history) =
-            fit_one_cycle(*self, train, valid, config, name, checkpoints, reporter)?;
+            recipe.fit(*self, Arc::new(train.clone()), Arc::new(valid.clone()))?;
         Ok((Box::new(Typed(model.student)), history))
     }
 
     fn fit_mutual(
         self: Box<Self>,
+        recipe: &Recipe,
         peers: Vec<Box<dyn AnyDistill>>,
         names: &[String],
         weight: f64,
         train: &ImageLoader,
         valid: &ImageLoader,
-        config: &FitConfig,
-        checkpoints: Option<&Path>,
-        reporter: &mut dyn Reporter,
     ) -> Result<Vec<Trained>, KdError> {
         let mut students = vec![*self];
         for peer in peers {
@@ -178,15 +172,12 @@ impl<M: RegisteredModule> AnyDistill for DistillModel<M, ImageBatch> {
             })?;
             students.push(*peer);
         }
-        let fitted = fit_mutual(
+        let fitted = recipe.fit_mutual(
             students,
             names,
             weight,
-            train,
-            valid,
-            config,
-            checkpoints,
-            reporter,
+            Arc::new(train.clone()),
+            Arc::new(valid.clone()),
         )?;
         Ok(fitted
             .into_iter()
@@ -198,8 +189,12 @@ impl<M: RegisteredModule> AnyDistill for DistillModel<M, ImageBatch> {
         self
     }
 
-    fn load_trained(&mut self, checkpoints: &Path) -> Result<History, KdError> {
-        Ok(load_trained_student(self, checkpoints)?)
+    fn load_trained(
+        &mut self,
+        checkpoints: &Path,
+        member: Option<usize>,
+    ) -> Result<History, KdError> {
+        Ok(load_trained_student(self, checkpoints, member)?)
     }
 
     fn evaluate(&self, loader: &ImageLoader) -> Result<Evaluation, KdError> {

@@ -1,13 +1,14 @@
-//! Training a [`DistillModel`] on several devices: which devices, Burn's strategy for them,
-//! and one optimizer step's gradients over them.
+//! Training a [`DistillModel`] on several devices: which devices, and one optimizer step's
+//! gradients over them. Under Burn's `Learner` the model trains with Burn's single-device
+//! strategy on its main device; each of its training steps spreads the batch over the others
+//! (one implementation, whoever drives the epochs).
 
 use std::sync::Arc;
 
 use burn::module::Module;
 use burn::optim::GradientsAccumulator;
-use burn::tensor::distributed::{DistributedConfig, ReduceOperation};
 use burn::tensor::{Device, Tensor};
-use burn::train::{ExecutionStrategy, MultiDeviceOptim, TrainOutput};
+use burn::train::TrainOutput;
 use kd_core::DistillBatch;
 
 use crate::TrainError;
@@ -27,7 +28,10 @@ where
     /// share of the batch. The optimizer thus sees the mean gradient over the whole batch — the
     /// same as on one device, so batch size and learning rate mean what they mean there. What
     /// differs: BatchNorm normalises each shard with that shard's statistics (as PyTorch's
-    /// `DataParallel` without SyncBatchNorm does).
+    /// `DataParallel` without SyncBatchNorm does). Under Burn's `Learner` keep its default
+    /// single-device strategy: Burn's `MultiDevice` and DDP strategies give each device whole
+    /// batches of its own instead (the global batch grows with the devices) and are not what
+    /// this model does.
     ///
     /// The same device may be listed twice (two threads on one CPU, say). The batch type must
     /// implement [`DistillBatch::shard`]; one that does not is refused by the first
@@ -51,40 +55,18 @@ where
         }
     }
 
-    /// Burn's execution strategy for these [`devices`](Self::devices), for training under
-    /// Burn's `Learner` (`SupervisedTraining::with_training_strategy`): `SingleDevice` for
-    /// one; for several, `DistributedDataParallel` when `all_reduce` (CUDA devices: the only
-    /// backend of Burn 0.22 with collective operations) and `MultiDevice` with the optimizer
-    /// on the main device otherwise.
-    ///
-    /// Under these strategies each device draws whole batches from its own slice of the
-    /// training data (the global batch is devices × the loader's batch size) and both sum the
-    /// devices' gradients; [`TrainStep::step`](burn::train::TrainStep::step) divides each
-    /// device's loss by the number of devices, so with either strategy the optimizer sees the
-    /// mean gradient over the global batch, as [`fit_one_cycle`](crate::fit_one_cycle) does.
-    pub fn execution_strategy(&self, all_reduce: bool) -> ExecutionStrategy {
-        let devices = self.devices();
-        match (devices.len(), all_reduce) {
-            (1, _) => ExecutionStrategy::SingleDevice(self.device()),
-            (_, true) => ExecutionStrategy::ddp(
-                devices,
-                DistributedConfig {
-                    all_reduce_op: ReduceOperation::Sum,
-                },
-            ),
-            (_, false) => {
-                ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice)
-            }
-        }
-    }
-
     /// The gradients of one optimizer step on `batch`, spread over the model's
     /// [`devices`](Self::devices) and gathered on the main device (on one device, Burn's
-    /// [`TrainStep::step`](burn::train::TrainStep::step)). The step's outputs are the whole
-    /// batch's: its mean loss, CE and KD, and its logits and targets on the main device. A
-    /// [rollout](Self::with_rollout) replaces the batch before it is split.
+    /// one backward pass). The step's outputs are the whole batch's: its mean loss, CE and
+    /// KD, and its logits and targets on the main device. A [rollout](Self::with_rollout)
+    /// replaces the batch before it is split. Burn's `TrainStep::step` is this step with the
+    /// model's clock and NaN guard.
     pub fn train_step(&self, batch: B) -> Result<TrainOutput<KdOutput>, TrainError> {
-        let batch = self.rolled_out(batch);
+        self.spread_step(self.rolled_out(batch))
+    }
+
+    /// [`train_step`](Self::train_step) on a batch already rolled out.
+    pub(crate) fn spread_step(&self, batch: B) -> Result<TrainOutput<KdOutput>, TrainError> {
         let Some(workers) = &self.workers else {
             return self.weighted_step(batch, 1.0);
         };
@@ -139,6 +121,7 @@ where
 impl KdOutput {
     fn into_device(self, device: &Device) -> Self {
         Self {
+            items: self.items,
             loss: self.loss.to_device(device),
             ce: self.ce.map(|c| c.to_device(device)),
             kd: self.kd.map(|k| k.to_device(device)),
@@ -173,6 +156,7 @@ impl KdOutput {
             .collect::<Option<Vec<_>>>()
             .map(|t| Tensor::cat(t, 0));
         Self {
+            items: parts.iter().map(|p| p.items).sum(),
             loss: sum(parts.iter().map(|p| p.loss.clone()).collect()),
             ce,
             kd,

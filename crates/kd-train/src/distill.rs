@@ -18,9 +18,11 @@ use kd_core::{
 };
 
 use crate::TrainError;
+use crate::clock::{StepPosition, TrainingClock};
+use crate::divergence::{culprit, gradients_finite};
+use crate::guard::StepGuard;
 use crate::options::DistillOptions;
 use crate::parallel::Workers;
-use crate::progress::Progress;
 use crate::rollout::{ErasedRollout, Rollout};
 use crate::teacher::{FrozenTeacher, as_strs};
 use crate::teachers::{TeacherSet, Teachers};
@@ -44,8 +46,25 @@ struct DistillSetup<I> {
     student_plan: TapPlan,
     /// The frozen teachers the objective reads (none when it reads none).
     teachers: TeacherSet<I>,
-    /// Training progress in [0, 1], driving schedules.
-    progress: Progress,
+    /// Where training stands: drives the schedules, names the step in errors.
+    clock: TrainingClock,
+    /// Where a failed training step leaves its error, and the stop it pulls.
+    guard: StepGuard,
+    /// The run's name in errors.
+    name: std::sync::Mutex<String>,
+}
+
+impl<I> DistillSetup<I> {
+    fn new(objective: Objective, student_plan: TapPlan, teachers: TeacherSet<I>) -> Self {
+        Self {
+            objective,
+            student_plan,
+            teachers,
+            clock: TrainingClock::new(),
+            guard: StepGuard::default(),
+            name: std::sync::Mutex::new("training".to_string()),
+        }
+    }
 }
 
 /// The trained module of a distillation run: the student `S` (any Burn module whose layers can
@@ -81,6 +100,8 @@ pub struct DistillModel<S, B: DistillBatch> {
 /// One step's outputs, for metrics.
 #[derive(Debug, Clone)]
 pub struct KdOutput {
+    /// The items of the batch (0: a step that failed, see [`DistillModel::guard`]).
+    pub items: usize,
     /// The optimised loss.
     pub loss: Tensor<1>,
     /// Student cross-entropy; `None` for a batch without targets.
@@ -105,12 +126,11 @@ where
             student,
             connectors: Connectors::none(),
             contrasts: Contrasts::none(),
-            setup: Arc::new(DistillSetup {
-                objective: Objective::cross_entropy_only(),
-                student_plan: TapPlan::none(),
-                teachers: TeacherSet::none(),
-                progress: Progress::new(),
-            }),
+            setup: Arc::new(DistillSetup::new(
+                Objective::cross_entropy_only(),
+                TapPlan::none(),
+                TeacherSet::none(),
+            )),
             workers: None,
             batch: PhantomData,
             rollout: None,
@@ -202,12 +222,7 @@ where
             student,
             connectors,
             contrasts,
-            setup: Arc::new(DistillSetup {
-                objective,
-                student_plan,
-                teachers,
-                progress: Progress::new(),
-            }),
+            setup: Arc::new(DistillSetup::new(objective, student_plan, teachers)),
             workers: None,
             batch: PhantomData,
             rollout: None,
@@ -242,37 +257,48 @@ where
         Ok(())
     }
 
-    /// Set training progress (fraction of optimizer steps done) for the schedules.
-    pub fn set_progress(&self, progress: f64) {
-        self.setup.progress.set(progress);
-    }
-
-    /// Current training progress.
+    /// Current training progress: the fraction of the plan's training steps done, what the
+    /// weight and temperature schedules read.
     pub fn progress(&self) -> f64 {
-        self.setup.progress.get()
+        self.setup.clock.progress()
     }
 
-    /// The progress value this model's schedules read, to be moved by whoever drives the
-    /// optimizer steps: under Burn's `Learner`, give it to [`OneCycle::with_progress`]
-    /// (or call [`set_progress`](Self::set_progress) from a scheduler of your own). Taking
-    /// the handle tells the model that its progress is driven from outside.
-    ///
-    /// [`OneCycle::with_progress`]: crate::OneCycle::with_progress
-    pub fn progress_handle(&self) -> Progress {
-        self.setup.progress.mark_driven();
-        self.setup.progress.clone()
-    }
-
-    /// Under Burn's `Learner` with any learning-rate scheduler: the model advances its own
-    /// weight and temperature schedules, counting its training steps against
-    /// `total_steps` optimizer steps (epochs × batches per epoch; several devices under
-    /// Burn's strategies are accounted for). Without it, or a
-    /// [`progress_handle`](Self::progress_handle) given to a scheduler, a model whose
-    /// objective has schedules stops at its first training step under Burn's `Learner`
-    /// rather than train with them frozen at their start values.
-    pub fn with_total_steps(self, total_steps: usize) -> Self {
-        self.setup.progress.count_over(total_steps);
+    /// Plan the training: `epochs` epochs over a loader serving `items_per_epoch` items each
+    /// (Burn's `DataLoader::num_items`). The model counts its training steps against it (the
+    /// batch size is read from the first batch), which moves its weight and temperature
+    /// schedules, and kd's learning-rate schedules ([`FitConfig::learner`](crate::FitConfig::learner),
+    /// which plans for you). Without a plan, a model whose objective has schedules stops at
+    /// its first training step rather than train with them frozen at their start values.
+    pub fn with_plan(self, epochs: usize, items_per_epoch: usize) -> Self {
+        self.setup.clock.plan(epochs, items_per_epoch);
         self
+    }
+
+    /// The clock of this model's training (shared by its copies).
+    pub fn clock(&self) -> &TrainingClock {
+        &self.setup.clock
+    }
+
+    /// Where a failed training step keeps its error and which interrupter it stops: give
+    /// [`StepGuard::interrupter`] to Burn's `SupervisedTraining::with_interrupter`, and after
+    /// `launch` read [`StepGuard::take_error`] — a NaN loss, say, is kd's
+    /// [`TrainError::NonFinite`] naming the epoch, step and term, not a panic.
+    pub fn guard(&self) -> &StepGuard {
+        &self.setup.guard
+    }
+
+    /// Name the run in errors.
+    pub(crate) fn set_name(&self, name: &str) {
+        *self.setup.name.lock().unwrap_or_else(|e| e.into_inner()) = name.to_string();
+    }
+
+    /// The run's name in errors.
+    pub(crate) fn run_name(&self) -> String {
+        self.setup
+            .name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The objective being optimised.
@@ -346,6 +372,7 @@ where
         let student = self.student_outputs(&batch);
         let parts = self.objective_on(&student, &batch, training)?;
         let out = KdOutput {
+            items: batch.len(),
             loss: parts.total.clone(),
             ce: parts.ce.clone(),
             kd: parts.kd.clone(),
@@ -375,7 +402,7 @@ where
     pub(crate) fn rolled_out(&self, batch: B) -> B {
         match &self.rollout {
             Some(rollout) => rollout
-                .apply(&self.student, &batch, self.setup.progress.get())
+                .apply(&self.student, &batch, self.progress())
                 .unwrap_or(batch),
             None => batch,
         }
@@ -442,6 +469,67 @@ fn per_item(shape: &[usize]) -> usize {
     shape[1..].iter().product()
 }
 
+impl<S, B> DistillModel<S, B>
+where
+    S: TappableModule<B::Input>,
+    B: DistillBatch,
+{
+    /// One training step under the model's guard: the clock ticks, the batch is rolled out,
+    /// spread over the devices, and its loss and gradients must be finite.
+    fn guarded_step(&self, batch: B) -> Result<TrainOutput<KdOutput>, TrainError> {
+        let position = self
+            .setup
+            .clock
+            .tick(batch.len(), self.setup.objective.is_scheduled())
+            .map_err(TrainError::Schedule)?;
+        let batch = self.rolled_out(batch);
+        let out = self.spread_step(batch.clone())?;
+        self.check_finite(&out, &batch, position)?;
+        if !self.contrasts.is_empty() {
+            // CRD's banks: this thread's update into the values a checkpoint saves.
+            self.contrasts.sync();
+        }
+        Ok(out)
+    }
+
+    /// An evaluation step's outputs (tape-free; CRD memories read, not updated).
+    pub(crate) fn infer(&self, batch: B) -> Result<KdOutput, TrainError> {
+        Ok(self.output(batch.without_autodiff(), false)?.0)
+    }
+
+    /// A memory of the training items (CRD) has a row for each item the training loader
+    /// gives (at least: a loader that drops an incomplete batch gives fewer items per epoch
+    /// than the training set holds).
+    pub(crate) fn check_items(&self, items: usize) -> Result<(), TrainError> {
+        match self.contrasts.items() {
+            Some(rows) if rows < items => Err(TrainError::Data(format!(
+                "the model's memory of the training items (CRD) has {rows} rows, fewer than the {items} items the training loader gives per epoch: build the model with DistillOptions::training_items = the training set's size"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// A step's loss or gradients that are not finite: kd's `NonFinite` error, naming the
+    /// first part of the objective that is not finite on `batch` alone.
+    fn check_finite(
+        &self,
+        out: &TrainOutput<KdOutput>,
+        batch: &B,
+        at: StepPosition,
+    ) -> Result<(), TrainError> {
+        let value = out.item.loss.clone().into_scalar::<f32>();
+        if value.is_finite() && gradients_finite(self, &out.grads) {
+            return Ok(());
+        }
+        Err(TrainError::NonFinite {
+            run: self.run_name(),
+            epoch: at.epoch,
+            step: at.step,
+            what: culprit(self, batch),
+        })
+    }
+}
+
 impl<S, B> TrainStep for DistillModel<S, B>
 where
     S: TappableModule<B::Input>,
@@ -450,20 +538,20 @@ where
     type Input = B;
     type Output = KdOutput;
 
-    /// One device's step. On a model trained [on several devices](DistillModel::on_devices)
-    /// its loss is divided by their number: Burn's strategies sum the devices' gradients, so
-    /// the optimizer gets their mean (see [`DistillModel::execution_strategy`]).
+    /// One optimizer step's gradients on `batch`, over the model's
+    /// [devices](DistillModel::on_devices). A step that fails (a NaN loss, say) gives no
+    /// gradients and stops training through the model's [guard](DistillModel::guard).
     fn step(&self, batch: B) -> TrainOutput<KdOutput> {
-        let devices = self.workers.as_ref().map_or(1, |w| w.devices().len());
-        if self.setup.objective.is_scheduled() {
-            // Burn's step cannot return an error: a schedule nothing advances stops here.
-            if let Err(e) = self.setup.progress.before_step(devices) {
-                panic!("distillation step: {e}");
+        match self.guarded_step(batch) {
+            Ok(out) => out,
+            Err(e) => {
+                self.setup.guard.fail(e);
+                TrainOutput {
+                    grads: burn::optim::GradientsParams::new(),
+                    item: KdOutput::failed(&self.device()),
+                }
             }
         }
-        // Shapes and names were checked by `new`; Burn's step cannot return an error.
-        self.weighted_step(self.rolled_out(batch), 1.0 / devices as f32)
-            .unwrap_or_else(|e| panic!("distillation step failed: {e}"))
     }
 }
 
@@ -476,15 +564,45 @@ where
     type Output = KdOutput;
 
     fn step(&self, batch: B) -> KdOutput {
-        self.output(batch.without_autodiff(), false)
-            .unwrap_or_else(|e| panic!("evaluation step failed: {e}"))
-            .0
+        self.infer(batch).unwrap_or_else(|e| {
+            self.setup.guard.fail(e);
+            KdOutput::failed(&self.device())
+        })
+    }
+}
+
+impl<S, B> crate::trainable::Trainable for DistillModel<S, B>
+where
+    S: TappableModule<B::Input>,
+    B: DistillBatch,
+{
+    fn training_clock(&self) -> &TrainingClock {
+        &self.setup.clock
+    }
+
+    fn plan(&self, epochs: usize, items_per_epoch: usize) {
+        self.setup.clock.plan(epochs, items_per_epoch);
+    }
+
+    fn step_guard(&self) -> &StepGuard {
+        &self.setup.guard
+    }
+
+    fn set_names(&self, names: &[String]) {
+        if let Some(name) = names.first() {
+            self.set_name(name);
+        }
+    }
+
+    fn check_items(&self, items: usize) -> Result<(), TrainError> {
+        DistillModel::check_items(self, items)
     }
 }
 
 impl ItemLazy for KdOutput {
     fn sync(self) -> Result<Self, burn::tensor::ExecutionError> {
         Ok(KdOutput {
+            items: self.items,
             loss: self.loss.without_autodiff(),
             ce: self.ce.map(|c| c.without_autodiff()),
             kd: self.kd.map(|k| k.without_autodiff()),
@@ -495,6 +613,18 @@ impl ItemLazy for KdOutput {
 }
 
 impl KdOutput {
+    /// The output of a step that failed: no items, a zero loss, no rows.
+    pub(crate) fn failed(device: &Device) -> Self {
+        Self {
+            items: 0,
+            loss: Tensor::zeros([1], device),
+            ce: None,
+            kd: None,
+            logits: Tensor::zeros([0, 1], device),
+            targets: None,
+        }
+    }
+
     /// The logit rows that have a target, with their targets (none for unlabeled data).
     fn labelled(&self) -> (Tensor<2>, Tensor<1, Int>) {
         match &self.targets {

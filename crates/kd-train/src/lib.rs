@@ -1,29 +1,40 @@
 //! # kd-train
 //!
-//! Knowledge distillation as a plug-in to Burn's training: [`DistillModel`] implements Burn's
-//! `TrainStep` / `InferenceStep`, so it runs under `burn::train::Learner` like any model, and
-//! [`fit_one_cycle`] is fastai's recipe on top of the same steps ([`fastai_adam`]: Adam with
-//! β2 0.99, eps 1e-5, decoupled weight decay off for BatchNorm and biases; [`OneCycle`] learning
-//! rate and β1, 0.95 → 0.85 → 0.95).
+//! Knowledge distillation as Burn `Learner` components. [`DistillModel`] implements Burn's
+//! `TrainStep` / `InferenceStep`, so it trains under `burn::train::Learner` like any model;
+//! kd's own parts plug into Burn's `SupervisedTraining`, and [`Recipe`] assembles them into
+//! fastai's recipe — the one path every kd training takes:
 //!
-//! - The teacher is frozen: a copy in eval mode on the tape-free device (BatchNorm uses its
-//!   running statistics and never updates them), not a parameter of the trained module, so the
-//!   optimizer never sees it and checkpoints never contain it.
-//! - The teacher's outputs are cached on the device per item key the batch provides
-//!   ([`kd_core::DistillBatch::cache_keys`]: the data set's fingerprint, the item, and the
-//!   flip variant for kd-data's images), within a byte budget — see [`TeacherCache`].
-//! - Metrics: train/valid objective, CE and KD separately, accuracy, learning rate; fastai's
-//!   table after each epoch; checkpoints after each epoch, resumed automatically.
-//! - Several teachers and their ensembles ([`Teachers`]), several devices
-//!   ([`DistillModel::on_devices`]), and deep mutual learning of several students
-//!   ([`fit_mutual`], or [`MutualModel`] under Burn's `Learner`).
+//! - [`FitConfig::learner`]: the optimizer ([`fastai_adam`]: Adam with β2 0.99, eps 1e-5,
+//!   decoupled weight decay off for BatchNorm and biases; or SGD) and the learning-rate
+//!   schedule as Burn's `LrScheduler` ([`ScheduledLr`]: one cycle, cosine, step, constant;
+//!   fastai's β1 0.95 → 0.85 → 0.95 with one cycle), the model planned so its weight and
+//!   temperature schedules follow the same [`TrainingClock`];
+//! - [`RunCheckpointer`]: digest-checked checkpoints after every epoch, resumed exactly;
+//! - [`HistoryRecorder`]: each epoch's [`EpochRecord`] (fastai's table row) per member, from
+//!   Burn's events, to a [`report::Reporter`];
+//! - [`StepGuard`]: a NaN or infinite loss or gradient stops training with
+//!   [`TrainError::NonFinite`] naming the epoch, step and term;
+//! - [`Quiet`]: Burn's renderer and metric logger, silent.
+//!
+//! The teacher is frozen: a copy in eval mode on the tape-free device (BatchNorm uses its
+//! running statistics and never updates them), not a parameter of the trained module, so the
+//! optimizer never sees it and checkpoints never contain it. Its outputs are cached on the
+//! device per item key the batch provides ([`kd_core::DistillBatch::cache_keys`]: the data
+//! set's fingerprint, the item, and the flip variant for kd-data's images), within a byte
+//! budget — see [`TeacherCache`]. Several teachers and their ensembles ([`Teachers`]), several
+//! devices ([`DistillModel::on_devices`]), and deep mutual learning of several students
+//! ([`MutualModel`], [`Recipe::fit_mutual`]).
 
 mod adam;
 mod checkpoint;
+mod clock;
 mod devices;
 mod distill;
 mod divergence;
-mod fit;
+mod evaluate;
+mod fit_config;
+mod guard;
 mod history;
 mod lr_schedule;
 mod metrics;
@@ -33,29 +44,40 @@ mod one_cycle;
 mod optimizer;
 mod options;
 mod parallel;
-mod progress;
+mod quiet;
+mod recipe;
+mod recorder;
 pub mod report;
 mod rollout;
+mod scheduler;
 mod teacher;
 mod teachers;
+mod trainable;
 
 use std::path::PathBuf;
 
 pub use adam::{Beta1, CycledAdamW, fastai_adam};
-pub use checkpoint::load_trained_student;
+pub use checkpoint::{RunCheckpointer, load_trained_student};
+pub use clock::{StepPosition, TrainingClock};
 pub use distill::{DistillModel, KdOutput, TappableModule};
-pub use fit::{Evaluation, FitConfig, Fitted, evaluate, fit_one_cycle};
+pub use evaluate::{Evaluation, evaluate};
+pub use fit_config::FitConfig;
+pub use guard::StepGuard;
 pub use history::{EpochRecord, History};
 pub use lr_schedule::LrSchedule;
 pub use metrics::{ObjectivePartMetric, ObjectivePartsInput};
-pub use mutual::{MutualModel, fit_mutual, member_folder};
+pub use mutual::{MutualModel, MutualOutput};
 pub use one_cycle::OneCycle;
 pub use optimizer::OptimizerConfig;
 pub use options::DistillOptions;
-pub use progress::Progress;
+pub use quiet::Quiet;
+pub use recipe::{Fitted, Loader, Recipe};
+pub use recorder::{HistoryRecorder, Tallies, Tally};
 pub use rollout::Rollout;
+pub use scheduler::ScheduledLr;
 pub use teacher::{FrozenTeacher, TeacherCache};
 pub use teachers::Teachers;
+pub use trainable::Trainable;
 
 /// Everything that can stop training.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +128,15 @@ pub enum TrainError {
         /// Which part of the objective went non-finite first.
         what: String,
     },
+    /// The objective has schedules and nothing plans the training they follow.
+    #[error("schedules: {0}")]
+    Schedule(String),
+    /// Training was asked to stop (Burn's `Interrupter`) before its last epoch.
+    #[error("training stopped before its last epoch: {0}")]
+    Stopped(String),
+    /// Burn's `Learner` stopped on an error of its own (data, metrics, checkpoints).
+    #[error("training: {0}")]
+    Training(String),
     /// A checkpoint could not be written or read.
     #[error("checkpoint {}: {reason}", path.display())]
     Checkpoint {

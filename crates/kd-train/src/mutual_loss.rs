@@ -2,30 +2,11 @@
 //! to the other students' detached predictions, from one forward pass of each.
 
 use burn::tensor::Tensor;
-use burn::train::TrainOutput;
 use kd_core::DistillBatch;
 use kd_core::logit::mutual;
 
 use crate::TrainError;
 use crate::distill::{DistillModel, KdOutput, TappableModule};
-
-/// One step of every student on `batch`: each student's loss back-propagated alone (see
-/// [`mutual_losses`]).
-pub(crate) fn mutual_step<S, B>(
-    students: &[&DistillModel<S, B>],
-    batch: &B,
-    weight: f64,
-) -> Result<Vec<TrainOutput<KdOutput>>, TrainError>
-where
-    S: TappableModule<B::Input>,
-    B: DistillBatch,
-{
-    Ok(mutual_losses(students, batch, weight)?
-        .into_iter()
-        .zip(students)
-        .map(|(item, model)| TrainOutput::new(*model, item.loss.backward(), item))
-        .collect())
-}
 
 /// Every student's loss on `batch` (its objective on a training step, plus `weight` × its
 /// mean KL to the others' detached predictions), from one forward pass of each.
@@ -62,6 +43,7 @@ where
             .div_scalar((counted.len() - 1) as f64)
             .mul_scalar(weight);
         items.push(KdOutput {
+            items: batch.len(),
             loss: parts.total + kl.clone(),
             ce: parts.ce,
             kd: Some(parts.kd.map_or(kl.clone(), |kd| kd + kl)),

@@ -1,18 +1,13 @@
 //! fastai's `fit_one_cycle` schedule.
 
-use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
-use burn::optim::LearningRate;
 use serde::{Deserialize, Serialize};
-
-use crate::adam::Beta1;
-use crate::progress::Progress;
 
 /// One-cycle learning rate (and momentum) as fastai computes them: cosine from `lr/div` up to
 /// `lr` over the first `pct_start` of the steps, then cosine down to `lr/div_final`; β1 goes
-/// 0.95 → 0.85 → 0.95 along the same phases. As Burn's [`LrScheduler`] it also sets the β1 of
-/// [`fastai_adam`](crate::fastai_adam) when given it ([`OneCycle::with_beta_1`]) and a
-/// distillation model's schedule progress ([`OneCycle::with_progress`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// 0.95 → 0.85 → 0.95 along the same phases. The formulas only: under Burn's `Learner`
+/// [`LrSchedule::OneCycle`](crate::LrSchedule::OneCycle) steps them
+/// ([`FitConfig::learner`](crate::FitConfig::learner)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OneCycle {
     /// Peak learning rate.
     pub lr_max: f64,
@@ -26,14 +21,6 @@ pub struct OneCycle {
     pub div_final: f64,
     /// Momentum at the start, the peak LR and the end (fastai 0.95, 0.85, 0.95).
     pub moms: (f64, f64, f64),
-    /// The next step for [`LrScheduler`] use.
-    pub step: usize,
-    /// The optimiser's β1, moved along [`OneCycle::momentum`] by [`LrScheduler::step`].
-    #[serde(skip)]
-    pub beta_1: Option<Beta1>,
-    /// The schedules' clock, set to `steps done / total_steps` by [`LrScheduler::step`].
-    #[serde(skip)]
-    pub progress: Option<Progress>,
 }
 
 /// fastai's `SchedCos`: `start + (1 + cos(π(1 − pos)))·(end − start)/2`.
@@ -51,33 +38,6 @@ impl OneCycle {
             div: 25.0,
             div_final: 1e5,
             moms: (0.95, 0.85, 0.95),
-            step: 0,
-            beta_1: None,
-            progress: None,
-        }
-    }
-
-    /// Also drive `beta_1` (from [`fastai_adam`](crate::fastai_adam)) when used as Burn's
-    /// [`LrScheduler`].
-    pub fn with_beta_1(mut self, beta_1: Beta1) -> Self {
-        self.beta_1 = Some(beta_1);
-        self
-    }
-
-    /// Also move a model's training progress when used as Burn's [`LrScheduler`] (from
-    /// [`DistillModel::progress_handle`](crate::DistillModel::progress_handle)), so its weight
-    /// and temperature schedules advance under Burn's `Learner` as under
-    /// [`fit_one_cycle`](crate::fit_one_cycle).
-    pub fn with_progress(mut self, progress: Progress) -> Self {
-        self.progress = Some(progress);
-        self
-    }
-
-    /// Burn's learner calls [`LrScheduler::step`] after each training step's forward pass:
-    /// the next forward pass is step `self.step`, at progress `step / total_steps`.
-    fn publish_progress(&self) {
-        if let Some(progress) = &self.progress {
-            progress.set(self.step as f64 / self.total_steps as f64);
         }
     }
 
@@ -103,29 +63,6 @@ impl OneCycle {
         match self.phase(step) {
             (true, p) => sched_cos(self.moms.0, self.moms.1, p),
             (false, p) => sched_cos(self.moms.1, self.moms.2, p),
-        }
-    }
-}
-
-impl LrScheduler for OneCycle {
-    fn step(&mut self) -> LearningRate {
-        let lr = self.lr(self.step);
-        if let Some(beta_1) = &self.beta_1 {
-            beta_1.set(self.momentum(self.step));
-        }
-        self.step += 1;
-        self.publish_progress();
-        lr
-    }
-
-    fn to_record(&self) -> LrSchedulerRecord {
-        LrSchedulerRecord::new().with_scalar("step", self.step as u64)
-    }
-
-    fn load_record(&mut self, record: LrSchedulerRecord) {
-        if let Some(step) = record.scalar::<u64>("step") {
-            self.step = step as usize;
-            self.publish_progress();
         }
     }
 }

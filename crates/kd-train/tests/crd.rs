@@ -6,11 +6,10 @@ mod common;
 
 use burn::data::dataloader::DataLoader;
 use burn::tensor::Tensor;
-use common::{DieAfterFirstEpoch, device, fit, net, tiny_data, twin};
+use common::{device, fit, net, quiet, stop_in_epoch_1, tiny_data, twin};
 use kd_core::{DistillBatch, LayerPair, LossConfig, Mix, Objective, Term};
 use kd_data::{DataBundle, ImageBatch};
 use kd_models::{Arch, Network};
-use kd_train::report::Silent;
 use kd_train::{
     DistillModel, DistillOptions, FitConfig, FrozenTeacher, TeacherCache, TrainError,
     load_trained_student,
@@ -97,7 +96,7 @@ fn crd_trains_its_heads_and_banks_and_a_killed_run_resumes_them_exactly() {
         &config(3),
         "crd",
         Some(straight.path()),
-        &mut Silent,
+        quiet(),
     )
     .unwrap();
     let steps = data.train.num_batches() * 3;
@@ -117,18 +116,15 @@ fn crd_trains_its_heads_and_banks_and_a_killed_run_resumes_them_exactly() {
 
     let killed = tempfile::tempdir().unwrap();
     let path = killed.path().to_path_buf();
-    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        fit(
-            build(),
-            &data,
-            &config(3),
-            "crd",
-            Some(&path),
-            &mut DieAfterFirstEpoch,
-        )
-    }));
-    assert!(crashed.is_err());
-    let (resumed, _) = fit(build(), &data, &config(3), "crd", Some(&path), &mut Silent).unwrap();
+    let model = build();
+    let stop = stop_in_epoch_1(model.guard().interrupter());
+    let crashed = fit(model, &data, &config(3), "crd", Some(&path), stop);
+    assert!(
+        matches!(crashed, Err(TrainError::Stopped(_))),
+        "{:?}",
+        crashed.err()
+    );
+    let (resumed, _) = fit(build(), &data, &config(3), "crd", Some(&path), quiet()).unwrap();
     let again = state(&resumed);
     assert_eq!(resumed.contrasts.memories[0].state(), memory.state());
     let gap = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
@@ -148,7 +144,7 @@ fn crd_trains_its_heads_and_banks_and_a_killed_run_resumes_them_exactly() {
         TeacherCache::OFF,
     )
     .unwrap();
-    let h = load_trained_student(&mut alone, straight.path()).unwrap();
+    let h = load_trained_student(&mut alone, straight.path(), None).unwrap();
     assert_eq!(h.epochs.len(), 3);
 }
 
@@ -244,7 +240,7 @@ fn crd_memory_is_sized_by_the_trainer_from_the_training_set() {
         &config(1),
         "crd",
         Some(checkpoints.path()),
-        &mut Silent,
+        quiet(),
     )
     .map(|_| ())
     .unwrap_err()

@@ -14,16 +14,13 @@ use burn::data::dataloader::DataLoader;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
+use burn::train::SupervisedTraining;
 use burn::train::metric::LossMetric;
-use burn::train::{ExecutionStrategy, Learner, SupervisedTraining};
-use common::{DieAfterFirstEpoch, device, distill, fit, net, soft_target_pairs, tiny_data};
+use common::{device, distill, fit, net, quiet, soft_target_pairs, stop_in_epoch_1, tiny_data};
 use kd_core::{DistillBatch, LayerPair, LossConfig, Objective};
 use kd_data::ImageBatch;
 use kd_models::Arch;
-use kd_train::report::Silent;
-use kd_train::{
-    DistillModel, FitConfig, FrozenTeacher, OneCycle, TeacherCache, TrainError, fastai_adam,
-};
+use kd_train::{DistillModel, FitConfig, FrozenTeacher, Quiet, TeacherCache, TrainError};
 use small_cnn::SmallCnn;
 
 type CnnModel = DistillModel<SmallCnn, ImageBatch>;
@@ -141,7 +138,7 @@ fn flat_params<M: Module>(model: &M) -> Vec<f32> {
 }
 
 #[test]
-fn fit_one_cycle_on_two_devices_matches_one_device_and_resumes() {
+fn a_fit_on_two_devices_matches_one_device_and_resumes() {
     let (_dir, data) = tiny_data(16);
     let config = FitConfig {
         epochs: 2,
@@ -151,11 +148,11 @@ fn fit_one_cycle_on_two_devices_matches_one_device_and_resumes() {
     };
     let (student, teacher) = cnn_pair(5);
     let one = cnn_model(student.clone(), &teacher);
-    let (one, h1) = fit(one, &data, &config, "one", None, &mut Silent).unwrap();
+    let (one, h1) = fit(one, &data, &config, "one", None, quiet()).unwrap();
     let two = cnn_model(student.clone(), &teacher)
         .on_devices(vec![device(), device()])
         .unwrap();
-    let (two, h2) = fit(two, &data, &config, "two", None, &mut Silent).unwrap();
+    let (two, h2) = fit(two, &data, &config, "two", None, quiet()).unwrap();
     // Same steps, same learning rates, the same mean gradient each step (up to the order of
     // float sums): the same weights after two epochs.
     let gap = relative_gap(&flat_params(&one), &flat_params(&two));
@@ -172,18 +169,15 @@ fn fit_one_cycle_on_two_devices_matches_one_device_and_resumes() {
             .on_devices(vec![device(), device()])
             .unwrap()
     };
-    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        fit(
-            build(),
-            &data,
-            &config,
-            "two",
-            Some(ck.path()),
-            &mut DieAfterFirstEpoch,
-        )
-    }));
-    assert!(killed.is_err());
-    let (resumed, h3) = fit(build(), &data, &config, "two", Some(ck.path()), &mut Silent).unwrap();
+    let model = build();
+    let stop = stop_in_epoch_1(model.guard().interrupter());
+    let killed = fit(model, &data, &config, "two", Some(ck.path()), stop);
+    assert!(
+        matches!(killed, Err(TrainError::Stopped(_))),
+        "{:?}",
+        killed.err()
+    );
+    let (resumed, h3) = fit(build(), &data, &config, "two", Some(ck.path()), quiet()).unwrap();
     assert_eq!(h3.epochs.len(), 2);
     assert_eq!(h3.epochs[1].lr, h2.epochs[1].lr);
     let gap = relative_gap(&flat_params(&two), &flat_params(&resumed));
@@ -208,7 +202,7 @@ fn soft_target_and_attention_distil_a_resnet_on_two_devices() {
             epochs: 1,
             ..FitConfig::default()
         };
-        let (model, history) = fit(model, &data, &config, name, None, &mut Silent).unwrap();
+        let (model, history) = fit(model, &data, &config, name, None, quiet()).unwrap();
         let epoch = &history.epochs[0];
         assert!(epoch.train_loss.is_finite() && epoch.train_loss > 0.0);
         assert!(epoch.train_kd.is_some_and(|kd| kd.is_finite() && kd > 0.0));
@@ -222,28 +216,39 @@ fn soft_target_and_attention_distil_a_resnet_on_two_devices() {
 }
 
 #[test]
-fn burns_learner_trains_on_two_devices_with_multi_device() {
+fn burns_learner_assembled_by_hand_trains_two_devices_as_the_recipe_does() {
     let (_dir, data) = tiny_data(16);
     let (student, teacher) = cnn_pair(7);
-    let model = cnn_model(student, &teacher)
-        .on_devices(vec![device(), device()])
-        .unwrap();
-    let strategy = model.execution_strategy(false);
-    assert!(matches!(strategy, ExecutionStrategy::MultiDevice(ref d, _) if d.len() == 2));
+    let build = || {
+        cnn_model(student.clone(), &teacher)
+            .on_devices(vec![device(), device()])
+            .unwrap()
+    };
+    let config = FitConfig {
+        epochs: 1,
+        ..FitConfig::default()
+    };
+    let model = build();
     let before = flat_params(&model);
-    let steps = data.train.num_batches();
-    let (optim, _) = fastai_adam(0.01);
+    // A user's own Learner: kd's optimizer and schedule, Burn's default (single-device)
+    // strategy; each step spreads its batch over the model's two devices.
+    let train = data.train.restarted();
+    let learner = config.learner(model, train.num_items());
     let out = tempfile::tempdir().unwrap();
-    let result = SupervisedTraining::new(
-        out.path(),
-        Arc::new(data.train.clone()),
-        Arc::new(data.valid.clone()),
-    )
-    .with_training_strategy(strategy.into())
-    .metric_train_numeric(LossMetric::new())
-    .num_epochs(1)
-    .launch(Learner::new(model, optim, OneCycle::new(1e-3, steps)));
-    assert_ne!(before, flat_params(&result.model), "the optimizer stepped");
+    let result = SupervisedTraining::new(out.path(), Arc::new(train), Arc::new(data.valid.clone()))
+        .metric_train_numeric(LossMetric::new())
+        .renderer(Box::new(Quiet))
+        .with_application_logger(None)
+        .num_epochs(1)
+        .launch(learner);
+    let by_hand = flat_params(&result.model);
+    assert_ne!(before, by_hand, "the optimizer stepped");
+    let (recipe, _) = fit(build(), &data, &config, "two", None, quiet()).unwrap();
+    assert_eq!(
+        by_hand,
+        flat_params(&recipe),
+        "one path, whoever assembles it"
+    );
 }
 
 /// A batch type that does not say how to split itself.

@@ -4,11 +4,10 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{Model, device, distill, fit, net, tiny_data};
+use common::{Model, device, distill, fit, net, quiet, tiny_data};
 use kd_core::{KdInput, KdLoss, LayerPair, LossConfig, LossError, Objective, Term};
 use kd_data::ImageBatch;
 use kd_models::Arch;
-use kd_train::report::Silent;
 use kd_train::{DistillModel, DistillOptions, FitConfig, FrozenTeacher, TeacherCache, TrainError};
 
 /// Every float of the student, parameters and BatchNorm statistics.
@@ -60,7 +59,7 @@ fn every_builtin_loss_trains_with_finite_weights() {
             DistillOptions::from(TeacherCache::OFF).with_training_items(items),
         )
         .unwrap();
-        match fit(model, &data, &config, name, None, &mut Silent) {
+        match fit(model, &data, &config, name, None, quiet()) {
             Ok((model, _)) if all_finite(&model) => {}
             Ok(_) => failures.push(format!("{name}: non-finite weights")),
             Err(e) => failures.push(format!("{name}: {e}")),
@@ -101,7 +100,7 @@ fn a_loss_with_a_nan_gradient_is_named_when_training_stops() {
         epochs: 1,
         ..FitConfig::default()
     };
-    let err = fit(model, &data, &config, "probe", None, &mut Silent).unwrap_err();
+    let err = fit(model, &data, &config, "probe", None, quiet()).unwrap_err();
     let message = err.to_string();
     assert!(
         matches!(err, TrainError::NonFinite { step: 0, .. }),

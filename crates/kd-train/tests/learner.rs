@@ -4,6 +4,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
+use burn::data::dataloader::DataLoader;
 use burn::tensor::Tensor;
 use burn::train::metric::{
     AccuracyMetric, ClassReduction, LossMetric, PrecisionMetric, TopKAccuracyMetric,
@@ -12,7 +13,7 @@ use burn::train::{Learner, SupervisedTraining};
 use common::{Model, distill, net, soft_target_pairs, tiny_data};
 use kd_core::{KdInput, KdLoss, LossError, Mix, Objective, Schedule, Term};
 use kd_models::Arch;
-use kd_train::{ObjectivePartMetric, OneCycle, fastai_adam};
+use kd_train::{FitConfig, ObjectivePartMetric, Quiet, TrainError, fastai_adam};
 
 /// The student's classifier weights.
 fn fc_weights(model: &Model) -> Vec<f32> {
@@ -37,11 +38,13 @@ fn distillation_trains_under_burns_supervised_training() {
     )
     .unwrap();
     let before = fc_weights(&model);
-    let steps = data.train.num_batches();
-    let (optim, beta_1) = fastai_adam(0.01);
-    let schedule = OneCycle::new(1e-3, steps).with_beta_1(beta_1.clone());
-    let learner = Learner::new(model, optim, schedule);
+    let config = FitConfig {
+        epochs: 1,
+        ..FitConfig::default()
+    };
+    let learner = config.learner(model, data.train.num_items());
     let out = tempfile::tempdir().unwrap();
+    // Burn's own metrics beside kd's parts.
     let result = SupervisedTraining::new(
         out.path(),
         Arc::new(data.train.clone()),
@@ -50,11 +53,11 @@ fn distillation_trains_under_burns_supervised_training() {
     .metric_train_numeric(LossMetric::new())
     .metric_valid_numeric(LossMetric::new())
     .metric_valid_numeric(AccuracyMetric::new())
+    .renderer(Box::new(Quiet))
+    .with_application_logger(None)
     .num_epochs(1)
     .launch(learner);
-    // Burn's learner stepped the schedule once per batch, moving β1 with it.
-    let last = OneCycle::new(1e-3, steps).momentum(steps - 1);
-    assert_eq!(beta_1.get(), last as f32);
+    assert!(result.error.is_none() && result.interrupted.is_none());
     let after = fc_weights(&result.model);
     assert_ne!(before, after, "the optimizer updated the student");
     // The teacher's outputs were cached by the training steps.
@@ -80,7 +83,7 @@ impl KdLoss for Recorder {
 }
 
 #[test]
-fn schedules_advance_under_burns_learner_as_under_fit_one_cycle() {
+fn schedules_advance_with_kds_one_cycle_under_burns_learner() {
     let (_dir, data) = tiny_data(16);
     let teacher = net(Arch::ResNet18, 21);
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -98,10 +101,11 @@ fn schedules_advance_under_burns_learner_as_under_fit_one_cycle() {
     let steps = data.train.num_batches();
     let epochs = 2;
     let total = steps * epochs;
-    let (optim, beta_1) = fastai_adam(0.01);
-    let schedule = OneCycle::new(1e-3, total)
-        .with_beta_1(beta_1)
-        .with_progress(model.progress_handle());
+    let config = FitConfig {
+        epochs,
+        ..FitConfig::default()
+    };
+    let learner = config.learner(model, data.train.num_items());
     seen.lock().unwrap().clear(); // the construction's dry run
     let out = tempfile::tempdir().unwrap();
     SupervisedTraining::new(
@@ -109,8 +113,10 @@ fn schedules_advance_under_burns_learner_as_under_fit_one_cycle() {
         Arc::new(data.train.clone()),
         Arc::new(data.valid.clone()),
     )
+    .renderer(Box::new(Quiet))
+    .with_application_logger(None)
     .num_epochs(epochs)
-    .launch(Learner::new(model, optim, schedule));
+    .launch(learner);
     // Per epoch: `steps` training evaluations, then one per validation batch.
     let seen = seen.lock().unwrap().clone();
     let valid = data.valid.num_batches();
@@ -149,7 +155,7 @@ fn ramped(seen: &Arc<Mutex<Vec<f64>>>) -> Objective {
 }
 
 #[test]
-fn a_ramped_kd_weight_advances_under_burns_cosine_scheduler_when_the_model_counts_its_steps() {
+fn a_ramped_kd_weight_advances_under_burns_cosine_scheduler_when_the_model_has_a_plan() {
     let (_dir, data) = tiny_data(16);
     let teacher = net(Arch::ResNet18, 23);
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -163,7 +169,7 @@ fn a_ramped_kd_weight_advances_under_burns_cosine_scheduler_when_the_model_count
         false,
     )
     .unwrap()
-    .with_total_steps(total);
+    .with_plan(epochs, data.train.num_items());
     seen.lock().unwrap().clear(); // the construction's dry run
     // Burn's own scheduler, which knows nothing of kd.
     let cosine = burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig::new(1e-3, total)
@@ -180,6 +186,8 @@ fn a_ramped_kd_weight_advances_under_burns_cosine_scheduler_when_the_model_count
     .metric_train_numeric(ObjectivePartMetric::distillation())
     .metric_valid_numeric(TopKAccuracyMetric::new(1))
     .metric_valid_numeric(PrecisionMetric::multiclass(1, ClassReduction::Macro))
+    .renderer(Box::new(Quiet))
+    .with_application_logger(None)
     .num_epochs(epochs)
     .launch(Learner::new(model, fastai_adam(0.01).0, cosine));
     let seen = seen.lock().unwrap().clone();
@@ -203,7 +211,7 @@ fn a_ramped_kd_weight_advances_under_burns_cosine_scheduler_when_the_model_count
 }
 
 #[test]
-fn a_schedule_nothing_advances_stops_the_first_step_under_burns_learner() {
+fn a_schedule_without_a_plan_stops_the_first_step_with_an_error_not_a_panic() {
     use burn::train::TrainStep;
     let (_dir, data) = tiny_data(16);
     let teacher = net(Arch::ResNet18, 25);
@@ -219,14 +227,17 @@ fn a_schedule_nothing_advances_stops_the_first_step_under_burns_learner() {
         .next()
         .unwrap()
         .unwrap();
-    let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        TrainStep::step(&model, batch.clone())
-    })) else {
-        panic!("a ramp frozen at 0 must not train silently");
-    };
-    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    let out = TrainStep::step(&model, batch.clone());
     assert!(
-        message.contains("with_total_steps") && message.contains("schedules"),
+        out.grads.len() == 0,
+        "a ramp frozen at 0 must not train silently"
+    );
+    assert!(model.guard().interrupter().should_stop());
+    let Some(TrainError::Schedule(message)) = model.guard().take_error() else {
+        panic!("no schedule error kept");
+    };
+    assert!(
+        message.contains("with_plan") && message.contains("schedules"),
         "{message}"
     );
     // Constant schedules need nothing to advance them.

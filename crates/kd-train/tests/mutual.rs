@@ -1,16 +1,21 @@
-//! Deep mutual learning: two students on the same batches, each with its own optimizer,
-//! history and checkpoints, each pulled towards the other's predictions.
+//! Deep mutual learning: two students on the same batches, one module under Burn's
+//! `Learner`, each student with its own row of metrics, each pulled towards the other's
+//! predictions.
 
 mod common;
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use common::{DieAfterFirstEpoch, distill, net, soft_target_pairs, tiny_data, twin};
+use std::sync::Arc;
+
+use burn::data::dataloader::DataLoader;
+
+use common::{distill, net, quiet, recipe, soft_target_pairs, stop_in_epoch_1, tiny_data, twin};
 use kd_core::Objective;
 use kd_data::DataBundle;
 use kd_models::{Arch, Network};
-use kd_train::report::Silent;
-use kd_train::{FitConfig, Fitted, TrainError, fit_mutual, fit_one_cycle, member_folder};
+use kd_train::report::SharedReporter;
+use kd_train::{FitConfig, Fitted, Recipe, TrainError, load_trained_student};
 
 type Students = Vec<Fitted<Network, kd_data::ImageBatch>>;
 
@@ -44,17 +49,34 @@ fn mutual(
     data: &DataBundle,
     config: &FitConfig,
     checkpoints: Option<&std::path::Path>,
-    reporter: &mut dyn kd_train::report::Reporter,
+    reporter: SharedReporter,
 ) -> Result<Students, TrainError> {
-    fit_mutual(
+    mutual_of(
         vec![alone(a), alone(b)],
-        &names(),
         weight,
-        &data.train.restarted(),
-        &data.valid,
+        data,
         config,
         checkpoints,
         reporter,
+    )
+}
+
+fn mutual_of(
+    students: Vec<common::Model>,
+    weight: f64,
+    data: &DataBundle,
+    config: &FitConfig,
+    checkpoints: Option<&std::path::Path>,
+    reporter: SharedReporter,
+) -> Result<Students, TrainError> {
+    let names = names();
+    let count = students.len().min(2);
+    recipe(config, "dml", checkpoints, reporter).fit_mutual(
+        students,
+        &names[..count],
+        weight,
+        Arc::new(data.train.restarted()),
+        Arc::new(data.valid.clone()),
     )
 }
 
@@ -106,7 +128,7 @@ fn each_students_loss_is_its_cross_entropy_plus_the_kl_to_the_others_prediction(
     let (a, b) = (net(Arch::ResNet18, 1), net(Arch::ResNet18, 2));
     // Learning rate 0: every batch of the epoch sees the initial weights, so the recorded
     // training loss is the mean over the epoch's batches of the formula on those weights.
-    let fitted = mutual(&a, &b, 1.0, &data, &config(1, 0.0), None, &mut Silent).unwrap();
+    let fitted = mutual(&a, &b, 1.0, &data, &config(1, 0.0), None, quiet()).unwrap();
     let (a2, b2) = (twin(&a, Arch::ResNet18), twin(&b, Arch::ResNet18));
     let logits = |net: &Network, x: Tensor<4>| -> Vec<f64> {
         use kd_core::FeatureModel;
@@ -163,20 +185,17 @@ fn with_weight_zero_each_student_trains_as_it_would_alone_and_with_weight_one_it
     let apart: Vec<Vec<f64>> = [&a, &b]
         .iter()
         .map(|n| {
-            let (m, _) = fit_one_cycle(
-                alone(n),
-                &data.train.restarted(),
-                &data.valid,
-                &config,
-                "alone",
-                None,
-                &mut Silent,
-            )
-            .unwrap();
+            let (m, _) = Recipe::new(config.clone())
+                .fit(
+                    alone(n),
+                    Arc::new(data.train.restarted()),
+                    Arc::new(data.valid.clone()),
+                )
+                .unwrap();
             weights(&m.student)
         })
         .collect();
-    let zero = mutual(&a, &b, 0.0, &data, &config, None, &mut Silent).unwrap();
+    let zero = mutual(&a, &b, 0.0, &data, &config, None, quiet()).unwrap();
     for (i, (m, _)) in zero.iter().enumerate() {
         let gap = max_gap(&weights(&m.student), &apart[i]);
         assert!(
@@ -184,46 +203,39 @@ fn with_weight_zero_each_student_trains_as_it_would_alone_and_with_weight_one_it
             "student {i} with weight 0 differs from alone by {gap}"
         );
     }
-    let one = mutual(&a, &b, 1.0, &data, &config, None, &mut Silent).unwrap();
+    let one = mutual(&a, &b, 1.0, &data, &config, None, quiet()).unwrap();
     let gap = max_gap(&weights(&one[0].0.student), &apart[0]);
     assert!(gap > 1e-4, "the mutual term changed nothing ({gap})");
 }
 
 #[test]
-fn a_killed_mutual_run_resumes_to_the_same_students_each_with_its_own_checkpoints() {
+fn a_killed_mutual_run_resumes_to_the_same_students_each_readable_from_the_checkpoint() {
     let (_dir, data) = tiny_data(16);
     let (a, b) = (net(Arch::ResNet18, 5), net(Arch::ResNet18, 6));
     let config = config(3, 2e-3);
     let straight = tempfile::tempdir().unwrap();
-    let full = mutual(
-        &a,
-        &b,
-        1.0,
-        &data,
-        &config,
-        Some(straight.path()),
-        &mut Silent,
-    )
-    .unwrap();
-    for i in 0..2 {
-        let dir = straight.path().join(member_folder(i)).join("epoch-002");
-        assert!(dir.join("model.bpk").is_file() && dir.join("optim.bpk").is_file());
+    let full = mutual(&a, &b, 1.0, &data, &config, Some(straight.path()), quiet()).unwrap();
+    let dir = straight.path().join("epoch-002");
+    assert!(dir.join("model.bpk").is_file() && dir.join("optim.bpk").is_file());
+    // Each student loads back from the pair's checkpoint, with its own history.
+    for (i, (trained, history)) in full.iter().enumerate() {
+        let mut student = alone(&net(Arch::ResNet18, 99));
+        let read = load_trained_student(&mut student, straight.path(), Some(i)).unwrap();
+        assert_eq!(&read, history);
+        assert_eq!(weights(&student.student), weights(&trained.student));
     }
     let killed = tempfile::tempdir().unwrap();
     let path = killed.path().to_path_buf();
-    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        mutual(
-            &a,
-            &b,
-            1.0,
-            &data,
-            &config,
-            Some(&path),
-            &mut DieAfterFirstEpoch,
-        )
-    }));
-    assert!(crashed.is_err());
-    let resumed = mutual(&a, &b, 1.0, &data, &config, Some(&path), &mut Silent).unwrap();
+    let students = vec![alone(&a), alone(&b)];
+    let stop = stop_in_epoch_1(students[0].guard().interrupter());
+    let stopped = mutual_of(students, 1.0, &data, &config, Some(&path), stop);
+    assert!(
+        matches!(stopped, Err(TrainError::Stopped(_))),
+        "{:?}",
+        stopped.err()
+    );
+    assert!(path.join("epoch-000").is_dir() && !path.join("epoch-001").exists());
+    let resumed = mutual(&a, &b, 1.0, &data, &config, Some(&path), quiet()).unwrap();
     for i in 0..2 {
         let gap = max_gap(
             &weights(&resumed[i].0.student),
@@ -236,6 +248,32 @@ fn a_killed_mutual_run_resumes_to_the_same_students_each_with_its_own_checkpoint
             full[i].1.epochs[2].accuracy
         );
     }
+}
+
+#[test]
+fn a_mutual_run_directory_of_kd_0_1_0_is_refused_with_what_to_do() {
+    let (_dir, data) = tiny_data(16);
+    let (a, b) = (net(Arch::ResNet18, 12), net(Arch::ResNet18, 13));
+    // kd 0.1.0 kept a folder, and an optimizer, per student.
+    let old = tempfile::tempdir().unwrap();
+    for k in 1..=2 {
+        std::fs::create_dir_all(old.path().join(format!("student-{k}/epoch-000"))).unwrap();
+    }
+    let e = mutual(
+        &a,
+        &b,
+        1.0,
+        &data,
+        &config(1, 1e-3),
+        Some(old.path()),
+        quiet(),
+    )
+    .unwrap_err();
+    let message = e.to_string();
+    assert!(
+        message.contains("kd 0.1.0") && message.contains("--force"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -252,15 +290,13 @@ fn dml_with_a_teacher_adds_the_teachers_terms_and_one_student_is_refused() {
         )
         .unwrap()
     };
-    let fitted = fit_mutual(
+    let fitted = mutual_of(
         vec![student(&a), student(&b)],
-        &names(),
         1.0,
-        &data.train.restarted(),
-        &data.valid,
+        &data,
         &config(1, 1e-3),
         None,
-        &mut Silent,
+        quiet(),
     )
     .unwrap();
     for (m, h) in &fitted {
@@ -269,15 +305,13 @@ fn dml_with_a_teacher_adds_the_teachers_terms_and_one_student_is_refused() {
         assert!(e.valid_kd.is_some() && e.train_kd.unwrap().is_finite());
     }
 
-    let one = fit_mutual(
+    let one = mutual_of(
         vec![student(&a)],
-        &names()[..1],
         1.0,
-        &data.train.restarted(),
-        &data.valid,
+        &data,
         &config(1, 1e-3),
         None,
-        &mut Silent,
+        quiet(),
     );
     let message = one.expect_err("one student is refused").to_string();
     assert!(
@@ -287,35 +321,34 @@ fn dml_with_a_teacher_adds_the_teachers_terms_and_one_student_is_refused() {
 }
 
 #[test]
-fn burns_learner_trains_every_student_of_a_mutual_model() {
-    use burn::train::metric::LossMetric;
-    use burn::train::{Learner, SupervisedTraining};
-    use kd_train::{MutualModel, OneCycle, fastai_adam};
-    use std::sync::Arc;
+fn burns_learner_trains_every_student_of_a_mutual_model_with_a_row_each() {
+    use burn::train::SupervisedTraining;
+    use kd_train::{MutualModel, Quiet};
 
     let (_dir, data) = tiny_data(16);
     let (a, b) = (net(Arch::ResNet18, 10), net(Arch::ResNet18, 11));
     let model = MutualModel::new(vec![alone(&a), alone(&b)], 1.0).unwrap();
     let before: Vec<Vec<f64>> = model.students.iter().map(|s| weights(&s.student)).collect();
-    let steps = data.train.num_batches();
+    let train = data.train.restarted();
+    let learner = config(1, 1e-3).learner(model, train.num_items());
     let out = tempfile::tempdir().unwrap();
-    let result = SupervisedTraining::new(
-        out.path(),
-        Arc::new(data.train.clone()),
-        Arc::new(data.valid.clone()),
-    )
-    .metric_train_numeric(LossMetric::new())
-    .num_epochs(1)
-    .launch(Learner::new(
-        model,
-        fastai_adam(0.01).0,
-        OneCycle::new(1e-3, steps),
-    ));
+    let result = SupervisedTraining::new(out.path(), Arc::new(train), Arc::new(data.valid.clone()))
+        .renderer(Box::new(Quiet))
+        .with_application_logger(None)
+        .num_epochs(1)
+        .launch(learner);
     for (i, student) in result.model.students.iter().enumerate() {
         let gap = max_gap(&weights(&student.student), &before[i]);
         assert!(gap > 1e-6, "student {i} did not train ({gap})");
     }
-
+    // The recipe gives each student a row; a lone student is refused.
+    let fitted = mutual(&a, &b, 1.0, &data, &config(1, 1e-3), None, quiet()).unwrap();
+    assert_eq!(fitted.len(), 2);
+    assert!(fitted.iter().all(|(_, h)| h.epochs.len() == 1));
+    assert_ne!(
+        fitted[0].1.epochs[0].train_loss,
+        fitted[1].1.epochs[0].train_loss
+    );
     let one = MutualModel::new(vec![alone(&a)], 1.0).map(|_| ());
     assert!(matches!(one, Err(TrainError::Mutual(_))));
 }

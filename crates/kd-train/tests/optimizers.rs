@@ -7,9 +7,8 @@ mod common;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use common::{fit, net, soft_target_pairs, tiny_data};
+use common::{fit, net, quiet, soft_target_pairs, tiny_data};
 use kd_models::Arch;
-use kd_train::report::Silent;
 use kd_train::{DistillModel, FitConfig, LrSchedule, OptimizerConfig};
 
 /// PyTorch's SGD for one parameter: `d = g + wd·p`; `v = d` at the first step, else
@@ -79,7 +78,7 @@ fn final_lrs(schedule: LrSchedule, epochs: usize) -> (Vec<f64>, usize) {
         ..FitConfig::default()
     };
     let model = DistillModel::alone(net(Arch::ResNet18, 3));
-    let (_, history) = fit(model, &data, &config, "lrs", None, &mut Silent).unwrap();
+    let (_, history) = fit(model, &data, &config, "lrs", None, quiet()).unwrap();
     let per_epoch = data.train.num_batches();
     (history.epochs.iter().map(|e| e.lr).collect(), per_epoch)
 }
@@ -130,7 +129,7 @@ fn a_distillation_fit_trains_with_sgd_and_a_cosine_schedule() {
         schedule: LrSchedule::Cosine,
         ..FitConfig::default()
     };
-    let (_, history) = fit(model, &data, &config, "sgd", None, &mut Silent).unwrap();
+    let (_, history) = fit(model, &data, &config, "sgd", None, quiet()).unwrap();
     assert_eq!(history.epochs.len(), 2);
     for e in &history.epochs {
         assert!(e.train_loss.is_finite() && e.train_kd.is_some_and(f64::is_finite));

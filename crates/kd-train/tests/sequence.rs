@@ -18,8 +18,7 @@ use kd_core::{
     TapRecorder, Term,
 };
 use kd_data::{TokenBatch, TokenBatcher, TokenItem};
-use kd_train::report::Silent;
-use kd_train::{DistillModel, FitConfig, FrozenTeacher, TeacherCache, TrainError, fit_one_cycle};
+use kd_train::{DistillModel, FitConfig, FrozenTeacher, Recipe, TeacherCache, TrainError};
 
 /// Token ids `[batch, positions]` and the padding flags Burn's encoder takes (`true` = pad).
 type Text = (Tensor<2, Int>, Tensor<2, Bool>);
@@ -170,8 +169,7 @@ fn a_transformer_classifier_distils_logits_and_a_token_map_through_a_connector()
     .unwrap();
     assert_eq!(model.connectors.taps, ["encoder"]);
     let (train, valid) = (loader(Labels::Items, 64, 3), loader(Labels::Items, 16, 4));
-    let (model, history) =
-        fit_one_cycle(model, &train, &valid, &config(3), "text", None, &mut Silent).unwrap();
+    let (model, history) = Recipe::new(config(3)).fit(model, train, valid).unwrap();
     let first = &history.epochs[0];
     let last = history.epochs.last().unwrap();
     assert!(last.train_loss < first.train_loss, "{first:?} → {last:?}");
@@ -336,8 +334,7 @@ fn a_per_position_model_trains_on_labels_and_without_any() {
         )
         .unwrap();
         let (train, valid) = (loader(labels, 32, 7), loader(labels, 16, 8));
-        let (_, history) =
-            fit_one_cycle(model, &train, &valid, &config(2), "lm", None, &mut Silent).unwrap();
+        let (_, history) = Recipe::new(config(2)).fit(model, train, valid).unwrap();
         let last = history.epochs.last().unwrap();
         assert!(last.train_loss.is_finite() && last.train_kd.unwrap() > 0.0);
         match labels {
@@ -375,6 +372,8 @@ fn a_transformer_classifier_distils_under_burns_learner() {
     let result = SupervisedTraining::new(out.path(), train, valid)
         .metric_train_numeric(LossMetric::new())
         .metric_valid_numeric(AccuracyMetric::new())
+        .renderer(Box::new(kd_train::Quiet))
+        .with_application_logger(None)
         .num_epochs(1)
         .launch(Learner::new(model, kd_train::fastai_adam(0.0).0, scheduler));
     assert_ne!(

@@ -6,11 +6,10 @@ mod common;
 
 use burn::data::dataloader::DataLoader;
 use burn::module::Module;
-use common::{device, fit, net, tiny_data, twin};
+use common::{device, fit, net, quiet, tiny_data, twin};
 use kd_core::{DistillBatch, Ensemble, LayerPair, LossConfig, Mix, Objective, Term, logit};
 use kd_data::ImageBatch;
 use kd_models::{Arch, FeatureModel, Network};
-use kd_train::report::Silent;
 use kd_train::{DistillModel, FitConfig, FrozenTeacher, TeacherCache, Teachers, TrainError};
 
 const T: f64 = 4.0;
@@ -132,7 +131,7 @@ fn two_teachers_train_each_with_its_own_cache_and_unread_ones_never_run() {
         epochs: 1,
         ..FitConfig::default()
     };
-    let (model, history) = fit(model, &data, &config, "two teachers", None, &mut Silent).unwrap();
+    let (model, history) = fit(model, &data, &config, "two teachers", None, quiet()).unwrap();
     let epoch = &history.epochs[0];
     assert!(epoch.train_kd.is_some_and(|kd| kd.is_finite() && kd > 0.0));
     // a and b each cached every training and validation item; `unused` ran on none.

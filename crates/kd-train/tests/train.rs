@@ -4,12 +4,13 @@
 mod common;
 
 use burn::module::Module;
-use common::{distill, fit, net, soft_target_pairs, tinted_data, tiny_data, twin};
+use common::{distill, fit, net, quiet, soft_target_pairs, tinted_data, tiny_data, twin};
 use kd_core::{LayerPair, LossConfig, Objective};
 use kd_data::{Augmentation, RandomResizedCrop};
 use kd_models::{Arch, FeatureModel};
-use kd_train::report::Silent;
-use kd_train::{FitConfig, evaluate, fit_one_cycle};
+use std::sync::Arc;
+
+use kd_train::{FitConfig, Recipe, evaluate};
 
 /// Every float tensor of a module (parameters and BatchNorm statistics), flattened.
 fn snapshot(m: &impl burn::store::ModuleSnapshot) -> Vec<(String, Vec<f32>)> {
@@ -46,7 +47,7 @@ fn teacher_stays_bit_identical_and_the_student_learns() {
         weight_decay: 0.01,
         ..FitConfig::default()
     };
-    let (model, history) = fit(model, &data, &config, "kd", None, &mut Silent).unwrap();
+    let (model, history) = fit(model, &data, &config, "kd", None, quiet()).unwrap();
     assert_eq!(history.epochs.len(), 1);
     // The caller's teacher and the runner's frozen copy are untouched, BatchNorm statistics too.
     assert_eq!(snapshot(&teacher), before_teacher);
@@ -170,8 +171,9 @@ fn cached_vs_plain(flip: bool, augment: Augmentation, epochs: usize) -> (usize, 
         )
         .unwrap();
         let train = data.train.with_flip(flip).with_augmentation(augment);
-        let (model, h) =
-            fit_one_cycle(model, &train, &data.valid, &config, "kd", None, &mut Silent).unwrap();
+        let (model, h) = Recipe::new(config.clone())
+            .fit(model, Arc::new(train), Arc::new(data.valid.clone()))
+            .unwrap();
         (model.cached_teacher_items(), h)
     };
     let (n_cached, cached) = run(true);

@@ -287,8 +287,22 @@ pub fn bench_backend(
         .collect::<Result<Vec<_>, _>>()
         .and_then(|s| MutualModel::new(s, 1.0))
         .map_err(|e| e.to_string())?;
-    let mutual =
-        |m: &MutualModel<DistillModel<Network, ImageBatch>>, item| TrainStep::step(m, item);
+    let mutual = |m: &MutualModel<DistillModel<Network, ImageBatch>>, item| {
+        let out = TrainStep::step(m, item);
+        // Every student's loss, read back below through the first's: one sync.
+        let loss = out
+            .item
+            .students
+            .iter()
+            .map(|s| s.loss.clone())
+            .reduce(|a, b| a + b);
+        let mut first = out.item.students[0].clone();
+        first.loss = loss.expect("two students");
+        TrainOutput {
+            grads: out.grads,
+            item: first,
+        }
+    };
     let weight =
         |m: &MutualModel<DistillModel<Network, ImageBatch>>| first_weight(&m.students[0].student);
     let dml_ms = timed_steps(

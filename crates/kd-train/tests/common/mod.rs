@@ -4,15 +4,15 @@
 use std::path::Path;
 
 use burn::tensor::Device;
+use burn::train::Interrupter;
 use image::{Rgb, RgbImage};
 use kd_core::{LossConfig, Objective};
 use kd_data::{DataBundle, DataConfig, ImageBatch, ImageSet, LabelFn};
 use kd_models::{Arch, Head, Network, NetworkConfig};
-use kd_train::EpochRecord;
-use kd_train::report::Reporter;
+use kd_train::report::{Reporter, SharedReporter};
 use kd_train::{
-    DistillModel, FitConfig, FrozenTeacher, History, TappableModule, TeacherCache, TrainError,
-    fit_one_cycle,
+    DistillModel, FitConfig, FrozenTeacher, History, Recipe, TappableModule, TeacherCache,
+    TrainError,
 };
 
 /// A bundled ResNet distilled on kd-data's image batches.
@@ -92,24 +92,39 @@ pub fn distill(
     )
 }
 
-/// `fit_one_cycle` on `data`'s loaders, the training loader's epochs counted from 0.
+/// The recipe of `config` named `name`, with `checkpoints` and `reporter`.
+pub fn recipe(
+    config: &FitConfig,
+    name: &str,
+    checkpoints: Option<&Path>,
+    reporter: SharedReporter,
+) -> Recipe {
+    let recipe = Recipe::new(config.clone()).name(name).reporter(reporter);
+    match checkpoints {
+        Some(dir) => recipe.checkpoints(dir),
+        None => recipe,
+    }
+}
+
+/// kd's recipe on `data`'s loaders, the training loader's epochs counted from 0.
 pub fn fit<S: TappableModule>(
     model: DistillModel<S, ImageBatch>,
     data: &DataBundle,
     config: &FitConfig,
     name: &str,
     checkpoints: Option<&Path>,
-    reporter: &mut dyn Reporter,
+    reporter: SharedReporter,
 ) -> Result<(DistillModel<S, ImageBatch>, History), TrainError> {
-    fit_one_cycle(
+    recipe(config, name, checkpoints, reporter).fit(
         model,
-        &data.train.restarted(),
-        &data.valid,
-        config,
-        name,
-        checkpoints,
-        reporter,
+        std::sync::Arc::new(data.train.restarted()),
+        std::sync::Arc::new(data.valid.clone()),
     )
+}
+
+/// Silence.
+pub fn quiet() -> SharedReporter {
+    SharedReporter::default()
 }
 
 /// An independent copy of `net` (Burn's `clone` shares BatchNorm running statistics): its
@@ -125,13 +140,19 @@ pub fn twin(net: &Network, arch: Arch) -> Network {
     copy
 }
 
-/// Stops a run by panicking when epoch 1 ends (before its checkpoint is written): a killed run.
-pub struct DieAfterFirstEpoch;
+/// Stops a run in the middle of epoch 1 (at its second step, before its checkpoint is
+/// written): a killed run, through the model's interrupter
+/// ([`DistillModel::guard`](kd_train::DistillModel::guard)).
+pub fn stop_in_epoch_1(interrupter: Interrupter) -> SharedReporter {
+    SharedReporter::new(StopInEpoch1(interrupter))
+}
 
-impl Reporter for DieAfterFirstEpoch {
-    fn epoch(&mut self, _run: &str, record: &EpochRecord) {
-        if record.epoch == 1 {
-            panic!("simulated kill during epoch 1");
+struct StopInEpoch1(Interrupter);
+
+impl Reporter for StopInEpoch1 {
+    fn step(&mut self, _run: &str, epoch: usize, step: usize, _steps: usize, _loss: f64) {
+        if epoch == 1 && step == 2 {
+            self.0.stop(Some("simulated kill during epoch 1"));
         }
     }
 }
