@@ -19,8 +19,10 @@
 //! cargo run --example bring_your_own       # a few seconds on 2 CPU cores
 //! ```
 //!
-//! It prints validation accuracies (see docs/results.md for the figures of one run); the two
-//! distilled students are the same run, so they print the same.
+//! It prints validation accuracies. The two distilled students train alike but see their
+//! batches in another order: Burn's `SupervisedTraining` moves the loader to the device, which
+//! reshuffles a `DataLoaderBuilder` loader from a fork of its generator, and the `Recipe`
+//! keeps the loader as given (so that a resumed run draws the epochs an uninterrupted one did).
 
 use std::sync::Arc;
 
@@ -271,7 +273,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     score("student distilled, no labels, by hand", &result.model)?;
     let _ = std::fs::remove_dir_all(&out);
 
-    // The same objective through kd's recipe: the same parts, the same run.
+    // The same objective through kd's recipe: the same parts.
     device.seed(7);
     let model = DistillModel::new(
         Mlp::new(16, &device),

@@ -8,8 +8,7 @@ use burn::optim::{AdamW, AdamWConfig, AdamWState, LearningRate, ModuleOptimizer,
 use burn::tensor::{Device, Tensor};
 
 /// β1 shared by every parameter group of one optimiser; whoever drives the schedule sets it
-/// before each step ([`OneCycle::with_beta_1`](crate::OneCycle::with_beta_1) or
-/// [`fit_one_cycle`](crate::fit_one_cycle)).
+/// before each step ([`ScheduledLr`](crate::ScheduledLr) does).
 #[derive(Debug, Clone)]
 pub struct Beta1(Arc<AtomicU32>);
 

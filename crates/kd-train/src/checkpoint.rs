@@ -24,7 +24,7 @@ use burn::train::metric::store::EventStoreClient;
 use sha2::{Digest, Sha256};
 
 use crate::TrainError;
-use crate::history::History;
+use crate::history::{Histories, History};
 use crate::recorder::HistoryRecorder;
 use crate::scheduler::record_after;
 use crate::trainable::Trainable;
@@ -134,10 +134,6 @@ fn read_histories(dir: &Path) -> Result<Vec<History>, TrainError> {
     }
 }
 
-/// Every member's history, shared by the recorder that writes them and the checkpoints that
-/// save them.
-pub(crate) type Histories = Arc<Mutex<Vec<History>>>;
-
 /// The parts of an epoch's checkpoint written so far.
 #[derive(Default)]
 struct Pending {
@@ -204,7 +200,7 @@ impl<M: Trainable> RunCheckpointer<M> {
     }
 
     /// The module with the weights of kd's `epoch`, as a record.
-    fn read_model(&self, epoch: usize) -> Result<ModuleRecord, TrainError> {
+    pub(crate) fn read_model(&self, epoch: usize) -> Result<ModuleRecord, TrainError> {
         let dir = epoch_dir(&self.dir, epoch);
         verify(&dir, &[MODEL])?;
         let mut model = self

@@ -11,15 +11,14 @@ use burn::train::metric::{
     AccuracyInput, Adaptor, ConfusionStatsInput, ItemLazy, LossInput, PerplexityInput,
     TopKAccuracyInput,
 };
-use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+use burn::train::{ClassificationOutput, InferenceStep, TrainOutput};
 use kd_core::{
     Connectors, Contrasts, DistillBatch, FeatureModel, LossParts, ModelInput, Objective, Outputs,
     Supervision, Tap, TapPlan, Targets,
 };
 
 use crate::TrainError;
-use crate::clock::{StepPosition, TrainingClock};
-use crate::divergence::{culprit, gradients_finite};
+use crate::clock::TrainingClock;
 use crate::guard::StepGuard;
 use crate::options::DistillOptions;
 use crate::parallel::Workers;
@@ -73,8 +72,8 @@ impl<I> DistillSetup<I> {
 /// teacher and the objective, which are shared by every copy and never saved. `B` is the batch
 /// type the data pipeline yields ([`DistillBatch`]).
 ///
-/// It implements Burn's `TrainStep` and `InferenceStep`, so it trains under Burn's `Learner`
-/// as well as under [`fit_one_cycle`](crate::fit_one_cycle).
+/// It implements Burn's `TrainStep` and `InferenceStep`, so it trains under Burn's `Learner`;
+/// kd's [`Recipe`](crate::Recipe) assembles one.
 #[derive(Module, Debug)]
 pub struct DistillModel<S, B: DistillBatch> {
     /// The model being trained.
@@ -474,24 +473,6 @@ where
     S: TappableModule<B::Input>,
     B: DistillBatch,
 {
-    /// One training step under the model's guard: the clock ticks, the batch is rolled out,
-    /// spread over the devices, and its loss and gradients must be finite.
-    fn guarded_step(&self, batch: B) -> Result<TrainOutput<KdOutput>, TrainError> {
-        let position = self
-            .setup
-            .clock
-            .tick(batch.len(), self.setup.objective.is_scheduled())
-            .map_err(TrainError::Schedule)?;
-        let batch = self.rolled_out(batch);
-        let out = self.spread_step(batch.clone())?;
-        self.check_finite(&out, &batch, position)?;
-        if !self.contrasts.is_empty() {
-            // CRD's banks: this thread's update into the values a checkpoint saves.
-            self.contrasts.sync();
-        }
-        Ok(out)
-    }
-
     /// An evaluation step's outputs (tape-free; CRD memories read, not updated).
     pub(crate) fn infer(&self, batch: B) -> Result<KdOutput, TrainError> {
         Ok(self.output(batch.without_autodiff(), false)?.0)
@@ -506,51 +487,6 @@ where
                 "the model's memory of the training items (CRD) has {rows} rows, fewer than the {items} items the training loader gives per epoch: build the model with DistillOptions::training_items = the training set's size"
             ))),
             _ => Ok(()),
-        }
-    }
-
-    /// A step's loss or gradients that are not finite: kd's `NonFinite` error, naming the
-    /// first part of the objective that is not finite on `batch` alone.
-    fn check_finite(
-        &self,
-        out: &TrainOutput<KdOutput>,
-        batch: &B,
-        at: StepPosition,
-    ) -> Result<(), TrainError> {
-        let value = out.item.loss.clone().into_scalar::<f32>();
-        if value.is_finite() && gradients_finite(self, &out.grads) {
-            return Ok(());
-        }
-        Err(TrainError::NonFinite {
-            run: self.run_name(),
-            epoch: at.epoch,
-            step: at.step,
-            what: culprit(self, batch),
-        })
-    }
-}
-
-impl<S, B> TrainStep for DistillModel<S, B>
-where
-    S: TappableModule<B::Input>,
-    B: DistillBatch,
-{
-    type Input = B;
-    type Output = KdOutput;
-
-    /// One optimizer step's gradients on `batch`, over the model's
-    /// [devices](DistillModel::on_devices). A step that fails (a NaN loss, say) gives no
-    /// gradients and stops training through the model's [guard](DistillModel::guard).
-    fn step(&self, batch: B) -> TrainOutput<KdOutput> {
-        match self.guarded_step(batch) {
-            Ok(out) => out,
-            Err(e) => {
-                self.setup.guard.fail(e);
-                TrainOutput {
-                    grads: burn::optim::GradientsParams::new(),
-                    item: KdOutput::failed(&self.device()),
-                }
-            }
         }
     }
 }
@@ -601,18 +537,25 @@ where
 
 impl ItemLazy for KdOutput {
     fn sync(self) -> Result<Self, burn::tensor::ExecutionError> {
-        Ok(KdOutput {
+        Ok(self.detached())
+    }
+}
+
+impl KdOutput {
+    /// The same values off the tape: holding them no longer holds the step's graph (its
+    /// activations), which a training step's output must not keep alive while it waits for
+    /// Burn's metrics thread.
+    pub(crate) fn detached(self) -> Self {
+        KdOutput {
             items: self.items,
             loss: self.loss.without_autodiff(),
             ce: self.ce.map(|c| c.without_autodiff()),
             kd: self.kd.map(|k| k.without_autodiff()),
             logits: self.logits.without_autodiff(),
             targets: self.targets.map(|t| t.without_autodiff()),
-        })
+        }
     }
-}
 
-impl KdOutput {
     /// The output of a step that failed: no items, a zero loss, no rows.
     pub(crate) fn failed(device: &Device) -> Self {
         Self {

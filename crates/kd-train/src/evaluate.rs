@@ -41,7 +41,7 @@ where
         if let Some(e) = model.guard().take_error() {
             return Err(e);
         }
-        let tally = Tally::of(&out).map_err(|e| TrainError::Data(e.to_string()))?;
+        let tally = Tally::of(&out, true).map_err(|e| TrainError::Data(e.to_string()))?;
         sums.add(&tally, true);
     }
     let (loss, ce, kd, accuracy) = sums.per_item();

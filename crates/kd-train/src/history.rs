@@ -1,5 +1,7 @@
 //! What a training run records: one [`EpochRecord`] per epoch, gathered in a [`History`].
 
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
 
 /// Metrics of one epoch. `valid_loss` is the full objective on the validation set (CE plus
@@ -43,3 +45,7 @@ impl History {
         self.epochs.last().map(|e| e.accuracy)
     }
 }
+
+/// Every member's history, shared by the recorder that writes them and the checkpoints that
+/// save them.
+pub(crate) type Histories = Arc<Mutex<Vec<History>>>;

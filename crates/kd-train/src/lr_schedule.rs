@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::OneCycle;
 
-/// The learning-rate schedule of [`fit_one_cycle`](crate::fit_one_cycle) and of experiment
+/// The learning-rate schedule of a [`FitConfig`](crate::FitConfig) and of experiment
 /// files' `[training] schedule`; `lr` is its peak (or only) value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

@@ -15,7 +15,7 @@ use crate::distill::{DistillModel, KdOutput, TappableModule};
 use crate::divergence::gradients_finite;
 use crate::guard::StepGuard;
 use crate::mutual_loss::mutual_losses;
-use crate::recorder::{Tallies, Tally};
+use crate::recorder::MemberOutputs;
 use crate::trainable::Trainable;
 
 /// Deep mutual learning as one module for Burn's `Learner`: the students side by side. On
@@ -87,9 +87,10 @@ impl<S: TappableModule<B::Input>, B: DistillBatch> MutualModel<DistillModel<S, B
                 });
             }
         }
+        let students = items.into_iter().map(KdOutput::detached).collect();
         Ok(TrainOutput {
             grads,
-            item: MutualOutput { students: items },
+            item: MutualOutput { students },
         })
     }
 }
@@ -128,14 +129,9 @@ impl ItemLazy for MutualOutput {
     }
 }
 
-impl Adaptor<Tallies> for MutualOutput {
-    fn adapt(&self) -> Tallies {
-        Tallies(
-            self.students
-                .iter()
-                .map(|s| Tally::of(s).unwrap_or_default())
-                .collect(),
-        )
+impl Adaptor<MemberOutputs> for MutualOutput {
+    fn adapt(&self) -> MemberOutputs {
+        MemberOutputs(self.students.clone())
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::{Beta1, fastai_adam};
 
-/// The optimizer of [`fit_one_cycle`](crate::fit_one_cycle) and of experiment files'
+/// The optimizer of a [`FitConfig`](crate::FitConfig) and of experiment files'
 /// `[training] optimizer`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

@@ -23,7 +23,7 @@ pub struct DistillOptions {
     /// The number of items in the training set: the rows of the memory a term keeps of the
     /// training items (CRD), which every training batch's
     /// [`item_indices`](kd_core::DistillBatch::item_indices) must stay below. Needed only by
-    /// such terms; [`fit_one_cycle`](crate::fit_one_cycle) checks it against its training
+    /// such terms; the [`Recipe`](crate::Recipe) checks it against its training
     /// loader.
     pub training_items: Option<usize>,
 }

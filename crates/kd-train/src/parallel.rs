@@ -1,7 +1,7 @@
 //! Data parallelism: one batch split over several devices, a thread per device, the gradients
-//! gathered on the first device — Burn's `MultiDevice` strategy applied to every step of
-//! [`fit_one_cycle`](crate::fit_one_cycle), with the gradients weighted so the optimizer sees
-//! the same mean gradient as on one device.
+//! gathered on the first device, in every training step of a model set to train on several
+//! devices, the gradients weighted so the optimizer sees the same mean gradient as on one
+//! device.
 //!
 //! The threads live as long as the model: Burn's BatchNorm keeps its running statistics per
 //! thread and averages them when a thread updates them again, which assumes long-lived

@@ -20,7 +20,7 @@ use crate::fit_config::FitConfig;
 use crate::history::History;
 use crate::mutual::MutualModel;
 use crate::quiet::Quiet;
-use crate::recorder::{HistoryRecorder, Tallies};
+use crate::recorder::{HistoryRecorder, MemberOutputs};
 use crate::report::SharedReporter;
 use crate::trainable::Trainable;
 
@@ -147,8 +147,8 @@ impl Recipe {
     ) -> Result<(M, Vec<History>), TrainError>
     where
         M: Trainable + LearnerModel,
-        <M as TrainStep>::Output: Adaptor<Tallies>,
-        <M as InferenceStep>::Output: Adaptor<Tallies>,
+        <M as TrainStep>::Output: Adaptor<MemberOutputs>,
+        <M as InferenceStep>::Output: Adaptor<MemberOutputs>,
     {
         let epochs = self.config.epochs;
         model.check_items(train.num_items())?;
@@ -194,7 +194,18 @@ impl Recipe {
             self.reporter.lock().start(name, epochs, distilled);
         }
         let model = learner.model();
-        if start >= epochs {
+        if let Some(checkpointer) = checkpointer
+            .as_ref()
+            .filter(|_| start > 0 && start >= epochs)
+        {
+            // Every epoch done: the trained model is the newest checkpoint's.
+            let record = checkpointer.read_model(start - 1)?;
+            let model = model
+                .try_load_record(record)
+                .map_err(|e| TrainError::Checkpoint {
+                    path: self.checkpoints.clone().unwrap_or_default(),
+                    reason: e.to_string(),
+                })?;
             return Ok((model.valid(), recorder.histories()));
         }
         model.training_clock().resume_at(start);

@@ -13,11 +13,10 @@ use burn::tensor::TensorReadError;
 use burn::train::metric::{Adaptor, Metric, MetricMetadata, MetricName, SerializedEntry};
 
 use crate::TrainError;
-use crate::checkpoint::Histories;
 use crate::clock::TrainingClock;
 use crate::distill::KdOutput;
 use crate::guard::StepGuard;
-use crate::history::{EpochRecord, History};
+use crate::history::{EpochRecord, Histories, History};
 use crate::report::SharedReporter;
 use crate::trainable::Trainable;
 
@@ -39,11 +38,12 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// The numbers of one step's output (read back from the device).
-    pub fn of(out: &KdOutput) -> Result<Self, TensorReadError> {
-        let scalar = |t: &burn::tensor::Tensor<1>| t.clone().mean().try_into_scalar::<f64>();
+    /// The numbers of one step's output (read back from the device); `accuracy` false leaves
+    /// out the rows' arg-max (training steps, whose accuracy nobody reads).
+    pub fn of(out: &KdOutput, accuracy: bool) -> Result<Self, TensorReadError> {
+        let scalar = |t: &burn::tensor::Tensor<1>| t.clone().try_into_scalar::<f64>();
         let (correct, labelled) = match &out.targets {
-            Some(targets) if out.items > 0 => {
+            Some(targets) if accuracy && out.items > 0 => {
                 let rows = targets.dims()[0];
                 let pred = out.logits.clone().argmax(1).reshape([rows]);
                 let correct = pred
@@ -66,15 +66,24 @@ impl Tally {
     }
 }
 
-/// Every member's [`Tally`] of one step: what the [`HistoryRecorder`] reads.
-#[derive(Debug, Clone, Default)]
-pub struct Tallies(pub Vec<Tally>);
+/// Every member's output of one step: what the [`HistoryRecorder`] reads.
+#[derive(Debug, Clone)]
+pub struct MemberOutputs(pub Vec<KdOutput>);
 
-impl Adaptor<Tallies> for KdOutput {
-    fn adapt(&self) -> Tallies {
-        // A read that fails counts as a failed step (no items): the run's guard already
-        // stopped it, or the next read fails the same way.
-        Tallies(vec![Tally::of(self).unwrap_or_default()])
+impl Adaptor<MemberOutputs> for KdOutput {
+    fn adapt(&self) -> MemberOutputs {
+        MemberOutputs(vec![self.clone()])
+    }
+}
+
+impl MemberOutputs {
+    /// Each member's [`Tally`]; a read that fails counts as a failed step (no items): the
+    /// run's guard already stopped it, or the next read fails the same way.
+    fn tallies(&self, accuracy: bool) -> Vec<Tally> {
+        self.0
+            .iter()
+            .map(|out| Tally::of(out, accuracy).unwrap_or_default())
+            .collect()
     }
 }
 
@@ -150,13 +159,13 @@ impl Recording {
         histories.iter().map(|h| h.name.clone()).collect()
     }
 
-    fn train_step(&mut self, tallies: &Tallies, lr: Option<f64>) {
-        if tallies.0.iter().all(|t| t.items == 0) {
+    fn train_step(&mut self, tallies: &[Tally], lr: Option<f64>) {
+        if tallies.iter().all(|t| t.items == 0) {
             return; // a failed step: the guard stops the run
         }
         self.started.get_or_insert_with(Instant::now);
         self.lr = lr.unwrap_or(self.lr);
-        for (sums, tally) in self.train.iter_mut().zip(&tallies.0) {
+        for (sums, tally) in self.train.iter_mut().zip(tallies) {
             sums.add(tally, false);
         }
         let first = self.train[0];
@@ -179,11 +188,11 @@ impl Recording {
         self.train.iter_mut().for_each(|s| *s = Sums::default());
     }
 
-    fn valid_step(&mut self, tallies: &Tallies) {
-        if tallies.0.iter().all(|t| t.items == 0) {
+    fn valid_step(&mut self, tallies: &[Tally]) {
+        if tallies.iter().all(|t| t.items == 0) {
             return;
         }
-        for (sums, tally) in self.valid.iter_mut().zip(&tallies.0) {
+        for (sums, tally) in self.valid.iter_mut().zip(tallies) {
             sums.add(tally, true);
         }
     }
@@ -320,7 +329,7 @@ fn entry(text: &str) -> SerializedEntry {
 }
 
 impl Metric for HistoryRecorder {
-    type Input = Tallies;
+    type Input = MemberOutputs;
 
     fn name(&self) -> MetricName {
         self.name.clone()
@@ -328,16 +337,17 @@ impl Metric for HistoryRecorder {
 
     fn update(
         &mut self,
-        tallies: &Tallies,
+        outputs: &MemberOutputs,
         metadata: &MetricMetadata,
     ) -> Result<SerializedEntry, TensorReadError> {
+        let tallies = outputs.tallies(self.split == Split::Valid);
         let mut state = self.lock();
         match self.split {
             Split::Train => {
                 let lr = metadata.lr.as_ref().map(|lr| lr.base());
-                state.train_step(tallies, lr)
+                state.train_step(&tallies, lr)
             }
-            Split::Valid => state.valid_step(tallies),
+            Split::Valid => state.valid_step(&tallies),
         }
         Ok(entry(""))
     }

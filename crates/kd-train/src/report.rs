@@ -42,8 +42,9 @@ impl SharedReporter {
         Self(Arc::new(Mutex::new(reporter)))
     }
 
-    /// The reporter itself, for a call that takes `&mut dyn Reporter` (such as
-    /// [`fit_one_cycle`](crate::fit_one_cycle)); other clones wait until the guard is dropped.
+    /// The reporter itself, for a call that takes `&mut dyn Reporter`; other clones wait
+    /// until the guard is dropped. Never hold it across a training: the run reports through
+    /// it.
     pub fn lock(&self) -> MutexGuard<'_, dyn Reporter + Send + 'static> {
         // A reporter that panicked mid-event still takes the next one.
         self.0.lock().unwrap_or_else(|e| e.into_inner())

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use kd_core::DistillBatch;
 
 /// Replaces a training batch with generated data before the step runs (on every training path:
-/// [`fit_one_cycle`](crate::fit_one_cycle) and Burn's `Learner`). Evaluation batches are never
+/// [`Recipe`](crate::Recipe) or a `Learner` of your own). Evaluation batches are never
 /// replaced.
 ///
 /// An implementation samples without autodiff (`student.valid()`), decides by its own seeded

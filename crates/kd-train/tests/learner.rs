@@ -229,7 +229,7 @@ fn a_schedule_without_a_plan_stops_the_first_step_with_an_error_not_a_panic() {
         .unwrap();
     let out = TrainStep::step(&model, batch.clone());
     assert!(
-        out.grads.len() == 0,
+        out.grads.is_empty(),
         "a ramp frozen at 0 must not train silently"
     );
     assert!(model.guard().interrupter().should_stop());

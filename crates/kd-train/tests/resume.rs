@@ -35,13 +35,40 @@ fn assert_same(resumed: &History, full: &History) {
     assert_eq!(final_metrics(&resumed.epochs), final_metrics(&full.epochs));
 }
 
-#[test]
-fn a_killed_run_resumes_to_the_same_result() {
-    let (_dir, data) = tiny_data(16);
-    let config = config();
-    let teacher = net(Arch::ResNet18, 5);
-    let student = net(Arch::ResNet18, 6);
-    let build = || {
+/// An uninterrupted run (its history), and a run of the same model stopped in the middle of
+/// epoch 1 with its checkpoints in `dir`.
+fn straight_and_stopped(
+    build: &dyn Fn() -> common::Model,
+    data: &kd_data::DataBundle,
+    name: &str,
+    dir: &Path,
+) -> History {
+    let straight = tempfile::tempdir().unwrap();
+    let (_, full) = fit(
+        build(),
+        data,
+        &config(),
+        name,
+        Some(straight.path()),
+        quiet(),
+    )
+    .unwrap();
+    let model = build();
+    let stop = stop_in_epoch_1(model.guard().interrupter());
+    let stopped = fit(model, data, &config(), name, Some(dir), stop);
+    assert!(
+        matches!(stopped, Err(TrainError::Stopped(_))),
+        "{:?}",
+        stopped.err()
+    );
+    assert!(dir.join("epoch-000").is_dir() && !dir.join("epoch-001").exists());
+    full
+}
+
+/// A student distilled from a teacher, both seeded.
+fn distilled(teacher: u64, student: u64) -> impl Fn() -> common::Model {
+    let (teacher, student) = (net(Arch::ResNet18, teacher), net(Arch::ResNet18, student));
+    move || {
         distill(
             twin(&student, Arch::ResNet18),
             Some(&teacher),
@@ -49,35 +76,48 @@ fn a_killed_run_resumes_to_the_same_result() {
             true,
         )
         .unwrap()
-    };
+    }
+}
 
-    let straight = tempfile::tempdir().unwrap();
-    let (_, full) = fit(
-        build(),
-        &data,
-        &config,
-        "kd",
-        Some(straight.path()),
-        quiet(),
-    )
-    .unwrap();
-
+#[test]
+fn a_killed_run_resumes_to_the_same_result() {
+    let (_dir, data) = tiny_data(16);
+    let build = distilled(5, 6);
     let killed = tempfile::tempdir().unwrap();
-    let path = killed.path().to_path_buf();
-    let model = build();
-    let stop = stop_in_epoch_1(model.guard().interrupter());
-    let killed = fit(model, &data, &config, "kd", Some(&path), stop);
-    assert!(matches!(killed, Err(TrainError::Stopped(_))), "{killed:?}");
-    assert!(Path::new(&path).join("epoch-000").is_dir());
-    assert!(!Path::new(&path).join("epoch-001").exists());
-    let (_, resumed) = fit(build(), &data, &config, "kd", Some(&path), quiet()).unwrap();
+    let path = killed.path();
+    let full = straight_and_stopped(&build, &data, "kd", path);
+    let (trained, resumed) = fit(build(), &data, &config(), "kd", Some(path), quiet()).unwrap();
     assert_same(&resumed, &full);
+    // Every epoch done: a run over the same checkpoints gives back the trained model.
+    let (again, history) = fit(build(), &data, &config(), "kd", Some(path), quiet()).unwrap();
+    assert_same(&history, &full);
+    assert_eq!(params(&again), params(&trained));
+    assert_ne!(
+        params(&again),
+        params(&build()),
+        "the trained weights, not the initial ones"
+    );
+}
+
+/// Every parameter of a module, flattened.
+fn params<M: burn::module::Module>(module: &M) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(
+            &mut self,
+            p: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            self.0.extend(p.val().into_data().iter::<f32>());
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    module.visit(&mut collect);
+    collect.0
 }
 
 #[test]
 fn a_model_trained_alone_as_kd_trains_a_teacher_resumes_to_the_same_result() {
     let (_dir, data) = tiny_data(16);
-    let config = config();
     let model = net(Arch::ResNet18, 7);
     let build = || {
         distill(
@@ -88,29 +128,12 @@ fn a_model_trained_alone_as_kd_trains_a_teacher_resumes_to_the_same_result() {
         )
         .unwrap()
     };
-    let straight = tempfile::tempdir().unwrap();
-    let (_, full) = fit(
-        build(),
-        &data,
-        &config,
-        "teacher",
-        Some(straight.path()),
-        quiet(),
-    )
-    .unwrap();
     let killed = tempfile::tempdir().unwrap();
-    let model = build();
-    let stop = stop_in_epoch_1(model.guard().interrupter());
-    let stopped = fit(model, &data, &config, "teacher", Some(killed.path()), stop);
-    assert!(
-        matches!(stopped, Err(TrainError::Stopped(_))),
-        "{:?}",
-        stopped.err()
-    );
+    let full = straight_and_stopped(&build, &data, "teacher", killed.path());
     let (_, resumed) = fit(
         build(),
         &data,
-        &config,
+        &config(),
         "teacher",
         Some(killed.path()),
         quiet(),
@@ -132,33 +155,9 @@ fn sha256(path: &Path) -> String {
 #[test]
 fn a_checkpoint_in_kd_0_1_0s_layout_resumes_to_the_same_result() {
     let (_dir, data) = tiny_data(16);
-    let config = config();
-    let teacher = net(Arch::ResNet18, 8);
-    let student = net(Arch::ResNet18, 9);
-    let build = || {
-        distill(
-            twin(&student, Arch::ResNet18),
-            Some(&teacher),
-            soft_target_pairs(),
-            true,
-        )
-        .unwrap()
-    };
-    let straight = tempfile::tempdir().unwrap();
-    let (_, full) = fit(
-        build(),
-        &data,
-        &config,
-        "kd",
-        Some(straight.path()),
-        quiet(),
-    )
-    .unwrap();
+    let build = distilled(8, 9);
     let old = tempfile::tempdir().unwrap();
-    let model = build();
-    let stop = stop_in_epoch_1(model.guard().interrupter());
-    let stopped = fit(model, &data, &config, "kd", Some(old.path()), stop);
-    assert!(stopped.is_err());
+    let full = straight_and_stopped(&build, &data, "kd", old.path());
     // kd 0.1.0 wrote the model with burn-store's BurnpackStore (`kd_core::save_module`), the
     // optimizer and history as now, and the digests of those three files.
     let dir = old.path().join("epoch-000");
@@ -176,6 +175,6 @@ fn a_checkpoint_in_kd_0_1_0s_layout_resumes_to_the_same_result() {
         serde_json::to_string(&digests).unwrap(),
     )
     .unwrap();
-    let (_, resumed) = fit(build(), &data, &config, "kd", Some(old.path()), quiet()).unwrap();
+    let (_, resumed) = fit(build(), &data, &config(), "kd", Some(old.path()), quiet()).unwrap();
     assert_same(&resumed, &full);
 }
