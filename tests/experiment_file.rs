@@ -60,6 +60,8 @@ seeds = [0, 1]
 devices = ["flex"]
 optimizer = { kind = "sgd", momentum = 0.9, nesterov = true }
 schedule = { kind = "step", milestones = [1], gamma = 0.1 }
+grad_accumulation = 2
+early_stopping = { metric = "valid_loss", patience = 3 }
 
 [[runs]]
 name = "everything"

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use kd_core::{DEFAULT_TEACHER, Ensemble, Mix, Objective, Schedule, Term};
 use kd_data::{Augmentation, DataConfig, LabelFn, ResizeMethod};
-use kd_train::{FitConfig, LrSchedule, OptimizerConfig};
+use kd_train::{EarlyStopping, FitConfig, LrSchedule, OptimizerConfig};
 use serde::{Deserialize, Serialize};
 
 use super::model_section::{ModelSection, Weights};
@@ -319,6 +319,23 @@ pub struct TrainingSection {
     /// the written file when default.
     #[serde(default, skip_serializing_if = "LrSchedule::is_default")]
     pub schedule: LrSchedule,
+    /// Batches whose gradients make one optimizer step (their mean: a batch this many times
+    /// larger). Left out of the written file when 1, so that earlier runs keep their
+    /// fingerprints.
+    #[serde(default = "d_one", skip_serializing_if = "is_one")]
+    pub grad_accumulation: usize,
+    /// `{ metric = "valid_loss" | "accuracy", patience = N }`: stop a run once the metric has
+    /// not improved for N epochs. Left out of the written file when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+fn d_one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 fn d_student_epochs() -> usize {
@@ -337,6 +354,8 @@ impl TrainingSection {
             weight_decay: self.weight_decay,
             optimizer: self.optimizer,
             schedule: self.schedule.clone(),
+            grad_accumulation: self.grad_accumulation,
+            early_stopping: self.early_stopping,
         }
     }
 }

@@ -171,6 +171,11 @@ impl Experiment {
                 MAX_BATCH_SIZE,
             ),
             ("training.epochs".into(), self.training.epochs, 100_000),
+            (
+                "training.grad_accumulation".into(),
+                self.training.grad_accumulation,
+                100_000,
+            ),
         ]
         .into_iter()
         .chain(teacher_epochs)
@@ -201,6 +206,9 @@ impl Experiment {
         }
         if let Err(why) = self.training.schedule.check() {
             out.push(format!("training.schedule: {why}"));
+        }
+        if let Some(Err(why)) = self.training.early_stopping.map(|e| e.check()) {
+            out.push(format!("training.early_stopping: {why}"));
         }
         for (i, run) in self.runs.iter().enumerate() {
             if let Some(Err(why)) = run.augment.as_ref().map(kd_data::Augmentation::validate) {

@@ -22,6 +22,8 @@ struct State {
     start_epoch: AtomicU64,
     /// Training steps taken by this process.
     taken: AtomicU64,
+    /// Training steps to an optimizer step; 0 or 1: every step.
+    accumulation: AtomicU64,
     /// Progress of the current step, as `f64` bits.
     progress: AtomicU64,
 }
@@ -51,6 +53,17 @@ impl TrainingClock {
         self.0
             .items
             .store(items_per_epoch as u64, Ordering::Relaxed);
+    }
+
+    /// Make an optimizer step of every `steps` training steps (gradient accumulation): each
+    /// step's loss is divided by it.
+    pub fn accumulate(&self, steps: usize) {
+        self.0.accumulation.store(steps as u64, Ordering::Relaxed);
+    }
+
+    /// Training steps to an optimizer step (1 without accumulation).
+    pub fn accumulation(&self) -> usize {
+        (self.0.accumulation.load(Ordering::Relaxed) as usize).max(1)
     }
 
     /// The planned epochs (0 without a plan).

@@ -62,13 +62,18 @@ where
     /// replaces the batch before it is split. Burn's `TrainStep::step` is this step with the
     /// model's clock and NaN guard.
     pub fn train_step(&self, batch: B) -> Result<TrainOutput<KdOutput>, TrainError> {
-        self.spread_step(self.rolled_out(batch))
+        self.spread_step(self.rolled_out(batch), 1.0)
     }
 
-    /// [`train_step`](Self::train_step) on a batch already rolled out.
-    pub(crate) fn spread_step(&self, batch: B) -> Result<TrainOutput<KdOutput>, TrainError> {
+    /// [`train_step`](Self::train_step) on a batch already rolled out, the gradients of
+    /// `scale` × its loss.
+    pub(crate) fn spread_step(
+        &self,
+        batch: B,
+        scale: f32,
+    ) -> Result<TrainOutput<KdOutput>, TrainError> {
         let Some(workers) = &self.workers else {
-            return self.weighted_step(batch, 1.0);
+            return self.weighted_step(batch, scale);
         };
         if !self.contrasts.is_empty() {
             return Err(TrainError::Devices(
@@ -82,7 +87,7 @@ where
             .into_iter()
             .zip(workers.devices())
         {
-            let weight = rows.len() as f32 / items as f32;
+            let weight = scale * rows.len() as f32 / items as f32;
             let shard = batch.shard(rows, device).ok_or_else(|| {
                 TrainError::Devices(format!(
                     "the batch type `{}` cannot be split over devices: implement `DistillBatch::shard` for it to train on several",

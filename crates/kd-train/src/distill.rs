@@ -516,8 +516,9 @@ where
         &self.setup.clock
     }
 
-    fn plan(&self, epochs: usize, items_per_epoch: usize) {
+    fn plan(&self, epochs: usize, items_per_epoch: usize, accumulation: usize) {
         self.setup.clock.plan(epochs, items_per_epoch);
+        self.setup.clock.accumulate(accumulation);
     }
 
     fn step_guard(&self) -> &StepGuard {

@@ -4,6 +4,7 @@
 use burn::train::{Learner, LearnerModel};
 use serde::{Deserialize, Serialize};
 
+use crate::early_stopping::EarlyStopping;
 use crate::lr_schedule::LrSchedule;
 use crate::optimizer::OptimizerConfig;
 use crate::scheduler::ScheduledLr;
@@ -27,6 +28,25 @@ pub struct FitConfig {
     /// when default.
     #[serde(skip_serializing_if = "LrSchedule::is_default")]
     pub schedule: LrSchedule,
+    /// Training steps whose gradients make one optimizer step (Burn's
+    /// `grads_accumulation`); each step's loss is divided by it, so the optimizer sees the
+    /// mean gradient of the group — that of a batch this many times larger (BatchNorm aside;
+    /// an epoch's last group may be smaller and is divided the same). The schedule counts
+    /// optimizer steps. Default 1, left out of written settings then.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub grad_accumulation: usize,
+    /// Stop before [`epochs`](Self::epochs) once a validation number stops improving
+    /// ([`EarlyStopping`]); none by default, left out of written settings then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for FitConfig {
@@ -37,6 +57,8 @@ impl Default for FitConfig {
             weight_decay: 0.01,
             optimizer: OptimizerConfig::default(),
             schedule: LrSchedule::default(),
+            grad_accumulation: 1,
+            early_stopping: None,
         }
     }
 }
@@ -47,16 +69,20 @@ impl FitConfig {
     /// moves Adam's β1), the model planned for [`epochs`](Self::epochs) over a training loader
     /// serving `items_per_epoch` items (Burn's `DataLoader::num_items`), so its weight and
     /// temperature schedules advance with it. Launch it with `SupervisedTraining` and
-    /// `num_epochs(self.epochs)`; [`Recipe`](crate::Recipe) does all of it.
+    /// `num_epochs(self.epochs)` (and, with [`grad_accumulation`](Self::grad_accumulation)
+    /// above 1, the same number to `grads_accumulation`); [`Recipe`](crate::Recipe) does all
+    /// of it.
     pub fn learner<M: Trainable + LearnerModel>(
         &self,
         model: M,
         items_per_epoch: usize,
     ) -> Learner<M> {
-        model.plan(self.epochs, items_per_epoch);
+        let accumulation = self.grad_accumulation.max(1);
+        model.plan(self.epochs, items_per_epoch, accumulation);
         let (optim, beta_1) = self.optimizer.init(self.weight_decay);
         let clock = model.training_clock().clone();
-        let scheduler = ScheduledLr::new(self.schedule.clone(), self.lr, beta_1, clock, 1);
+        let scheduler =
+            ScheduledLr::new(self.schedule.clone(), self.lr, beta_1, clock, accumulation);
         Learner::new(model, optim, scheduler)
     }
 }

@@ -74,6 +74,10 @@ impl<S: TappableModule<B::Input>, B: DistillBatch> MutualModel<DistillModel<S, B
             .map(|i| i.loss.clone())
             .reduce(|a, b| a + b)
             .expect("two students or more");
+        let total = match self.students[0].clock().accumulation() {
+            1 => total,
+            n => total.div_scalar(n as f64),
+        };
         let grads = burn::optim::GradientsParams::from_grads(total.backward(), self);
         let at = position.expect("two students or more");
         for (student, item) in self.students.iter().zip(&items) {
@@ -201,9 +205,10 @@ impl<S: TappableModule<B::Input>, B: DistillBatch> Trainable for MutualModel<Dis
         self.students[0].clock()
     }
 
-    fn plan(&self, epochs: usize, items_per_epoch: usize) {
+    fn plan(&self, epochs: usize, items_per_epoch: usize, accumulation: usize) {
         for s in &self.students {
             s.clock().plan(epochs, items_per_epoch);
+            s.clock().accumulate(accumulation);
         }
     }
 

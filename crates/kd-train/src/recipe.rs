@@ -16,6 +16,7 @@ use kd_core::DistillBatch;
 use crate::TrainError;
 use crate::checkpoint::RunCheckpointer;
 use crate::distill::{DistillModel, TappableModule};
+use crate::early_stopping::EarlyStop;
 use crate::fit_config::FitConfig;
 use crate::history::History;
 use crate::mutual::MutualModel;
@@ -194,11 +195,15 @@ impl Recipe {
             self.reporter.lock().start(name, epochs, distilled);
         }
         let model = learner.model();
+        let stopped_early = self
+            .config
+            .early_stopping
+            .is_some_and(|rule| rule.met_by_all(&recorder.histories()));
         if let Some(checkpointer) = checkpointer
             .as_ref()
-            .filter(|_| start > 0 && start >= epochs)
+            .filter(|_| start > 0 && (start >= epochs || stopped_early))
         {
-            // Every epoch done: the trained model is the newest checkpoint's.
+            // Every epoch done (or stopped early): the trained model is the newest checkpoint's.
             let record = checkpointer.read_model(start - 1)?;
             let model = model
                 .try_load_record(record)
@@ -210,6 +215,9 @@ impl Recipe {
         }
         model.training_clock().resume_at(start);
         let guard = model.step_guard().clone();
+        // A model trained before (and stopped, say) starts this run unstopped.
+        guard.interrupter().reset();
+        let _ = guard.take_error();
         let directory = self.checkpoints.clone().unwrap_or_default();
         let mut training = SupervisedTraining::new(directory, train, valid)
             .metric_train(recorder.train())
@@ -219,6 +227,12 @@ impl Recipe {
             .with_application_logger(None)
             .with_interrupter(guard.interrupter())
             .num_epochs(epochs);
+        if self.config.grad_accumulation > 1 {
+            training = training.grads_accumulation(self.config.grad_accumulation);
+        }
+        if let Some(rule) = self.config.early_stopping {
+            training = training.early_stopping(EarlyStop::new(rule, &recorder));
+        }
         if let Some(checkpointer) = checkpointer {
             training = training
                 .with_custom_checkpointers(

@@ -25,7 +25,8 @@ where
             .tick(batch.len(), self.objective().is_scheduled())
             .map_err(TrainError::Schedule)?;
         let batch = self.rolled_out(batch);
-        let out = self.spread_step(batch.clone())?;
+        let scale = 1.0 / self.clock().accumulation() as f32;
+        let out = self.spread_step(batch.clone(), scale)?;
         self.check_finite(&out, &batch, position)?;
         if !self.contrasts.is_empty() {
             // CRD's banks: this thread's update into the values a checkpoint saves.

@@ -16,8 +16,9 @@ pub trait Trainable: Module + Send + 'static {
     /// The clock kd's learning-rate scheduler reads.
     fn training_clock(&self) -> &TrainingClock;
 
-    /// Plan `epochs` epochs of `items_per_epoch` items for every member.
-    fn plan(&self, epochs: usize, items_per_epoch: usize);
+    /// Plan `epochs` epochs of `items_per_epoch` items for every member, `accumulation`
+    /// training steps to an optimizer step.
+    fn plan(&self, epochs: usize, items_per_epoch: usize, accumulation: usize);
 
     /// Where a failed training step keeps its error.
     fn step_guard(&self) -> &StepGuard;

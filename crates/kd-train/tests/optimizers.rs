@@ -3,11 +3,13 @@
 //! `CosineAnnealingLR` and `MultiStepLR` compute them, each formula written out here.
 
 mod common;
+#[path = "../../../examples/custom_model/small_cnn.rs"]
+mod small_cnn;
 
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use common::{fit, net, quiet, soft_target_pairs, tiny_data};
+use common::{batched_data, device, fit, net, quiet, soft_target_pairs, tiny_data};
 use kd_models::Arch;
 use kd_train::{DistillModel, FitConfig, LrSchedule, OptimizerConfig};
 
@@ -134,4 +136,113 @@ fn a_distillation_fit_trains_with_sgd_and_a_cosine_schedule() {
     for e in &history.epochs {
         assert!(e.train_loss.is_finite() && e.train_kd.is_some_and(f64::is_finite));
     }
+}
+
+/// Every parameter of a module, flattened.
+fn params<M: burn::module::Module>(module: &M) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+            self.0.extend(p.val().into_data().iter::<f32>());
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    module.visit(&mut collect);
+    collect.0
+}
+
+#[test]
+fn two_accumulated_batches_step_as_one_batch_twice_their_size() {
+    // A model without BatchNorm (whose statistics would differ per batch): the mean of two
+    // batches' gradients is the gradient of the two together.
+    let (student, teacher) = {
+        let _guard = common::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        device().seed(3);
+        let student = small_cnn::SmallCnn::new(8, 2, &device());
+        (student, small_cnn::SmallCnn::new(16, 2, &device()))
+    };
+    let build = || {
+        DistillModel::new(
+            student.clone(),
+            Some(kd_train::FrozenTeacher::new(&teacher)),
+            soft_target_pairs(),
+            &kd_data::ImageBatch::zeros(2, 16, &device()),
+            kd_train::TeacherCache::OFF,
+        )
+        .unwrap()
+    };
+    let config = |grad_accumulation| FitConfig {
+        epochs: 2,
+        lr: 2e-3,
+        grad_accumulation,
+        ..FitConfig::default()
+    };
+    let (_a, eights) = batched_data(16, 8);
+    let (_b, sixteens) = batched_data(16, 16);
+    let (accumulated, h1) = fit(build(), &eights, &config(2), "2 × 8", None, quiet()).unwrap();
+    let (whole, h2) = fit(build(), &sixteens, &config(1), "16", None, quiet()).unwrap();
+    let (a, b) = (params(&accumulated), params(&whole));
+    let gap = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(gap < 1e-5, "weights differ by {gap}");
+    assert_ne!(a, params(&build()), "the weights moved");
+    for (x, y) in h1.epochs.iter().zip(&h2.epochs) {
+        assert_eq!(x.lr, y.lr, "the schedule counts optimizer steps");
+        assert_eq!(x.accuracy, y.accuracy);
+    }
+    // Summed rather than averaged, the accumulated gradient is twice the whole batch's: Adam
+    // would not notice, SGD does.
+    let sgd = |grad_accumulation| FitConfig {
+        optimizer: OptimizerConfig::sgd(),
+        schedule: LrSchedule::Constant,
+        lr: 0.1,
+        ..config(grad_accumulation)
+    };
+    let (accumulated, _) = fit(build(), &eights, &sgd(2), "sgd 2 × 8", None, quiet()).unwrap();
+    let (whole, _) = fit(build(), &sixteens, &sgd(1), "sgd 16", None, quiet()).unwrap();
+    let gap = params(&accumulated)
+        .iter()
+        .zip(&params(&whole))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(gap < 1e-5, "SGD weights differ by {gap}");
+}
+
+#[test]
+fn early_stopping_ends_a_run_whose_validation_loss_stops_improving_and_a_rerun_ends_there() {
+    let (_dir, data) = tiny_data(16);
+    // A learning rate of 0 never changes a model without BatchNorm, so its validation loss
+    // never improves after epoch 0: with patience 2, epochs 0, 1 and 2 run, then it stops.
+    let config = FitConfig {
+        epochs: 6,
+        lr: 0.0,
+        schedule: LrSchedule::Constant,
+        early_stopping: Some(kd_train::EarlyStopping {
+            metric: kd_train::Monitor::ValidLoss,
+            patience: 2,
+        }),
+        ..FitConfig::default()
+    };
+    let model = || DistillModel::alone(small_cnn::SmallCnn::new(8, 2, &device()));
+    let dir = tempfile::tempdir().unwrap();
+    let (_, history) = fit(model(), &data, &config, "stops", Some(dir.path()), quiet()).unwrap();
+    assert_eq!(history.epochs.len(), 3, "{history:?}");
+    assert!(
+        dir.path().join("epoch-002").is_dir(),
+        "the stopping epoch is saved"
+    );
+    // A rerun over the same checkpoints is finished already.
+    let (_, again) = fit(model(), &data, &config, "stops", Some(dir.path()), quiet()).unwrap();
+    assert_eq!(again, history);
+    // Without early stopping every epoch runs.
+    let all = FitConfig {
+        early_stopping: None,
+        epochs: 4,
+        ..config
+    };
+    let (_, history) = fit(model(), &data, &all, "all", None, quiet()).unwrap();
+    assert_eq!(history.epochs.len(), 4);
 }

@@ -30,6 +30,15 @@ pub fn tiny_data(size: usize) -> (tempfile::TempDir, DataBundle) {
 /// As [`tiny_data`], the cats' blue channel raised by `tint`: same files, labels and split,
 /// other pixels.
 pub fn tinted_data(size: usize, tint: u32) -> (tempfile::TempDir, DataBundle) {
+    images(size, tint, 8)
+}
+
+/// As [`tiny_data`], in batches of `batch_size`: the same items in the same order each epoch.
+pub fn batched_data(size: usize, batch_size: usize) -> (tempfile::TempDir, DataBundle) {
+    images(size, 0, batch_size)
+}
+
+fn images(size: usize, tint: u32, batch_size: usize) -> (tempfile::TempDir, DataBundle) {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..24u32 {
         let cat = RgbImage::from_fn(16, 16, |x, y| {
@@ -41,7 +50,7 @@ pub fn tinted_data(size: usize, tint: u32) -> (tempfile::TempDir, DataBundle) {
     }
     let config = DataConfig {
         size,
-        batch_size: 8,
+        batch_size,
         valid_pct: 0.25,
         ..DataConfig::default()
     };
