@@ -16,7 +16,9 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use burn::train::SupervisedTraining;
 use burn::train::metric::LossMetric;
-use common::{device, distill, fit, net, quiet, soft_target_pairs, stop_in_epoch_1, tiny_data};
+use common::{
+    device, distill, fit, net, params, quiet, soft_target_pairs, stop_in_epoch_1, tiny_data,
+};
 use kd_core::{DistillBatch, LayerPair, LossConfig, Objective};
 use kd_data::ImageBatch;
 use kd_models::Arch;
@@ -124,19 +126,6 @@ fn a_step_over_devices_gives_the_whole_batchs_gradient() {
     }
 }
 
-/// Every parameter, flattened in module order.
-fn flat_params<M: Module>(model: &M) -> Vec<f32> {
-    struct Values(Vec<f32>);
-    impl ModuleVisitor for Values {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.extend(param.val().to_data().iter::<f32>());
-        }
-    }
-    let mut v = Values(Vec::new());
-    model.visit(&mut v);
-    v.0
-}
-
 #[test]
 fn a_fit_on_two_devices_matches_one_device_and_resumes() {
     let (_dir, data) = tiny_data(16);
@@ -155,7 +144,7 @@ fn a_fit_on_two_devices_matches_one_device_and_resumes() {
     let (two, h2) = fit(two, &data, &config, "two", None, quiet()).unwrap();
     // Same steps, same learning rates, the same mean gradient each step (up to the order of
     // float sums): the same weights after two epochs.
-    let gap = relative_gap(&flat_params(&one), &flat_params(&two));
+    let gap = relative_gap(&params(&one), &params(&two));
     assert!(gap < 1e-4, "weights differ by {gap:e} after two epochs");
     for (a, b) in h1.epochs.iter().zip(&h2.epochs) {
         assert!((a.train_loss - b.train_loss).abs() < 1e-4 * a.train_loss);
@@ -180,7 +169,7 @@ fn a_fit_on_two_devices_matches_one_device_and_resumes() {
     let (resumed, h3) = fit(build(), &data, &config, "two", Some(ck.path()), quiet()).unwrap();
     assert_eq!(h3.epochs.len(), 2);
     assert_eq!(h3.epochs[1].lr, h2.epochs[1].lr);
-    let gap = relative_gap(&flat_params(&two), &flat_params(&resumed));
+    let gap = relative_gap(&params(&two), &params(&resumed));
     assert!(gap < 1e-6, "resumed weights differ by {gap:e}");
 }
 
@@ -229,7 +218,7 @@ fn burns_learner_assembled_by_hand_trains_two_devices_as_the_recipe_does() {
         ..FitConfig::default()
     };
     let model = build();
-    let before = flat_params(&model);
+    let before = params(&model);
     // A user's own Learner: kd's optimizer and schedule, Burn's default (single-device)
     // strategy; each step spreads its batch over the model's two devices.
     let train = data.train.restarted();
@@ -241,14 +230,10 @@ fn burns_learner_assembled_by_hand_trains_two_devices_as_the_recipe_does() {
         .with_application_logger(None)
         .num_epochs(1)
         .launch(learner);
-    let by_hand = flat_params(&result.model);
+    let by_hand = params(&result.model);
     assert_ne!(before, by_hand, "the optimizer stepped");
     let (recipe, _) = fit(build(), &data, &config, "two", None, quiet()).unwrap();
-    assert_eq!(
-        by_hand,
-        flat_params(&recipe),
-        "one path, whoever assembles it"
-    );
+    assert_eq!(by_hand, params(&recipe), "one path, whoever assembles it");
 }
 
 /// A batch type that does not say how to split itself.

@@ -9,7 +9,7 @@ mod small_cnn;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use common::{batched_data, device, fit, net, quiet, soft_target_pairs, tiny_data};
+use common::{batched_data, device, fit, net, params, quiet, soft_target_pairs, tiny_data};
 use kd_models::Arch;
 use kd_train::{DistillModel, FitConfig, LrSchedule, OptimizerConfig};
 
@@ -136,19 +136,6 @@ fn a_distillation_fit_trains_with_sgd_and_a_cosine_schedule() {
     for e in &history.epochs {
         assert!(e.train_loss.is_finite() && e.train_kd.is_some_and(f64::is_finite));
     }
-}
-
-/// Every parameter of a module, flattened.
-fn params<M: burn::module::Module>(module: &M) -> Vec<f32> {
-    struct Collect(Vec<f32>);
-    impl burn::module::ModuleVisitor for Collect {
-        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
-            self.0.extend(p.val().into_data().iter::<f32>());
-        }
-    }
-    let mut collect = Collect(Vec::new());
-    module.visit(&mut collect);
-    collect.0
 }
 
 #[test]

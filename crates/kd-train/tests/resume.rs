@@ -8,7 +8,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{distill, fit, net, quiet, soft_target_pairs, stop_in_epoch_1, tiny_data, twin};
+use common::{
+    distill, fit, net, params, quiet, soft_target_pairs, stop_in_epoch_1, tiny_data, twin,
+};
 use kd_core::Objective;
 use kd_models::Arch;
 use kd_train::{EpochRecord, FitConfig, History, TrainError};
@@ -97,22 +99,6 @@ fn a_killed_run_resumes_to_the_same_result() {
         params(&build()),
         "the trained weights, not the initial ones"
     );
-}
-
-/// Every parameter of a module, flattened.
-fn params<M: burn::module::Module>(module: &M) -> Vec<f32> {
-    struct Collect(Vec<f32>);
-    impl burn::module::ModuleVisitor for Collect {
-        fn visit_float<const D: usize>(
-            &mut self,
-            p: &burn::module::Param<burn::tensor::Tensor<D>>,
-        ) {
-            self.0.extend(p.val().into_data().iter::<f32>());
-        }
-    }
-    let mut collect = Collect(Vec::new());
-    module.visit(&mut collect);
-    collect.0
 }
 
 #[test]
