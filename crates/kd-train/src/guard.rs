@@ -47,12 +47,4 @@ impl StepGuard {
     pub fn take_error(&self) -> Option<TrainError> {
         self.error.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
-
-    /// Whether a failure was kept.
-    pub fn failed(&self) -> bool {
-        self.error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-    }
 }

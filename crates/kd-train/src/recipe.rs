@@ -92,11 +92,6 @@ impl Recipe {
         Self { reporter, ..self }
     }
 
-    /// The settings.
-    pub fn config(&self) -> &FitConfig {
-        &self.config
-    }
-
     /// Train `model` on `train`, validating on `valid` after every epoch. A model set to
     /// train [on several devices](DistillModel::on_devices) spreads every batch over them.
     pub fn fit<S, B>(

@@ -142,6 +142,8 @@ struct Recording {
     reporter: SharedReporter,
     clock: TrainingClock,
     guard: StepGuard,
+    /// The members' names, in order.
+    names: Vec<String>,
     histories: Histories,
     /// The epoch (from 0) being recorded.
     epoch: usize,
@@ -154,11 +156,6 @@ struct Recording {
 }
 
 impl Recording {
-    fn names(&self) -> Vec<String> {
-        let histories = self.histories.lock().unwrap_or_else(|e| e.into_inner());
-        histories.iter().map(|h| h.name.clone()).collect()
-    }
-
     fn train_step(&mut self, tallies: &[Tally], lr: Option<f64>) {
         if tallies.iter().all(|t| t.items == 0) {
             return; // a failed step: the guard stops the run
@@ -169,9 +166,8 @@ impl Recording {
             sums.add(tally, false);
         }
         let first = self.train[0];
-        let name = self.names().swap_remove(0);
         self.reporter.lock().step(
-            &name,
+            &self.names[0],
             self.epoch,
             first.steps,
             self.clock.steps_per_epoch().unwrap_or(first.steps),
@@ -202,8 +198,7 @@ impl Recording {
             .started
             .take()
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
-        let names = self.names();
-        for (k, name) in names.iter().enumerate() {
+        for (k, name) in self.names.iter().enumerate() {
             let (train_loss, train_ce, train_kd) = self.trained.get(k).copied().unwrap_or_default();
             let (valid_loss, valid_ce, valid_kd, accuracy) = self.valid[k].per_item();
             let record = EpochRecord {
@@ -262,6 +257,7 @@ impl HistoryRecorder {
             reporter,
             clock: model.training_clock().clone(),
             guard: model.step_guard().clone(),
+            names: names.to_vec(),
             histories: Arc::new(Mutex::new(histories)),
             epoch: 0,
             started: None,
