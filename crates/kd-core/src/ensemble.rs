@@ -86,12 +86,12 @@ impl Ensemble {
                 out.push(format!("ensemble `{name}`: every weight is 0"));
             }
         }
-        // As the f32 the logits are divided by.
         let t = self.temperature;
-        if !(t > 0.0 && (t as f32).is_normal() && ((1.0 / t) as f32).is_finite()) {
+        if !crate::TEMPERATURES.contains(&t) {
             out.push(format!(
-                "ensemble `{name}`: temperature must be > 0, got {}",
-                self.temperature
+                "ensemble `{name}`: temperature = {t:?} must be between {:?} and {:?}, as a loss's",
+                crate::TEMPERATURES.start(),
+                crate::TEMPERATURES.end()
             ));
         }
         out

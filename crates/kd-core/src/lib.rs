@@ -64,7 +64,9 @@ pub use matching::match_feature_layers;
 pub use module_file::{
     ModuleFileError, load_module, load_module_except, load_module_member, save_module,
 };
-pub use objective::{DEFAULT_TEACHER, LossParts, Mix, Objective, TeacherOutputs, Term};
+pub use objective::{
+    DEFAULT_TEACHER, LossParts, Mix, Objective, TEMPERATURES, TeacherOutputs, Term,
+};
 pub use outputs::{Logits, Outputs, Supervision, Tap, Targets, valid_rows};
 pub use resized::Resized;
 pub use schedule::Schedule;
@@ -174,7 +176,7 @@ pub enum LossError {
     },
     /// A weight or temperature the loss would see at some point of training is out of range
     /// (as the `f32` the tensors hold).
-    #[error("{loss}: {what} = {value} {message}")]
+    #[error("{loss}: {what} = {value:?} {message}")]
     Setting {
         /// The loss (or `mix`).
         loss: &'static str,

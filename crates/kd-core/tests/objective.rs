@@ -326,7 +326,8 @@ fn weights_and_temperatures_are_checked_for_every_value_training_will_see() {
         Err(e @ LossError::Setting { .. }) => e.to_string(),
         other => panic!("expected a setting error, got {other:?}"),
     };
-    for t in [0.0, -4.0, 1e-300, f64::INFINITY] {
+    // 2e-38 is a normal f32 with a finite reciprocal, yet logits divided by it overflow.
+    for t in [0.0, -4.0, 1e-300, 2e-38, 1e6, f64::NAN, f64::INFINITY] {
         let e = problem(Objective::lerp(SoftTarget::new(t), 0.5));
         assert!(
             e.contains("SoftTarget") && e.contains("temperature"),
@@ -402,4 +403,217 @@ fn divergence_shares_outside_their_range_are_refused_before_training() {
     for fine in [Jsd::new(0.0), Jsd::new(1.0), Jsd::default()] {
         Objective::lerp(fine, 0.5).check_values().unwrap();
     }
+}
+
+#[test]
+fn every_loss_multiplier_out_of_range_is_refused_naming_loss_and_setting() {
+    use kd_core::losses::{
+        ActivationBoundaries, Attention, DecoupledKd, Dist, FitNet, Nst, Pkt, Rkd, Similarity,
+    };
+    let pairs = || vec![LayerPair::new("layer1", "layer1")];
+    let problem = |loss: LossConfig| match Objective::lerp(loss, 0.5).check_values() {
+        Err(e @ LossError::Setting { .. }) => e.to_string(),
+        other => panic!("expected a setting error, got {other:?}"),
+    };
+    // (loss, setting, a copy with that setting at `v`): NaN, negative, and beyond f32 are
+    // refused everywhere; 0 too where it would switch the loss off.
+    type Set = Box<dyn Fn(f64) -> LossConfig>;
+    let cases: Vec<(&str, &str, bool, Set)> = vec![
+        (
+            "DecoupledKD",
+            "alpha",
+            false,
+            Box::new(|v| {
+                DecoupledKd {
+                    alpha: v,
+                    ..Default::default()
+                }
+                .into()
+            }),
+        ),
+        (
+            "DecoupledKD",
+            "beta",
+            false,
+            Box::new(|v| {
+                DecoupledKd {
+                    beta: v,
+                    ..Default::default()
+                }
+                .into()
+            }),
+        ),
+        (
+            "DIST",
+            "beta",
+            false,
+            Box::new(|v| {
+                Dist {
+                    beta: v,
+                    ..Default::default()
+                }
+                .into()
+            }),
+        ),
+        (
+            "DIST",
+            "gamma",
+            false,
+            Box::new(|v| {
+                Dist {
+                    gamma: v,
+                    ..Default::default()
+                }
+                .into()
+            }),
+        ),
+        (
+            "Attention",
+            "p",
+            true,
+            Box::new(move |v| {
+                Attention {
+                    p: v,
+                    ..Attention::new(pairs())
+                }
+                .into()
+            }),
+        ),
+        (
+            "Attention",
+            "scale",
+            true,
+            Box::new(move |v| {
+                Attention {
+                    scale: v,
+                    ..Attention::new(pairs())
+                }
+                .into()
+            }),
+        ),
+        (
+            "FitNet",
+            "scale",
+            true,
+            Box::new(move |v| {
+                FitNet {
+                    scale: v,
+                    ..FitNet::new(pairs())
+                }
+                .into()
+            }),
+        ),
+        (
+            "NST",
+            "scale",
+            true,
+            Box::new(move |v| {
+                Nst {
+                    scale: v,
+                    ..Nst::new(pairs())
+                }
+                .into()
+            }),
+        ),
+        (
+            "Similarity",
+            "scale",
+            true,
+            Box::new(move |v| {
+                Similarity {
+                    scale: v,
+                    ..Similarity::new(pairs())
+                }
+                .into()
+            }),
+        ),
+        (
+            "PKT",
+            "scale",
+            true,
+            Box::new(move |v| {
+                Pkt {
+                    scale: v,
+                    ..Pkt::new(pairs())
+                }
+                .into()
+            }),
+        ),
+        (
+            "ActivationBoundaries",
+            "margin",
+            false,
+            Box::new(move |v| {
+                ActivationBoundaries {
+                    margin: v,
+                    ..ActivationBoundaries::new(pairs())
+                }
+                .into()
+            }),
+        ),
+        (
+            "ActivationBoundaries",
+            "scale",
+            true,
+            Box::new(move |v| {
+                ActivationBoundaries {
+                    scale: v,
+                    ..ActivationBoundaries::new(pairs())
+                }
+                .into()
+            }),
+        ),
+        (
+            "RKD",
+            "distance_weight",
+            false,
+            Box::new(move |v| {
+                Rkd {
+                    distance_weight: v,
+                    ..Rkd::new(pairs())
+                }
+                .into()
+            }),
+        ),
+        (
+            "RKD",
+            "angle_weight",
+            false,
+            Box::new(move |v| {
+                Rkd {
+                    angle_weight: v,
+                    ..Rkd::new(pairs())
+                }
+                .into()
+            }),
+        ),
+    ];
+    for (loss, setting, zero_refused, with) in &cases {
+        let mut bad = vec![f64::NAN, -1.0, 1e39, f64::INFINITY];
+        if *zero_refused {
+            bad.push(0.0);
+        }
+        for v in bad {
+            let e = problem(with(v));
+            assert!(
+                e.contains(loss) && e.contains(setting),
+                "{loss} {setting} = {v}: {e}"
+            );
+        }
+        // The default, and 0 where 0 is a choice (one of two weights, a margin), pass.
+        Objective::lerp(with(2.0), 0.5).check_values().unwrap();
+        if !zero_refused {
+            Objective::lerp(with(0.0), 0.5).check_values().unwrap();
+        }
+    }
+    // Both of RKD's weights at 0: the loss is 0 whatever the models do.
+    let e = problem(
+        Rkd {
+            distance_weight: 0.0,
+            angle_weight: 0.0,
+            ..Rkd::new(pairs())
+        }
+        .into(),
+    );
+    assert!(e.contains("distance_weight and angle_weight"), "{e}");
 }

@@ -367,7 +367,11 @@ where
 
     /// The step's outputs and the objective's parts on `batch` (a training step when
     /// `training`: CRD memories learn the batch's items).
-    fn output(&self, batch: B, training: bool) -> Result<(KdOutput, LossParts), TrainError> {
+    pub(crate) fn output(
+        &self,
+        batch: B,
+        training: bool,
+    ) -> Result<(KdOutput, LossParts), TrainError> {
         let student = self.student_outputs(&batch);
         let parts = self.objective_on(&student, &batch, training)?;
         let out = KdOutput {
@@ -473,11 +477,6 @@ where
     S: TappableModule<B::Input>,
     B: DistillBatch,
 {
-    /// An evaluation step's outputs (tape-free; CRD memories read, not updated).
-    pub(crate) fn infer(&self, batch: B) -> Result<KdOutput, TrainError> {
-        Ok(self.output(batch.without_autodiff(), false)?.0)
-    }
-
     /// A memory of the training items (CRD) has a row for each item the training loader
     /// gives (at least: a loader that drops an incomplete batch gives fewer items per epoch
     /// than the training set holds).
@@ -500,7 +499,7 @@ where
     type Output = KdOutput;
 
     fn step(&self, batch: B) -> KdOutput {
-        self.infer(batch).unwrap_or_else(|e| {
+        self.validation_step(batch).unwrap_or_else(|e| {
             self.setup.guard.fail(e);
             KdOutput::failed(&self.device())
         })

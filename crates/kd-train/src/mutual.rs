@@ -190,7 +190,7 @@ impl<S: TappableModule<B::Input>, B: DistillBatch> InferenceStep
             .students
             .iter()
             .map(|s| {
-                s.infer(batch.clone()).unwrap_or_else(|e| {
+                s.validation_step(batch.clone()).unwrap_or_else(|e| {
                     self.students[0].guard().fail(e);
                     KdOutput::failed(&s.device())
                 })

@@ -38,6 +38,34 @@ where
         })
     }
 
+    /// A validation step's outputs (tape-free; CRD memories read, not updated). A loss that is
+    /// not finite is no result: kd's `NonFinite` error, naming the first part of the objective
+    /// that is not finite, so a NaN is never reported as a validation loss.
+    pub(crate) fn validation_step(&self, batch: B) -> Result<KdOutput, TrainError> {
+        let items = batch.len();
+        let (out, parts) = self.output(batch.without_autodiff(), false)?;
+        if out.loss.clone().into_scalar::<f32>().is_finite() {
+            return Ok(out);
+        }
+        let finite =
+            |value: &burn::tensor::Tensor<1>| value.clone().into_scalar::<f32>().is_finite();
+        let part = match (&parts.ce, parts.terms.iter().find(|(_, v)| !finite(v))) {
+            (Some(ce), _) if !finite(ce) => "the cross-entropy".to_string(),
+            (_, Some((name, _))) => format!("the {name} term"),
+            _ => "the weighted sum of finite parts".to_string(),
+        };
+        let clock = self.clock();
+        Err(TrainError::NonFinite {
+            run: self.run_name(),
+            epoch: clock.epochs_done().saturating_sub(1),
+            step: clock.steps_per_epoch().unwrap_or(0),
+            what: format!(
+                "{part}, on a validation batch of {items} item{} after the epoch's training,",
+                if items == 1 { "" } else { "s" }
+            ),
+        })
+    }
+
     /// A step's loss or gradients that are not finite: kd's `NonFinite` error, naming the
     /// first part of the objective that is not finite on `batch` alone.
     fn check_finite(

@@ -109,3 +109,30 @@ fn a_loss_with_a_nan_gradient_is_named_when_training_stops() {
     assert!(message.contains("NaN-gradient probe"), "{message}");
     assert!(!message.contains("cross-entropy"), "{message}");
 }
+
+#[test]
+fn a_nan_validation_loss_stops_the_run_naming_the_loss() {
+    // 12 validation images in batches of 11: the last batch holds one image, whose RKD
+    // distances (normalised by their mean over the batch's pairs: none) are 0/0.
+    let (_dir, data) = common::batched_data(16, 11);
+    assert_eq!(data.valid.indices().len() % 11, 1);
+    let teacher = net(Arch::ResNet18, 1);
+    let pairs = LayerPair::zip(&["layer4"], &["layer4"]);
+    let rkd = kd_core::losses::Rkd::new(pairs);
+    let objective = Objective::lerp(LossConfig::from(rkd), 0.5);
+    let model = distill(net(Arch::ResNet18, 2), Some(&teacher), objective, false).unwrap();
+    let config = FitConfig {
+        epochs: 2,
+        ..FitConfig::default()
+    };
+    let err = fit(model, &data, &config, "rkd", None, quiet()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, TrainError::NonFinite { epoch: 0, .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("RKD") && message.contains("validation"),
+        "{message}"
+    );
+}

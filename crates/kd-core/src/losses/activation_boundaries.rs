@@ -1,6 +1,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::settings;
 use crate::losses::one;
 use crate::{KdInput, KdLoss, LayerPair, LossError, feature, sum_pairs};
 
@@ -46,6 +47,11 @@ impl KdLoss for ActivationBoundaries {
 
     fn needs_matching_channels(&self) -> bool {
         true
+    }
+
+    fn check_settings(&self) -> Result<(), LossError> {
+        settings::non_negative(self.name(), "margin", self.margin)?;
+        settings::positive(self.name(), "scale", self.scale)
     }
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {

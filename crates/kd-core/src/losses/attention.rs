@@ -1,6 +1,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::settings;
 use crate::losses::one;
 use crate::{KdInput, KdLoss, LayerPair, LossError, feature, sum_pairs};
 
@@ -47,6 +48,11 @@ impl KdLoss for Attention {
 
     fn tap_ranks(&self) -> &'static [usize] {
         &[3, 4]
+    }
+
+    fn check_settings(&self) -> Result<(), LossError> {
+        settings::positive(self.name(), "p", self.p)?;
+        settings::positive(self.name(), "scale", self.scale)
     }
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {

@@ -1,6 +1,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::settings;
 use crate::losses::one;
 use crate::{KdInput, KdLoss, LossError, logit, paired_logits};
 
@@ -50,6 +51,11 @@ impl KdLoss for DecoupledKd {
 
     fn temperature(&self) -> Option<f64> {
         Some(self.temperature)
+    }
+
+    fn check_settings(&self) -> Result<(), LossError> {
+        settings::non_negative(self.name(), "alpha", self.alpha)?;
+        settings::non_negative(self.name(), "beta", self.beta)
     }
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {

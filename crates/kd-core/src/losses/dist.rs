@@ -1,6 +1,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::settings;
 use crate::losses::one;
 use crate::{KdInput, KdLoss, LossError, logit, paired_logits};
 
@@ -37,6 +38,11 @@ impl KdLoss for Dist {
 
     fn temperature(&self) -> Option<f64> {
         Some(self.tau)
+    }
+
+    fn check_settings(&self) -> Result<(), LossError> {
+        settings::non_negative(self.name(), "beta", self.beta)?;
+        settings::non_negative(self.name(), "gamma", self.gamma)
     }
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {

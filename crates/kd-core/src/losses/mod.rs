@@ -16,6 +16,7 @@ mod nst;
 mod pkt;
 mod reverse_kl;
 mod rkd;
+mod settings;
 mod similarity;
 mod skew;
 mod skew_kl;

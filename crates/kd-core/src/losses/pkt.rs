@@ -1,6 +1,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::settings;
 use crate::losses::one;
 use crate::{KdInput, KdLoss, LayerPair, LossError, feature, sum_pairs};
 
@@ -34,6 +35,10 @@ impl KdLoss for Pkt {
 
     fn pairs(&self) -> &[LayerPair] {
         &self.pairs
+    }
+
+    fn check_settings(&self) -> Result<(), LossError> {
+        settings::positive(self.name(), "scale", self.scale)
     }
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {

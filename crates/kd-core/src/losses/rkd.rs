@@ -1,6 +1,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::settings;
 use crate::{KdInput, KdLoss, LayerPair, LossError, feature, sum_pairs};
 
 /// Relational KD (Park et al., 2019): Σ over pairs of the distance and angle terms between the
@@ -43,6 +44,16 @@ impl KdLoss for Rkd {
 
     fn pairs(&self) -> &[LayerPair] {
         &self.pairs
+    }
+
+    fn check_settings(&self) -> Result<(), LossError> {
+        settings::some_weight(
+            self.name(),
+            &[
+                ("distance_weight", self.distance_weight),
+                ("angle_weight", self.angle_weight),
+            ],
+        )
     }
 
     fn compute(&self, input: &KdInput) -> Result<Tensor<1>, LossError> {
