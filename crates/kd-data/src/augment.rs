@@ -112,9 +112,23 @@ impl Augmentation {
 #[serde(deny_unknown_fields, default)]
 pub struct RandomResizedCrop {
     /// The range of the window's share of the image's area (torchvision: `[0.08, 1]`).
+    #[serde(deserialize_with = "range")]
     pub scale: [f64; 2],
     /// The range of the window's width : height (torchvision: `[3/4, 4/3]`).
+    #[serde(deserialize_with = "range")]
     pub ratio: [f64; 2],
+}
+
+/// A `[low, high]` pair, refused when the list holds another number of values (some
+/// formats' readers would silently drop a third).
+fn range<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<[f64; 2], D::Error> {
+    let values = Vec::<f64>::deserialize(deserializer)?;
+    <[f64; 2]>::try_from(values.as_slice()).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{values:?} holds {} values; a range is 2 values, [low, high]",
+            values.len()
+        ))
+    })
 }
 
 impl Default for RandomResizedCrop {

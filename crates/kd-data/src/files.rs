@@ -43,7 +43,9 @@ pub fn get_image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if has_image_extension(&path) {
+            } else if has_image_extension(&path) && path.is_file() {
+                // Regular files only (links to them followed): a FIFO or a device named like
+                // an image would block the decoder or never end.
                 out.push(path);
             }
         }

@@ -47,7 +47,7 @@ impl TextCorpus {
     pub fn from_path(path: &Path, separator: Option<&str>) -> Result<Self, DataError> {
         let files = if path.is_dir() {
             let mut files = Vec::new();
-            collect_files(path, &mut files)?;
+            collect_files(path, &mut std::collections::HashSet::new(), &mut files)?;
             files.sort();
             files
         } else if path.is_file() {
@@ -55,7 +55,13 @@ impl TextCorpus {
         } else {
             return Err(DataError::Io {
                 path: path.to_path_buf(),
-                reason: "no such file or folder".into(),
+                reason: match path.exists() {
+                    true => {
+                        "not a regular file or a folder (a FIFO, a device or a socket is not read)"
+                    }
+                    false => "no such file or folder",
+                }
+                .into(),
             });
         };
         let total: u64 = files
@@ -71,8 +77,12 @@ impl TextCorpus {
             });
         }
         let mut documents = Vec::new();
+        let mut left = MAX_CORPUS_BYTES;
         for file in files {
-            let bytes = std::fs::read(&file).map_err(io(&file))?;
+            // Bounded by the bytes actually read, not by what the file system said its size
+            // was: a file may grow, or report no size at all.
+            let bytes = read_at_most(&file, left)?;
+            left -= bytes.len() as u64;
             for part in split_documents(&bytes, separator) {
                 if !part.iter().all(u8::is_ascii_whitespace) {
                     documents.push(Document {
@@ -129,7 +139,17 @@ impl TextCorpus {
     }
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+/// The regular files under `dir` (symbolic links followed), each directory visited once
+/// however many links lead to it; FIFOs, devices and sockets are not text and are skipped
+/// (reading one would block or never end).
+fn collect_files(
+    dir: &Path,
+    visited: &mut std::collections::HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), DataError> {
+    if !visited.insert(std::fs::canonicalize(dir).map_err(io(dir))?) {
+        return Ok(());
+    }
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let path = entry.map_err(io(dir))?.path();
         let hidden = path
@@ -139,12 +159,32 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
             continue;
         }
         if path.is_dir() {
-            collect_files(&path, out)?;
-        } else {
+            collect_files(&path, visited, out)?;
+        } else if path.is_file() {
             out.push(path);
         }
     }
     Ok(())
+}
+
+/// The bytes of `file`, refused once more than `limit` have been read.
+fn read_at_most(file: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .map_err(io(file))?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io(file))?;
+    if bytes.len() as u64 > limit {
+        return Err(DataError::Io {
+            path: file.to_path_buf(),
+            reason: format!(
+                "the corpus grows past the {MAX_CORPUS_BYTES} bytes kd keeps in memory while this file is read"
+            ),
+        });
+    }
+    Ok(bytes)
 }
 
 /// `bytes` cut at lines equal to `separator` (line ends `\n` or `\r\n`), or whole.

@@ -213,3 +213,87 @@ fn symbolic_link_loops_are_walked_once() {
     unique.dedup();
     assert_eq!(unique.len(), 6, "{names:?}");
 }
+
+/// `f`'s result, or a failure if it takes longer than 60 s (a read blocked on a FIFO, say).
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || send.send(f()));
+    receive
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("still running after a minute: a read that never ends")
+}
+
+/// A FIFO (nobody writes to it), a link to an endless device and a link to a directory above:
+/// none of them is a regular file, and the last leads back into the folder.
+#[cfg(unix)]
+fn special_files(dir: &Path, name: &str) {
+    let fifo = dir.join(format!("fifo-{name}"));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", dir.join(format!("zero-{name}"))).unwrap();
+    let sub = dir.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::os::unix::fs::symlink("..", sub.join("up")).unwrap();
+    std::os::unix::fs::symlink("..", sub.join("up-again")).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_corpus_walk_reads_regular_files_once_and_never_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "the first address").unwrap();
+    std::fs::write(dir.path().join("b.txt"), "the second address").unwrap();
+    special_files(dir.path(), "c.txt");
+    let path = dir.path().to_path_buf();
+    let corpus = within_a_minute(move || kd_data::TextCorpus::from_path(&path, None)).unwrap();
+    let texts: Vec<&[u8]> = corpus
+        .documents
+        .iter()
+        .map(|d| d.bytes.as_slice())
+        .collect();
+    assert_eq!(
+        texts,
+        [&b"the first address"[..], &b"the second address"[..]],
+        "each regular file once, nothing else"
+    );
+    // Named on its own, a FIFO is refused, not waited on.
+    let fifo = dir.path().join("fifo-c.txt");
+    let err = within_a_minute(move || kd_data::TextCorpus::from_path(&fifo, None)).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_image_walk_skips_fifos_and_devices() {
+    let dir = folder_with(8, 8);
+    special_files(dir.path(), "Cat_9.png");
+    let path = dir.path().to_path_buf();
+    let files = within_a_minute(move || get_image_files(&path)).unwrap();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with("fifo") && !n.starts_with("zero")),
+        "{names:?}"
+    );
+    let path = dir.path().to_path_buf();
+    let config = DataConfig {
+        size: 16,
+        ..DataConfig::default()
+    };
+    let set = within_a_minute(move || {
+        ImageSet::from_folder(&path, &LabelFn::PetsCatDog, &config, &|_, _| {}).map(|s| s.len())
+    })
+    .unwrap();
+    assert_eq!(
+        (files.len(), set),
+        (5, 5),
+        "four images and the strip, each once: {names:?}"
+    );
+}
