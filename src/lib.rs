@@ -41,6 +41,8 @@ mod plot;
 pub mod pretrained;
 #[cfg(feature = "experiments")]
 pub mod registry;
+#[cfg(feature = "experiments")]
+mod whole_file;
 
 pub use kd_core as core;
 pub use kd_data as data;

@@ -132,20 +132,16 @@ pub(crate) fn curves_png(
         path: path.to_path_buf(),
         reason: format!("drawing the curves: {e}"),
     })?;
-    let tmp = path.with_extension("png.tmp");
-    let file = std::fs::File::create(&tmp).map_err(crate::io_err(&tmp))?;
-    let encoder = PngEncoder::new_with_quality(
-        std::io::BufWriter::new(file),
-        CompressionType::Best,
-        FilterType::Adaptive,
-    );
-    encoder
+    // Encoded in memory, then written whole: a write error (a full disk) is seen, not lost
+    // in a buffered writer's drop.
+    let mut png = Vec::new();
+    PngEncoder::new_with_quality(&mut png, CompressionType::Best, FilterType::Adaptive)
         .write_image(&pixels, WIDTH, height, ExtendedColorType::Rgb8)
         .map_err(|e| KdError::Io {
-            path: tmp.clone(),
-            reason: e.to_string(),
+            path: path.to_path_buf(),
+            reason: format!("encoding the curves: {e}"),
         })?;
-    std::fs::rename(&tmp, path).map_err(crate::io_err(path))
+    crate::whole_file::write_file(path, png)
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;

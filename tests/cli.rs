@@ -102,12 +102,13 @@ fn a_run_writes_its_directory_and_refuses_to_overwrite_it() {
     // The resolved config reads back as the same experiment.
     let resolved = Experiment::from_file(&out_dir.join("config.toml")).unwrap();
     assert_eq!(resolved, exp);
-    // The fine-tuned teacher went to the cache and is reused.
+    // The fine-tuned teacher went to the cache (weights, history, their digests) and is
+    // reused.
     assert_eq!(
         std::fs::read_dir(cache.path().join("teachers"))
             .unwrap()
             .count(),
-        2
+        3
     );
 
     let before = std::fs::read(out_dir.join("metrics.json")).unwrap();
@@ -228,6 +229,31 @@ fn the_binary_reports_usage_and_config_errors_with_exit_code_2() {
         stderr.contains("flavour") && stderr.lines().count() < 25,
         "{stderr}"
     );
+
+    // A --data that is not there, and an --output that is a file: bad input, nothing written.
+    let missing = dir.path().join("no-such-images");
+    let out = kd_bin()
+        .args(["run", "--quick", "--data"])
+        .arg(&missing)
+        .arg("--output")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no-such-images") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    let out = kd_bin()
+        .args(["run", "--quick", "--output"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a directory"), "{stderr}");
+    assert!(std::fs::read_to_string(&bad).unwrap().contains("flavour"));
 
     let out = kd_bin().args(["layers", "resnet7"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

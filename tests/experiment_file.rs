@@ -271,6 +271,12 @@ fn a_runs_augmentation_is_checked_and_shipped_in_the_function_matching_preset() 
             "augment.mix_prob = 2",
         ),
         ("augment = { mixups = 1.0 }", "mixups"),
+        // A third value is not silently dropped.
+        (
+            "augment = { crop = { scale = [0.1, 0.5, 1.0] } }",
+            "2 values",
+        ),
+        ("augment = { crop = { ratio = [1.0] } }", "2 values"),
     ] {
         let e = Experiment::from_toml(&format!("{base}{bad}\n"), "bad.toml").unwrap_err();
         assert!(e.exit_code() == 2 && e.to_string().contains(culprit), "{e}");
@@ -310,4 +316,21 @@ fn a_runs_augmentation_is_checked_and_shipped_in_the_function_matching_preset() 
         run("augment = {}"),
         "no augmentation is the default's"
     );
+}
+
+#[test]
+fn errors_found_after_parsing_name_the_file() {
+    // Model names are resolved against the registry when the run starts, after parsing.
+    let text = "[student]\narch = \"resnet19\"\n\n[[runs]]\nname = \"a\"\n";
+    let exp = Experiment::from_toml(text, "mine.toml").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = kd::experiment::RunOptions {
+        output: Some(dir.path().join("out")),
+        cache_dir: Some(dir.path().join("cache")),
+        ..Default::default()
+    };
+    let e = kd::experiment::run(&exp, &options).unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(e.to_string().starts_with("mine.toml: "), "{e}");
+    assert!(e.to_string().contains("resnet19"), "{e}");
 }

@@ -487,3 +487,31 @@ fn docs_language_models_lists_every_key_of_the_schema() {
         "keys missing from docs/language-models.md: {missing:?}"
     );
 }
+
+#[test]
+fn a_corpus_edited_before_a_resume_is_refused_and_no_run_is_written_into_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    write_corpus(&corpus, 8);
+    let exp = LmExperiment::from_toml(&tiny(&corpus, ""), "lm.toml").unwrap();
+    let out = tmp.path().join("out");
+    run_language_experiment(&exp, &options(&out, SharedReporter::default())).unwrap();
+    // Killed at the end, then one document edited: same settings, other text.
+    for file in ["report.md", "metrics.json", "curves.png"] {
+        std::fs::remove_file(out.join(file)).unwrap();
+    }
+    std::fs::write(corpus.join("doc03.txt"), "an edited address\n".repeat(12)).unwrap();
+    let e = config_error(run_language_experiment(
+        &exp,
+        &options(&out, SharedReporter::default()),
+    ));
+    assert!(e.contains("data content"), "{e}");
+
+    let inside = corpus.join("runs");
+    let e = config_error(run_language_experiment(
+        &exp,
+        &options(&inside, SharedReporter::default()),
+    ));
+    assert!(e.contains("inside the data folder"), "{e}");
+    assert!(!inside.exists());
+}

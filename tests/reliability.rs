@@ -230,6 +230,105 @@ fn the_teacher_is_identified_by_its_weights_content_not_their_path() {
 }
 
 #[test]
+fn a_teacher_is_cached_by_the_images_content_and_a_damaged_entry_is_never_used() {
+    use kd::train::report::SharedReporter;
+    let tiny = TinyRun::new();
+    let exp = tiny.experiment(1);
+    let said = common::Said::default();
+    let options = |force| RunOptions {
+        force,
+        reporter: SharedReporter::new(said.clone()),
+        ..tiny.options()
+    };
+    let first = run(&exp, &options(false)).unwrap();
+    // The cats' and the dogs' files swapped: the same settings, other images.
+    let folder = tiny.images.path();
+    for i in 0..20 {
+        let (cat, dog) = (
+            folder.join(format!("Cat_{i}.png")),
+            folder.join(format!("dog_{i}.png")),
+        );
+        let swap = folder.join("swap.png");
+        std::fs::rename(&cat, &swap).unwrap();
+        std::fs::rename(&dog, &cat).unwrap();
+        std::fs::rename(&swap, &dog).unwrap();
+    }
+    said.0.lock().unwrap().clear();
+    let second = run(&exp, &options(true)).unwrap();
+    let text = said.text();
+    assert!(!text.contains("reusing"), "{text}");
+    assert!(
+        text.contains("other images"),
+        "says why it fine-tunes anew: {text}"
+    );
+    let entries = |ext: &str| {
+        std::fs::read_dir(tiny.cache.path().join("teachers"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(entries("bpk").len(), 2, "one cached teacher per content");
+    assert_eq!(
+        second.teachers[0].epochs.len(),
+        first.teachers[0].epochs.len()
+    );
+
+    // The same images again: the cached teacher is reused...
+    said.0.lock().unwrap().clear();
+    run(&exp, &options(true)).unwrap();
+    assert!(said.text().contains("reusing"), "{}", said.text());
+    // ...unless its weights were damaged: then it is fine-tuned anew, saying so.
+    for bpk in entries("bpk") {
+        let len = std::fs::metadata(&bpk).unwrap().len() as usize;
+        std::fs::write(&bpk, vec![0u8; len]).unwrap();
+    }
+    said.0.lock().unwrap().clear();
+    let again = run(&exp, &options(true)).unwrap();
+    let text = said.text();
+    assert!(!text.contains("reusing"), "{text}");
+    assert!(
+        text.contains("is not used") && text.contains("changed"),
+        "{text}"
+    );
+    assert_eq!(again.teachers[0].epochs.len(), 1);
+    // An edited history is no accuracy either.
+    for json in entries("json") {
+        let mut history: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        history["epochs"][0]["accuracy"] = serde_json::json!(0.125);
+        std::fs::write(&json, history.to_string()).unwrap();
+    }
+    said.0.lock().unwrap().clear();
+    run(&exp, &options(true)).unwrap();
+    assert!(said.text().contains("is not used"), "{}", said.text());
+}
+
+#[test]
+fn resuming_on_other_images_or_writing_into_the_data_is_refused() {
+    let tiny = TinyRun::new();
+    let out_dir = tiny.out_dir();
+    let exp = tiny.experiment(1);
+    run(&exp, &tiny.options()).unwrap();
+    unfinish(&out_dir);
+    // One image changed between the kill and the rerun.
+    common::tiny_images(tiny.images.path());
+    image::RgbImage::new(16, 16)
+        .save(tiny.images.path().join("Cat_0.png"))
+        .unwrap();
+    let err = config_error(run(&exp, &tiny.options()));
+    assert!(err.contains("data content"), "{err}");
+
+    let inside = RunOptions {
+        output: Some(tiny.images.path().join("runs").join("mine")),
+        ..tiny.options()
+    };
+    let err = config_error(run(&exp, &inside));
+    assert!(err.contains("inside the data folder"), "{err}");
+    assert!(!tiny.images.path().join("runs").exists());
+}
+
+#[test]
 fn the_teacher_resumes_from_its_checkpoint_when_the_cache_is_unwritable() {
     let tiny = TinyRun::new();
     let out_dir = tiny.out_dir();
@@ -393,6 +492,38 @@ fn a_run_directory_has_one_writer_and_a_dead_writers_lock_is_taken_over() {
 }
 
 #[test]
+fn kd_report_reads_metrics_json_and_a_failed_redraw_leaves_no_staging_file() {
+    let tiny = TinyRun::new();
+    let out_dir = tiny.out_dir();
+    run(&tiny.experiment(1), &tiny.options()).unwrap();
+    // The results as another tool (or an older kd) wrote them: compact JSON.
+    let metrics = out_dir.join("metrics.json");
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    let compact = serde_json::to_string(&value).unwrap();
+    std::fs::write(&metrics, &compact).unwrap();
+    kd::experiment::redraw_run_dir(&out_dir).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&metrics).unwrap(),
+        compact,
+        "kd report rewrote the results it only had to read"
+    );
+    // A redraw that cannot put its figure in place fails, naming it, and leaves the results
+    // and no staging file behind.
+    std::fs::remove_file(out_dir.join("curves.png")).unwrap();
+    std::fs::create_dir_all(out_dir.join("curves.png").join("mine")).unwrap();
+    let err = kd::experiment::redraw_run_dir(&out_dir).unwrap_err();
+    assert!(err.to_string().contains("curves.png"), "{err}");
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap(), compact);
+    let staged: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("tmp"))
+        .collect();
+    assert!(staged.is_empty(), "staging files left: {staged:?}");
+}
+
+#[test]
 fn a_split_without_validation_images_is_refused_before_the_teacher_trains() {
     let tiny = TinyRun::new();
     let mut exp = tiny.experiment(1);
@@ -404,6 +535,20 @@ fn a_split_without_validation_images_is_refused_before_the_teacher_trains() {
         "{err}"
     );
     assert!(!tiny.out_dir().join("teacher-checkpoints").exists());
+    assert!(!tiny.out_dir().exists(), "nothing written");
+}
+
+#[test]
+fn a_batch_larger_than_the_training_split_is_refused_before_the_teacher_trains() {
+    let tiny = TinyRun::new();
+    let mut exp = tiny.experiment(1);
+    // 40 images, 8 of them for validation: 32 to train on.
+    exp.data.batch_size = 33;
+    let err = config_error(run(&exp, &tiny.options()));
+    assert!(
+        err.contains("data.batch_size") && err.contains("32 training images"),
+        "{err}"
+    );
     assert!(!tiny.out_dir().exists(), "nothing written");
 }
 

@@ -66,11 +66,11 @@ fn several_teachers_are_fine_tuned_cached_and_read_by_name() {
         let kd = history.epochs[0].train_kd.unwrap();
         assert!(kd.is_finite() && kd > 0.0, "{}: {kd}", history.name);
     }
-    // Both fine-tuned teachers went to the cache (weights and history each).
+    // Both fine-tuned teachers went to the cache (weights, history and their digests each).
     let cached = std::fs::read_dir(tiny.cache.path().join("teachers"))
         .unwrap()
         .count();
-    assert_eq!(cached, 4);
+    assert_eq!(cached, 6);
     // Their fine-tuning checkpoints went with them: no empty folder is left behind.
     assert!(!tiny.out_dir().join("teacher-checkpoints").exists());
     let md = std::fs::read_to_string(tiny.out_dir().join("report.md")).unwrap();

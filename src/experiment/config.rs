@@ -390,6 +390,21 @@ pub struct Experiment {
     /// Run directory (default `runs/<the file's name without extension>`).
     #[serde(default)]
     pub output: PathBuf,
+    /// The file the experiment was read from: what errors found after parsing name.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Where an experiment was read from (the name given to [`Experiment::from_toml`]), which
+/// errors found after parsing name. Not part of what the experiment is: experiments read from
+/// two files compare equal when their settings are.
+#[derive(Debug, Clone, Default)]
+pub struct Origin(pub String);
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// A section whose every key has a default: its value when the file leaves it out.
@@ -424,6 +439,7 @@ impl Experiment {
         if exp.output.as_os_str().is_empty() {
             exp.output = default_output(origin);
         }
+        exp.origin = Origin(origin.to_string());
         exp.validate(origin)?;
         Ok(exp)
     }

@@ -27,6 +27,20 @@ pub fn load_images(
     } else {
         PathBuf::from(&section.source)
     };
+    if !dir.is_dir() {
+        // A mistyped --data or `source` is bad input, not a failure at run time.
+        return Err(KdError::Config {
+            origin: "data.source (or --data)".into(),
+            message: format!(
+                "{} is not a folder of images ({})",
+                dir.display(),
+                match dir.exists() {
+                    true => "it is a file",
+                    false => "it does not exist",
+                }
+            ),
+        });
+    }
     let label = label_fn(&section.label).map_err(|message| KdError::Config {
         origin: "data.label".into(),
         message,

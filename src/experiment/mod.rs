@@ -19,8 +19,8 @@ mod teacher;
 mod validate;
 
 pub use config::{
-    DEFAULT_EXPERIMENT, DataSection, Experiment, LossSection, NamedTeacherSection, RunSection,
-    TeacherSection, TermSection, TrainingSection,
+    DEFAULT_EXPERIMENT, DataSection, Experiment, LossSection, NamedTeacherSection, Origin,
+    RunSection, TeacherSection, TermSection, TrainingSection,
 };
 pub(crate) use config::{default_output, read_experiment_file};
 pub use data::load_images;
@@ -29,6 +29,6 @@ pub use fingerprint::Fingerprint;
 pub use model_section::{ModelSection, Weights};
 pub use report::{Redrawn, Report, RunSummary, redraw_run_dir, summary_table, write_run_dir};
 pub use run::{RunOptions, run};
-pub(crate) use stats::mean_std;
+pub(crate) use stats::{mean_pm_std, mean_std};
 pub(crate) use validate::slug;
 pub use validate::{MAX_BATCH_SIZE, MAX_IMAGE_SIZE};

@@ -6,8 +6,9 @@ use kd_train::History;
 use kd_train::report::comparison_table;
 use serde::{Deserialize, Serialize};
 
-use crate::language::{LmExperiment, LmReport, write_lm_report};
+use crate::language::{LmExperiment, LmReport, draw_lm_report};
 use crate::plot::Curve;
+use crate::whole_file::write_file;
 use crate::{KdError, io_err};
 
 /// Mean and (sample) standard deviation of one run's final accuracy over seeds.
@@ -95,9 +96,8 @@ pub fn summary_table(report: &Report) -> String {
             s.name.clone()
         };
         out += &format!(
-            "| {name} | {:.4} ± {:.4} | {} | {:.1} s |\n",
-            s.mean,
-            s.std,
+            "| {name} | {} | {} | {:.1} s |\n",
+            super::stats::mean_pm_std(s.mean, s.std, s.accuracies.len()),
             s.accuracies.len(),
             s.epoch_seconds
         );
@@ -119,10 +119,16 @@ fn seed_groups(report: &Report) -> Vec<Curve<'_>> {
         .collect()
 }
 
-/// `metrics.json`, `report.md` and `curves.png` of a finished experiment.
+/// `metrics.json`, `report.md` and `curves.png` of a finished experiment, each written whole.
 pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
     let json = serde_json::to_string_pretty(report).expect("report serialises");
-    std::fs::write(dir.join("metrics.json"), json).map_err(io_err(dir))?;
+    write_file(&dir.join("metrics.json"), json)?;
+    draw_run_dir(dir, report)
+}
+
+/// `report.md` and `curves.png` of `report`: what `kd report` redraws, reading `metrics.json`
+/// and never writing it.
+fn draw_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
     let curves = seed_groups(report);
     crate::plot::curves_png(&curves, &report.teachers, &dir.join("curves.png"))?;
     let mut all = report.teachers.clone();
@@ -135,10 +141,7 @@ pub fn write_run_dir(dir: &Path, report: &Report) -> Result<(), KdError> {
         summary_table(report),
         comparison_table(&all)
     );
-    let tmp = dir.join(".report.md.tmp");
-    std::fs::write(&tmp, md).map_err(io_err(dir))?;
-    std::fs::rename(&tmp, dir.join("report.md")).map_err(io_err(dir))?;
-    Ok(())
+    write_file(&dir.join("report.md"), md)
 }
 
 /// What [`redraw_run_dir`] redrew: the report of an image experiment or of a language-model
@@ -177,11 +180,11 @@ pub fn redraw_run_dir(dir: &Path) -> Result<Redrawn, KdError> {
     };
     if language {
         let report: LmReport = serde_json::from_str(&text).map_err(not_a_report)?;
-        write_lm_report(dir, &report)?;
+        draw_lm_report(dir, &report)?;
         Ok(Redrawn::Language(report))
     } else {
         let report: Report = serde_json::from_str(&text).map_err(not_a_report)?;
-        write_run_dir(dir, &report)?;
+        draw_run_dir(dir, &report)?;
         Ok(Redrawn::Images(report))
     }
 }
@@ -247,6 +250,15 @@ mod tests {
         assert_eq!(names(&groups[1]), ["KD (seed 0)", "KD (seed 1)"]);
         assert_eq!(names(&groups[2]), ["FitNet"]);
         assert_eq!(groups[1].name, "KD");
+        // One seed's accuracy claims no spread.
+        let table = summary_table(&report);
+        let fitnet = table.lines().find(|l| l.starts_with("| FitNet")).unwrap();
+        assert!(
+            fitnet.contains("(one seed)") && !fitnet.contains('±'),
+            "{fitnet}"
+        );
+        let kd = table.lines().find(|l| l.starts_with("| KD")).unwrap();
+        assert!(kd.contains(" ± "), "{kd}");
     }
 
     #[test]

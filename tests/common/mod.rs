@@ -106,3 +106,23 @@ pub fn config_error(text: &str) -> String {
         other => panic!("expected a config error, got {other:?}"),
     }
 }
+
+/// A reporter that keeps every note and warning, for tests that check what a run said.
+#[derive(Clone, Default)]
+pub struct Said(pub std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl kd::train::report::Reporter for Said {
+    fn note(&mut self, text: &str) {
+        self.0.lock().unwrap().push(text.to_string());
+    }
+    fn warning(&mut self, text: &str) {
+        self.0.lock().unwrap().push(format!("warning: {text}"));
+    }
+}
+
+impl Said {
+    /// Everything said so far, one line each.
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
