@@ -37,6 +37,13 @@ pub trait ModelInput: Clone + Send + Sync + Debug + 'static {
     fn slice_items(self, rows: Range<usize>) -> Self;
     /// The same input moved to `device` (an autodiff device stays one).
     fn to_device(self, device: &Device) -> Self;
+    /// The shape of one item: every dimension but the first, of every part in order. Items
+    /// padded to another length have another shape, and a model's outputs on them another
+    /// shape too (what the teacher's cache compares before reusing outputs). Empty, the
+    /// default for an input type of one's own, says nothing.
+    fn item_shape(&self) -> Vec<usize> {
+        Vec::new()
+    }
 }
 
 impl<const D: usize, K: Autodiff + 'static> ModelInput for Tensor<D, K> {
@@ -59,6 +66,9 @@ impl<const D: usize, K: Autodiff + 'static> ModelInput for Tensor<D, K> {
     fn to_device(self, device: &Device) -> Self {
         Tensor::to_device(self, device)
     }
+    fn item_shape(&self) -> Vec<usize> {
+        self.dims()[1..].to_vec()
+    }
 }
 
 impl<A: ModelInput, B: ModelInput> ModelInput for (A, B) {
@@ -79,6 +89,9 @@ impl<A: ModelInput, B: ModelInput> ModelInput for (A, B) {
     }
     fn to_device(self, device: &Device) -> Self {
         (self.0.to_device(device), self.1.to_device(device))
+    }
+    fn item_shape(&self) -> Vec<usize> {
+        [self.0.item_shape(), self.1.item_shape()].concat()
     }
 }
 
@@ -120,5 +133,13 @@ impl<A: ModelInput, B: ModelInput, C: ModelInput> ModelInput for (A, B, C) {
             b.to_device(device),
             c.to_device(device),
         )
+    }
+    fn item_shape(&self) -> Vec<usize> {
+        [
+            self.0.item_shape(),
+            self.1.item_shape(),
+            self.2.item_shape(),
+        ]
+        .concat()
     }
 }

@@ -23,8 +23,9 @@ pub struct Evaluation {
     pub accuracy: f64,
 }
 
-/// Evaluate the student (eval mode, no tape) on one pass of `valid`: means over items,
-/// accuracy over the rows that have a target.
+/// Evaluate the student (eval mode, no tape) on one pass of `valid`: means over items (over
+/// the positions that count, for per-position outputs), accuracy over the rows that have a
+/// target.
 pub fn evaluate<S, B>(
     model: &DistillModel<S, B>,
     valid: &impl AsRef<dyn DataLoader<B>>,
@@ -44,7 +45,7 @@ where
         let tally = Tally::of(&out, true).map_err(|e| TrainError::Data(e.to_string()))?;
         sums.add(&tally, true);
     }
-    let (loss, ce, kd, accuracy) = sums.per_item();
+    let (loss, ce, kd, accuracy) = sums.per_row();
     Ok(Evaluation {
         loss,
         ce,

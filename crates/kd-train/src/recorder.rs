@@ -3,8 +3,9 @@
 //! writes one [`EpochRecord`] per member — fastai's table row — and hands it to the run's
 //! [`Reporter`](crate::report::Reporter).
 //!
-//! Training means are over batches; validation means are over items (and accuracy over the
-//! rows that have a target), as fastai computes them.
+//! Training means are over batches; validation means are over items — over the positions that
+//! count, for per-position outputs such as a language model's — and accuracy over the rows that
+//! have a target, as fastai computes them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -25,6 +26,9 @@ use crate::trainable::Trainable;
 pub struct Tally {
     /// Items in the batch.
     pub items: usize,
+    /// The rows the losses average over: one per item for a classifier, one per position the
+    /// mask keeps for per-position outputs.
+    pub rows: usize,
     /// The objective.
     pub loss: f64,
     /// The cross-entropy, if the batch has targets.
@@ -57,6 +61,7 @@ impl Tally {
         };
         Ok(Self {
             items: out.items,
+            rows: out.logits.dims()[0],
             loss: scalar(&out.loss)?,
             ce: out.ce.as_ref().map(scalar).transpose()?,
             kd: out.kd.as_ref().map(scalar).transpose()?,
@@ -91,7 +96,7 @@ impl MemberOutputs {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Sums {
     steps: usize,
-    items: usize,
+    rows: usize,
     loss: f64,
     ce: f64,
     kd: f64,
@@ -101,12 +106,13 @@ pub(crate) struct Sums {
 }
 
 impl Sums {
-    /// Add a step: its means as they are (`per_item` false: training, fastai's mean over
-    /// batches) or weighted by its items (validation).
-    pub(crate) fn add(&mut self, t: &Tally, per_item: bool) {
-        let w = if per_item { t.items as f64 } else { 1.0 };
+    /// Add a step: its means as they are (`weighted` false: training, fastai's mean over
+    /// batches) or weighted by the rows they average over (validation: a mean over every item,
+    /// or over every position that counts, whatever the batches' sizes and padding).
+    pub(crate) fn add(&mut self, t: &Tally, weighted: bool) {
+        let w = if weighted { t.rows as f64 } else { 1.0 };
         self.steps += 1;
-        self.items += t.items;
+        self.rows += t.rows;
         self.loss += t.loss * w;
         self.ce += t.ce.unwrap_or(0.0) * w;
         self.kd += t.kd.unwrap_or(0.0) * w;
@@ -125,9 +131,10 @@ impl Sums {
         )
     }
 
-    /// The means over items, and the accuracy over labelled rows.
-    pub(crate) fn per_item(&self) -> (f64, f64, Option<f64>, f64) {
-        let n = self.items.max(1) as f64;
+    /// The means over rows (items, or positions that count), and the accuracy over labelled
+    /// rows.
+    pub(crate) fn per_row(&self) -> (f64, f64, Option<f64>, f64) {
+        let n = self.rows.max(1) as f64;
         (
             self.loss / n,
             self.ce / n,
@@ -200,7 +207,7 @@ impl Recording {
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
         for (k, name) in self.names.iter().enumerate() {
             let (train_loss, train_ce, train_kd) = self.trained.get(k).copied().unwrap_or_default();
-            let (valid_loss, valid_ce, valid_kd, accuracy) = self.valid[k].per_item();
+            let (valid_loss, valid_ce, valid_kd, accuracy) = self.valid[k].per_row();
             let record = EpochRecord {
                 epoch: self.epoch,
                 train_loss,

@@ -98,11 +98,22 @@ impl Default for TeacherCache {
     }
 }
 
-/// One item's teacher outputs, `[1, …]` tensors on the device.
+/// One item's teacher outputs, `[1, …]` tensors on the device, and the shape of the input
+/// they were computed from ([`ModelInput::item_shape`]: the same item padded to another
+/// length is another input, with outputs of another length).
 #[derive(Debug, Clone)]
 struct CachedItem {
+    input_shape: Vec<usize>,
     logits: Logits,
     taps: Vec<Tap>,
+}
+
+impl CachedItem {
+    /// The bytes its outputs hold (as `f32`).
+    fn bytes(&self) -> u64 {
+        4 * (self.logits.num_elements() + self.taps.iter().map(Tap::num_elements).sum::<usize>())
+            as u64
+    }
 }
 
 #[derive(Debug, Default)]
@@ -211,40 +222,49 @@ impl<I: ModelInput> TeacherRunner<I> {
             return self.run(batch.inputs());
         }
         let inputs = batch.inputs().without_autodiff();
+        let shape = inputs.item_shape();
         let replica = self.replica(&inputs.device());
         let run = |inputs| replica.teacher.model().forward_taps(inputs, &self.plan);
-        let mut store = replica.store.lock().expect("teacher cache lock");
+        let mut store = replica.store.lock().unwrap_or_else(|e| e.into_inner());
+        // An item cached from an input of another shape (padded to another length by another
+        // batch) is computed again, and kept in its new shape.
         let missing: Vec<usize> = keys
             .iter()
             .enumerate()
-            .filter(|(_, k)| k.is_none_or(|k| !store.items.contains_key(&k)))
+            .filter(|(_, k)| {
+                k.is_none_or(|k| store.items.get(&k).is_none_or(|c| c.input_shape != shape))
+            })
             .map(|(row, _)| row)
             .collect();
         if missing.len() == keys.len() {
             let out = run(inputs);
-            self.keep(
-                &mut store,
-                &keys,
-                &out,
-                &(0..keys.len()).collect::<Vec<_>>(),
-            );
+            let rows: Vec<usize> = (0..keys.len()).collect();
+            self.keep(&mut store, &keys, &out, &rows, &shape);
             return out;
         }
         let fresh = (!missing.is_empty()).then(|| {
             let rows = row_indices(&missing, &inputs.device());
             let out = run(inputs.select_items(rows));
-            self.keep(&mut store, &keys, &out, &missing);
+            self.keep(&mut store, &keys, &out, &missing, &shape);
             out
         });
         self.assemble(&store, &keys, &missing, fresh.as_ref())
     }
 
-    /// Keep the outputs of `rows` (row `i` of `out` belongs to batch row `rows[i]`) under their
-    /// keys, while the budget allows.
-    fn keep(&self, store: &mut Store, keys: &[Option<ItemKey>], out: &Outputs, rows: &[usize]) {
+    /// Keep the outputs of `rows` (row `i` of `out` belongs to batch row `rows[i]`), computed
+    /// from inputs of `input_shape`, under their keys, while the budget allows.
+    fn keep(
+        &self,
+        store: &mut Store,
+        keys: &[Option<ItemKey>],
+        out: &Outputs,
+        rows: &[usize],
+        input_shape: &[usize],
+    ) {
         for (i, &row) in rows.iter().enumerate() {
             let Some(key) = keys[row] else { continue };
             let item = CachedItem {
+                input_shape: input_shape.to_vec(),
                 logits: out.logits.clone().slice_items(i..i + 1),
                 taps: self
                     .tap_names
@@ -252,14 +272,12 @@ impl<I: ModelInput> TeacherRunner<I> {
                     .map(|n| out.taps[n].clone().slice_items(i..i + 1))
                     .collect(),
             };
-            let bytes = 4
-                * (item.logits.num_elements()
-                    + item.taps.iter().map(Tap::num_elements).sum::<usize>())
-                    as u64;
-            if store.bytes + bytes > self.budget.max_bytes {
+            let bytes = item.bytes();
+            let replaced = store.items.get(&key).map_or(0, CachedItem::bytes);
+            if store.bytes - replaced + bytes > self.budget.max_bytes {
                 return;
             }
-            store.bytes += bytes;
+            store.bytes = store.bytes - replaced + bytes;
             store.items.insert(key, item);
         }
     }

@@ -382,3 +382,116 @@ fn a_transformer_classifier_distils_under_burns_learner() {
         "the student was trained"
     );
 }
+
+#[test]
+fn validation_means_of_per_position_outputs_are_over_tokens_not_sequences() {
+    // Sequences of 2 to 8 tokens: two batches of 8 hold different numbers of tokens, so a
+    // mean of the batches' means weighted by sequences is not the mean over tokens.
+    let student = TextModel::new(16, 1, true, 6, &device());
+    let model = DistillModel::alone(student);
+    let batches = |size: usize| -> std::sync::Arc<dyn DataLoader<TokenBatch>> {
+        DataLoaderBuilder::new(TokenBatcher::new(0).with_length(LEN))
+            .batch_size(size)
+            .set_device(device())
+            .build(InMemDataset::new(items(16, 8, Labels::Positions)))
+    };
+    // One batch of all 16 sequences: the objective's own mean over every token that counts.
+    let whole = kd_train::evaluate(&model, &batches(16)).unwrap();
+    let split = kd_train::evaluate(&model, &batches(8)).unwrap();
+    assert!(
+        (split.ce - whole.ce).abs() < 1e-5 * whole.ce,
+        "{} in two batches vs {} in one",
+        split.ce,
+        whole.ce
+    );
+    assert_eq!(split.accuracy, whole.accuracy);
+}
+
+/// kd-data's token batch with a cache key per item (the hash of its tokens), padded as Burn's
+/// batchers pad: to each batch's own longest sequence.
+#[derive(Debug, Clone)]
+struct KeyedText(TokenBatch, Vec<Option<kd_core::ItemKey>>);
+
+impl kd_core::DistillBatch for KeyedText {
+    type Input = Text;
+    fn inputs(&self) -> Text {
+        self.0.inputs()
+    }
+    fn targets(&self) -> Option<kd_core::Targets> {
+        self.0.targets()
+    }
+    fn mask(&self) -> Option<Tensor<2, Bool>> {
+        self.0.mask()
+    }
+    fn without_autodiff(self) -> Self {
+        Self(self.0.without_autodiff(), self.1)
+    }
+    fn cache_keys(&self) -> Vec<Option<kd_core::ItemKey>> {
+        self.1.clone()
+    }
+}
+
+#[derive(Clone)]
+struct KeyedBatcher;
+
+impl Batcher<TokenItem, KeyedText> for KeyedBatcher {
+    fn batch(&self, items: Vec<TokenItem>, device: &Device) -> KeyedText {
+        let keys = items
+            .iter()
+            .map(|i| {
+                let bytes: Vec<u8> = i.tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+                Some(kd_core::ItemKey {
+                    source: 1,
+                    item: kd_core::fnv1a(kd_core::fnv1a_start(), &bytes),
+                    variant: 0,
+                })
+            })
+            .collect();
+        KeyedText(TokenBatcher::new(0).batch(items, device), keys)
+    }
+}
+
+#[test]
+fn cached_teacher_outputs_follow_each_batchs_padding() {
+    // Shuffled each epoch, an item lands in batches padded to other lengths: outputs cached
+    // at one length must not be served at another (it was a panic in a tensor cat at epoch 2).
+    let keyed = |n: usize, seed: u64| -> std::sync::Arc<dyn DataLoader<KeyedText>> {
+        DataLoaderBuilder::new(KeyedBatcher)
+            .batch_size(4)
+            .shuffle(seed)
+            .set_device(device())
+            .build(InMemDataset::new(items(n, seed, Labels::Positions)))
+    };
+    let fit = |cache: TeacherCache| {
+        let teacher = TextModel::new(32, 1, true, 5, &device());
+        let student = TextModel::new(16, 1, true, 6, &device());
+        let probe = KeyedBatcher.batch(items(4, 99, Labels::Positions), &device());
+        let model = DistillModel::new(
+            student,
+            Some(FrozenTeacher::new(&teacher)),
+            Objective::lerp(
+                LossConfig::SoftTarget(kd_core::losses::SoftTarget::new(2.0)),
+                0.5,
+            ),
+            &probe,
+            cache,
+        )
+        .unwrap();
+        let (_, history) = Recipe::new(config(3))
+            .fit(model, keyed(24, 7), keyed(8, 8))
+            .unwrap();
+        history
+    };
+    let cached = fit(TeacherCache::default());
+    let uncached = fit(TeacherCache::OFF);
+    for (a, b) in cached.epochs.iter().zip(&uncached.epochs) {
+        assert!(
+            (a.train_loss - b.train_loss).abs() <= 1e-4 * b.train_loss.abs(),
+            "epoch {}: {} cached vs {} computed each time",
+            a.epoch,
+            a.train_loss,
+            b.train_loss
+        );
+    }
+    assert_eq!(cached.epochs.len(), 3);
+}
