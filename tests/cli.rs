@@ -373,3 +373,106 @@ fn devices_train_an_experiment_split_over_them_from_the_command_line() {
         "{err}"
     );
 }
+
+/// The numbers of a run directory's `metrics.json` that training decides: every history
+/// without its times.
+fn trained_numbers(out_dir: &Path) -> serde_json::Value {
+    let mut metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("metrics.json")).unwrap())
+            .unwrap();
+    let mut histories = Vec::new();
+    for key in ["teachers", "runs"] {
+        for history in metrics[key].as_array_mut().unwrap() {
+            for epoch in history["epochs"].as_array_mut().unwrap() {
+                epoch.as_object_mut().unwrap().remove("seconds");
+            }
+            histories.push(history.clone());
+        }
+    }
+    serde_json::Value::Array(histories)
+}
+
+/// Run `text` as an experiment file once uninterrupted, and once killed with SIGKILL as soon as
+/// each of `first_epochs` (a checkpoint written at the end of a stage's first epoch, the
+/// second under way) appears, then run again to the end: both give the same numbers.
+fn killed_and_resumed_gives_the_same_numbers(text: &str, first_epochs: &[&str]) {
+    let tiny = TinyRun::new();
+    let text = text.replace("{images}", &tiny.images.path().display().to_string());
+    let file = tiny.out.path().join("tiny.toml");
+    std::fs::write(&file, text).unwrap();
+    let start = |out: &Path, cache: &Path, stderr: std::process::Stdio| {
+        kd_bin()
+            .args(["run"])
+            .arg(&file)
+            .arg("--output")
+            .arg(out)
+            .arg("--cache-dir")
+            .arg(cache)
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    };
+    let to_the_end = |out: &Path, cache: &Path| {
+        let done = start(out, cache, std::process::Stdio::piped())
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    };
+    // Uninterrupted, in a directory and cache of its own.
+    let whole = tiny.out.path().join("whole");
+    to_the_end(&whole, &tiny.out.path().join("whole-cache"));
+    let out = tiny.out_dir();
+    for first_epoch in first_epochs {
+        let mut child = start(&out, tiny.cache.path(), std::process::Stdio::null());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        while !out.join(first_epoch).is_file() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{first_epoch} never appeared"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "ended before {first_epoch}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!out.join("metrics.json").exists(), "killed before the end");
+    }
+    to_the_end(&out, tiny.cache.path());
+    assert_eq!(trained_numbers(&out), trained_numbers(&whole));
+}
+
+#[test]
+fn kill_9_mid_epoch_of_a_teacher_and_a_student_on_two_devices_then_the_same_numbers() {
+    // Three epochs everywhere, every batch split over two flex devices. The teacher has a
+    // linear head: the shards of a split batch draw dropout masks from one generator in
+    // whichever order their threads run, so a fastai head (dropout) is not reproducible on
+    // several devices, killed or not.
+    let text = tiny_experiment(Path::new("{images}"), Path::new("unused"))
+        .replace("head = \"fastai\"", "head = \"linear\"")
+        .replace("teacher = \"0.4\"", "teacher = \"layer1\"")
+        .replace("epochs = 1", "epochs = 3")
+        .replace("backend = \"flex\"", "devices = [\"flex\", \"flex\"]");
+    killed_and_resumed_gives_the_same_numbers(
+        &text,
+        &[
+            "teacher-checkpoints/epoch-000/model.bpk",
+            "checkpoints/attention/epoch-000/model.bpk",
+        ],
+    );
+}
+
+#[test]
+fn kill_9_mid_epoch_of_a_mutual_pair_then_the_same_numbers() {
+    let text = tiny_experiment(Path::new("{images}"), Path::new("unused"))
+        .replace("epochs = 1", "epochs = 3")
+        + "[[runs]]\nname = \"mutual\"\nmutual = { students = 2 }\n";
+    killed_and_resumed_gives_the_same_numbers(&text, &["checkpoints/mutual/epoch-000/model.bpk"]);
+}
