@@ -370,11 +370,20 @@ fn command(registry: &Registry, cli: Cli) -> Result<(), KdError> {
         }) => {
             let s = model(registry, &student, None, "--student")?;
             let t = model(registry, &teacher, teacher_head, "--teacher")?;
-            for pair in match_feature_layers(
+            let pairs = match_feature_layers(
                 s.features(),
                 t.features(),
                 crate::core::image_example(size, &s.features().device()),
-            ) {
+            );
+            if pairs.is_empty() {
+                return Err(KdError::Config {
+                    origin: "match-layers".into(),
+                    message: format!(
+                        "no map of {student} has the height and width (above 1×1) of a map of {teacher} at --size {size}: try a larger --size, or name the pairs yourself"
+                    ),
+                });
+            }
+            for pair in pairs {
                 say!("{:<12} <-> {}", pair.student, pair.teacher)?;
             }
             Ok(())

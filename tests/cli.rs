@@ -257,6 +257,22 @@ fn the_binary_reports_usage_and_config_errors_with_exit_code_2() {
 
     let out = kd_bin().args(["layers", "resnet7"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // At 1×1 pixel every map is 1×1: no pair, said, not an empty list and exit 0.
+    let out = kd_bin()
+        .args([
+            "match-layers",
+            "--student",
+            "resnet18",
+            "--teacher",
+            "resnet34",
+            "--size",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--size 1"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("resnet18"));
 
     let out = kd_bin().args(["--backend", "tpu"]).output().unwrap();
