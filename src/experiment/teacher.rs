@@ -4,13 +4,14 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use kd_data::DataBundle;
+use kd_train::digests::{check_digests, digest_list};
 use kd_train::report::SharedReporter;
 use kd_train::{History, TeacherCache};
 
 use kd_core::DEFAULT_TEACHER;
 
 use super::config::{Experiment, TeacherSection};
-use super::fingerprint::{Fingerprint, file_sha256};
+use super::fingerprint::Fingerprint;
 use super::run_dir::teacher_checkpoint_dir;
 use crate::registry::{AnyModel, ModelContext, Registry};
 use crate::whole_file::{write_file, write_whole};
@@ -27,6 +28,8 @@ pub(super) struct TeacherPlan<'a> {
     /// Its cache entry's name without extension: `<arch>-<settings>-<data content>`, so that a
     /// teacher cached for the same settings on other data is found and named.
     pub cache_key: String,
+    /// `<arch>-<settings>`: what every cache entry of these settings starts with.
+    settings_key: String,
     /// Its fine-tuning checkpoints in the run directory.
     pub checkpoints: std::path::PathBuf,
 }
@@ -48,10 +51,12 @@ impl<'a> TeacherPlan<'a> {
             .map(|(name, section)| {
                 let settings = Fingerprint::teacher(exp, section)?;
                 let arch = section.arch.replace(|c| !file_safe(c), "-");
+                let settings_key = format!("{arch}-{}", settings.digest());
                 Ok(Self {
                     name,
                     section,
-                    cache_key: format!("{arch}-{}-{content}", settings.digest()),
+                    cache_key: format!("{settings_key}-{content}"),
+                    settings_key,
                     fingerprint: settings.with_data(content),
                     checkpoints: teacher_checkpoint_dir(out_dir, (!alone).then_some(name)),
                 })
@@ -62,20 +67,17 @@ impl<'a> TeacherPlan<'a> {
     /// The cached teachers of the same settings fine-tuned on other data (their files'
     /// names), to say why this one is fine-tuned anew.
     fn cached_on_other_data(&self, dir: &Path) -> Vec<String> {
-        let Some((settings, _)) = self.cache_key.rsplit_once('-') else {
-            return Vec::new();
-        };
+        let ours = format!("{}.bpk", self.cache_key);
         let mut found: Vec<String> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| {
-                n.strip_prefix(settings)
-                    .and_then(|rest| rest.strip_prefix('-'))
-                    .and_then(|rest| rest.strip_suffix(".bpk"))
-                    .is_some_and(|content| !content.is_empty() && !content.contains('-'))
-                    && !n.starts_with(&self.cache_key)
+                *n != ours
+                    && n.strip_prefix(&self.settings_key)
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .is_some_and(|rest| rest.ends_with(".bpk"))
             })
             .collect();
         found.sort();
@@ -212,43 +214,8 @@ fn keep_in_cache(
     write_file(history_path, json)?;
     write_whole(weights, |tmp| net.save(tmp))?;
     // Last: an entry without its digests (a kill in between) is not trusted.
-    write_digests(&weights.with_extension("sha256"), &[weights, history_path])
-}
-
-/// The sha256 of each of `files`, by file name, written to `path`.
-fn write_digests(path: &Path, files: &[&Path]) -> Result<(), KdError> {
-    let digests = files
-        .iter()
-        .map(|f| Ok((file_name(f), file_sha256(f)?)))
-        .collect::<Result<std::collections::BTreeMap<_, _>, KdError>>()?;
     write_file(
-        path,
-        serde_json::to_string_pretty(&digests).expect("a string map serialises"),
+        &weights.with_extension("sha256"),
+        digest_list(&[weights, history_path])?,
     )
-}
-
-/// Whether each of `files` has the digest `path` records for it; the error says what is wrong.
-fn check_digests(path: &Path, files: &[&Path]) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|_| {
-        "it has no digests (a kill while it was written, or an older kd)".to_string()
-    })?;
-    let digests: std::collections::BTreeMap<String, String> =
-        serde_json::from_str(&text).map_err(|e| format!("its digests are unreadable ({e})"))?;
-    for file in files {
-        let name = file_name(file);
-        let actual = file_sha256(file).map_err(|e| e.to_string())?;
-        if digests.get(&name) != Some(&actual) {
-            return Err(format!(
-                "{name} changed after it was written (its sha256 is not the one recorded)"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
 }

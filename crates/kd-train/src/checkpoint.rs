@@ -8,10 +8,15 @@
 //! finishes an epoch's part last completes the folder.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::TrainError;
+use crate::digests::{check_digests, digest_list};
+use crate::history::{Histories, History};
+use crate::recorder::HistoryRecorder;
+use crate::scheduler::record_after;
+use crate::trainable::Trainable;
 use burn::lr_scheduler::LrSchedulerRecord;
 use burn::module::Module;
 use burn::optim::OptimizerRecord;
@@ -21,13 +26,6 @@ use burn::train::checkpoint::{
     Checkpointer, CheckpointerError, CheckpointingAction, CheckpointingStrategy,
 };
 use burn::train::metric::store::EventStoreClient;
-use sha2::{Digest, Sha256};
-
-use crate::TrainError;
-use crate::history::{Histories, History};
-use crate::recorder::HistoryRecorder;
-use crate::scheduler::record_after;
-use crate::trainable::Trainable;
 
 /// The digests of a checkpoint's files, written last.
 const DIGESTS: &str = "digests.json";
@@ -42,61 +40,28 @@ fn checkpoint_err(path: &Path, reason: impl Into<String>) -> TrainError {
     }
 }
 
-/// The sha256 of the file at `path`, hex, read in blocks.
-fn sha256(path: &Path) -> Result<String, TrainError> {
-    let mut file = std::fs::File::open(path).map_err(|e| checkpoint_err(path, e.to_string()))?;
-    let mut hasher = Sha256::new();
-    let mut block = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut block)
-            .map_err(|e| checkpoint_err(path, e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&block[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
-/// Record the digest of each of `files` in `dir`.
+/// Record the digest of each of `files` in `dir` (a staging folder, renamed whole).
 fn write_digests(dir: &Path, files: &[&str]) -> Result<(), TrainError> {
-    let digests = files
-        .iter()
-        .map(|f| Ok((f.to_string(), sha256(&dir.join(f))?)))
-        .collect::<Result<BTreeMap<_, _>, TrainError>>()?;
-    let json = serde_json::to_string_pretty(&digests).expect("a string map serialises");
+    let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+    let json = digest_list(&paths.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     let path = dir.join(DIGESTS);
     std::fs::write(&path, json).map_err(|e| checkpoint_err(&path, e.to_string()))
 }
 
 /// Check `files` of the checkpoint in `dir` against the digests written with them.
 fn verify(dir: &Path, files: &[&str]) -> Result<(), TrainError> {
-    let path = dir.join(DIGESTS);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        checkpoint_err(
+    let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+    check_digests(
+        &dir.join(DIGESTS),
+        &paths.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+    )
+    .map_err(|e| match e {
+        TrainError::Checkpoint { path, reason } => checkpoint_err(
             &path,
-            format!("{e}: a checkpoint without the digests of its files is not read (start the run afresh with --force)"),
-        )
-    })?;
-    let digests: BTreeMap<String, String> = serde_json::from_str(&text)
-        .map_err(|e| checkpoint_err(&path, format!("not a digest list: {e}")))?;
-    for file in files {
-        let want = digests
-            .get(*file)
-            .ok_or_else(|| checkpoint_err(&path, format!("no digest for {file}")))?;
-        if &sha256(&dir.join(file))? != want {
-            return Err(checkpoint_err(
-                &dir.join(file),
-                "its content differs from what was written at the end of that epoch (changed or damaged since): start the run afresh with --force",
-            ));
-        }
-    }
-    Ok(())
+            format!("{reason}: start the run afresh with --force"),
+        ),
+        other => other,
+    })
 }
 
 /// The folder of kd's `epoch` (from 0) in `dir`.

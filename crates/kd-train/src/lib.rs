@@ -30,6 +30,7 @@ mod adam;
 mod checkpoint;
 mod clock;
 mod devices;
+pub mod digests;
 mod distill;
 mod divergence;
 mod early_stopping;
